@@ -4,9 +4,27 @@
 //! own CA and a bearer token, so kube-rs and unmodified kubectl talk to it exactly
 //! as they talk to a real cluster.
 
+pub mod api;
+pub mod discovery;
+pub mod error;
+pub mod patch;
 pub mod resources;
+pub mod selector;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod validate;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use api::Api;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TwinError {
@@ -16,8 +34,14 @@ pub enum TwinError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the twin's certificates: {0}")]
-    Tls(String),
+    #[error("cannot create the twin's certificates")]
+    Tls(#[from] tls::TlsError),
+    #[error("the twin's bootstrap object {what} was rejected")]
+    Bootstrap {
+        what: String,
+        #[source]
+        source: error::ApiError,
+    },
 }
 
 /// How to start a twin.
@@ -29,8 +53,10 @@ pub struct TwinOptions {
     pub seed: u64,
     /// Bearer token; a random one when None.
     pub token: Option<String>,
-    /// How many watch events are retained; older resourceVersions get 410 Gone.
+    /// How many changes are retained for watches; older resourceVersions get 410.
     pub history: usize,
+    /// How often watches that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
 }
 
 impl Default for TwinOptions {
@@ -40,36 +66,147 @@ impl Default for TwinOptions {
             seed: 0,
             token: None,
             history: 10_000,
+            bookmark_interval: Duration::from_secs(5),
         }
     }
 }
 
-/// A running twin. Dropping it without [`Twin::shutdown`] also stops the server.
+/// A running twin. Dropping it stops the server.
 pub struct Twin {
     addr: SocketAddr,
     ca_pem: String,
     token: String,
+    api: Arc<Api>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
+const BOOTSTRAP: &str = include_str!("../assets/bootstrap.yaml");
+
 impl Twin {
-    pub async fn start(_opts: TwinOptions) -> Result<Twin, TwinError> {
-        Err(TwinError::Tls("not built yet".into()))
+    pub async fn start(opts: TwinOptions) -> Result<Twin, TwinError> {
+        let tls = tls::TwinTls::generate()?;
+        let listener = TcpListener::bind(("127.0.0.1", opts.port))
+            .await
+            .map_err(|source| TwinError::Bind {
+                port: opts.port,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| TwinError::Bind {
+            port: opts.port,
+            source,
+        })?;
+        let token = opts.token.clone().unwrap_or_else(|| {
+            let mut rng = rand::rng();
+            (0..32)
+                .map(|_| {
+                    let n: u8 = rand::Rng::random_range(&mut rng, 0..36);
+                    if n < 10 {
+                        (b'0' + n) as char
+                    } else {
+                        (b'a' + n - 10) as char
+                    }
+                })
+                .collect()
+        });
+        let api = Api::new(opts.seed, opts.history, opts.bookmark_interval);
+        for doc in serde_yaml::Deserializer::from_str(BOOTSTRAP) {
+            let obj: serde_json::Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| TwinError::Bootstrap {
+                    what: "bootstrap.yaml".into(),
+                    source: error::ApiError::bad_request(e.to_string()),
+                })?;
+            let what = format!(
+                "{}/{}",
+                obj["kind"].as_str().unwrap_or(""),
+                obj["metadata"]["name"].as_str().unwrap_or("")
+            );
+            api.install(obj)
+                .map_err(|source| TwinError::Bootstrap { what, source })?;
+        }
+        let server = Arc::new(server::Server {
+            api: api.clone(),
+            token: token.clone(),
+            address: addr.to_string(),
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let conn = tokio::select! {
+                    c = listener.accept() => c,
+                    _ = stopped.changed() => return,
+                };
+                let Ok((stream, _)) = conn else { continue };
+                let acceptor = acceptor.clone();
+                let server = server.clone();
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| server.clone().handle(req));
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stopped.changed() => {}
+                    }
+                });
+            }
+        });
+        Ok(Twin {
+            addr,
+            ca_pem: tls.ca_pem,
+            token,
+            api,
+            stop,
+            task: Some(task),
+        })
     }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
+
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
+
     pub fn token(&self) -> &str {
         &self.token
     }
+
+    /// The twin's API, for in-process controllers and tests.
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
+    }
+
     /// A kubeconfig (YAML) with cluster, user and context all named `stormdrill-twin`.
     pub fn kubeconfig_yaml(&self) -> String {
-        String::new()
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stormdrill-twin\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: stormdrill-twin\n  user:\n    token: {}\ncontexts:\n- name: stormdrill-twin\n  context:\n    cluster: stormdrill-twin\n    user: stormdrill-twin\n    namespace: default\ncurrent-context: stormdrill-twin\npreferences: {{}}\n",
+            self.url(),
+            self.token
+        )
     }
-    pub async fn shutdown(self) {}
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
 }

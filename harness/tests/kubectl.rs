@@ -1,0 +1,225 @@
+//! Unmodified kubectl against `stormdrill twin serve`: get, apply -f, delete, wait,
+//! api-resources. Needs kubectl on PATH (scripts/setup.sh checks it).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Served {
+    child: Child,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stormdrill"))
+        .args(["twin", "serve", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("stormdrill twin serve starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kubeconfig.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "twin serve wrote no kubeconfig within 30 s"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("twin serve exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Drain stdout so the server never blocks on a full pipe.
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(out).lines() {});
+    // The file appears before it is complete only if written non-atomically; wait for content.
+    while std::fs::read_to_string(&kubeconfig)
+        .map(|s| !s.contains("current-context"))
+        .unwrap_or(true)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Served {
+        child,
+        kubeconfig,
+        _dir: dir,
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs (is it installed? see scripts/setup.sh)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let (success, stdout, stderr) = kubectl(kubeconfig, args);
+    assert!(
+        success,
+        "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    stdout
+}
+
+#[test]
+fn kubectl_get_apply_wait_delete() {
+    let s = serve();
+    let kc = s.kubeconfig.as_path();
+
+    let ns = ok(kc, &["get", "ns"]);
+    assert!(ns.contains("kube-system") && ns.contains("Active"), "{ns}");
+    let nodes = ok(kc, &["get", "nodes"]);
+    assert!(
+        nodes.contains("dirqual1") && nodes.contains("Ready"),
+        "{nodes}"
+    );
+
+    let resources = ok(kc, &["api-resources"]);
+    for r in [
+        "deployments",
+        "statefulsets",
+        "poddisruptionbudgets",
+        "customresourcedefinitions",
+    ] {
+        assert!(
+            resources.contains(r),
+            "api-resources lacks {r}:\n{resources}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("app.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: demo\ndata:\n  mode: a\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: demo\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n",
+    )
+    .unwrap();
+    let applied = ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(applied.contains("namespace/demo created"), "{applied}");
+    assert!(applied.contains("deployment.apps/web created"), "{applied}");
+
+    // Re-applying with a change goes through kubectl's client-side strategic patch.
+    let changed = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("mode: a", "mode: b");
+    std::fs::write(&manifest, changed).unwrap();
+    let reapplied = ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(
+        reapplied.contains("configmap/settings configured"),
+        "{reapplied}"
+    );
+    assert!(
+        reapplied.contains("deployment.apps/web unchanged"),
+        "{reapplied}"
+    );
+    let mode = ok(
+        kc,
+        &[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.mode}",
+        ],
+    );
+    assert_eq!(mode, "b");
+
+    // Server-side apply too.
+    ok(
+        kc,
+        &["apply", "--server-side", "-f", manifest.to_str().unwrap()],
+    );
+
+    ok(
+        kc,
+        &["label", "configmap", "settings", "-n", "demo", "ready=yes"],
+    );
+    let waited = ok(
+        kc,
+        &[
+            "wait",
+            "--for=jsonpath={.metadata.labels.ready}=yes",
+            "configmap/settings",
+            "-n",
+            "demo",
+            "--timeout=20s",
+        ],
+    );
+    assert!(waited.contains("condition met"), "{waited}");
+
+    ok(
+        kc,
+        &["scale", "deployment/web", "-n", "demo", "--replicas=3"],
+    );
+    let replicas = ok(
+        kc,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    );
+    assert_eq!(replicas, "3");
+
+    let deleted = ok(kc, &["delete", "configmap", "settings", "-n", "demo"]);
+    assert!(deleted.contains("deleted"), "{deleted}");
+    let (found, _, err) = kubectl(kc, &["get", "configmap", "settings", "-n", "demo"]);
+    assert!(!found && err.contains("NotFound"), "{err}");
+
+    ok(
+        kc,
+        &[
+            "delete",
+            "namespace",
+            "demo",
+            "--wait=true",
+            "--timeout=30s",
+        ],
+    );
+    let (found, _, _) = kubectl(kc, &["get", "namespace", "demo"]);
+    assert!(!found, "namespace demo still exists after delete --wait");
+}
+
+#[test]
+fn kubectl_without_the_token_is_unauthorized() {
+    let s = serve();
+    let text = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad");
+    let token_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("token:"))
+        .unwrap();
+    std::fs::write(&bad, text.replace(token_line, "    token: nope")).unwrap();
+    let (success, _, err) = kubectl(&bad, &["get", "ns"]);
+    assert!(!success);
+    assert!(
+        err.contains("Unauthorized") || err.contains("provide credentials"),
+        "{err}"
+    );
+}
