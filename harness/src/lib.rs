@@ -1,0 +1,22 @@
+//! stormdrill: chaos and disaster-recovery test harness. See DESIGN.md.
+//!
+//! The binary is thin: [`run`] runs features against a target and returns the
+//! [`Outcome`] with its verdict; [`target`] is the only module that knows the twin.
+
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod probe;
+pub mod report;
+pub mod runner;
+pub mod signal;
+pub mod similar;
+pub mod steps;
+pub mod tags;
+pub mod target;
+pub mod verdict;
+pub mod world;
+
+mod run;
+
+pub use run::{run, Outcome, RunError};

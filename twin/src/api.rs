@@ -240,6 +240,22 @@ impl Api {
         reg.by_kind(group, kind).cloned()
     }
 
+    /// Every change the store makes (for the twin's controllers).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.store.subscribe()
+    }
+
+    /// Creates keeping the given status: controllers create objects with status set
+    /// (e.g. a PVC already Pending), where a client's status would be dropped.
+    pub fn create_as_controller(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        self.create_inner(info, ns, obj, false, true)
+    }
+
     pub fn current_rv(&self) -> u64 {
         self.store.lock().current_rv()
     }
@@ -744,7 +760,10 @@ impl Api {
         if dry_run {
             return Ok(new);
         }
-        if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+        if new.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers(&new).is_empty()
+            && !finalizers(old).is_empty()
+        {
             let gone = txn.put(key, new);
             self.finish_delete(txn, info, key, &gone);
             return Ok((*gone).clone());
@@ -897,6 +916,38 @@ impl Api {
         if propagation == Propagation::Foreground && !fins.iter().any(|f| f == "foregroundDeletion")
         {
             fins.push("foregroundDeletion".into());
+        }
+        if info.group.is_empty() && info.plural == "pods" && fins.is_empty() {
+            // Graceful pod deletion, as upstream: a pod bound to a node only gets a
+            // deletionTimestamp; its kubelet removes the object once the containers
+            // stopped (never, while the node is down). Grace 0 (force) removes at once.
+            let bound = obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            let finished = matches!(
+                obj.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            );
+            let grace = grace.unwrap_or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
+            });
+            if bound && !finished && grace > 0 {
+                let current = obj
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64);
+                if current.is_some_and(|c| c <= grace) {
+                    return (**obj).clone();
+                }
+                let mut marked = (**obj).clone();
+                if current.is_none() {
+                    marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                }
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                return (*txn.put(key, marked)).clone();
+            }
         }
         if is_namespace || !fins.is_empty() {
             if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers(obj) == fins {

@@ -1,0 +1,3 @@
+//! Probes: read-only observations of a target. One file per system observed.
+
+pub mod k8s;

@@ -1,0 +1,184 @@
+//! One `stormdrill run`: validate input, reach the target, run the features, judge,
+//! write the report.
+
+use std::{path::PathBuf, sync::Arc};
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    cli::RunArgs,
+    config::{ConfigError, Profile},
+    diag,
+    probe::k8s::ApiCatalog,
+    report::{self, ReportError, RunDir, Summary},
+    runner::{self, Collector, FeatureSet, RunnerError, RunnerStats},
+    signal,
+    target::{self, TargetError, TargetSpec},
+    verdict::{self, Judged, RunFacts, ScenarioStatus, Verdict},
+    world::{self, RunContext},
+};
+
+/// Why the harness could not run at all (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error(transparent)]
+    Features(#[from] RunnerError),
+    #[error(transparent)]
+    Profile(#[from] ConfigError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+/// A finished (or aborted) run.
+#[derive(Debug)]
+pub struct Outcome {
+    pub run_dir: RunDir,
+    pub verdict: Verdict,
+    pub summary: Summary,
+}
+
+impl Outcome {
+    /// What the terminal shows after cucumber's own output: why not go, then where
+    /// the report is.
+    pub fn closing_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for s in &self.summary.scenarios {
+            if let (ScenarioStatus::Failed | ScenarioStatus::Skipped, Some(m)) =
+                (s.status, &s.message)
+            {
+                lines.push(format!("{}:{} {}: {m}", s.feature, s.line, s.name));
+            }
+        }
+        if self.verdict != Verdict::Go {
+            lines.extend(self.summary.reasons.iter().map(|r| format!("- {r}")));
+        }
+        lines.push(self.run_dir.terminal_line(self.verdict));
+        lines
+    }
+}
+
+/// Runs in one process are serialised: the World's context is process-global.
+static RUN_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs the features of `args` against its target. The future is not `Send`
+/// (cucumber runs scenarios on the calling task).
+pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
+    let _serial = RUN_LOCK.lock().await;
+    let started = Utc::now();
+
+    // Bad input is reported before anything is started or written.
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| report::new_run_id(started));
+    let run_dir = RunDir::new(&args.report_dir, &run_id)?;
+    let paths = if args.features.is_empty() {
+        vec![PathBuf::from("features")]
+    } else {
+        args.features.clone()
+    };
+    let features = FeatureSet::resolve(&paths)?;
+    let profile = args.profile.as_deref().map(Profile::load).transpose()?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let spec = TargetSpec {
+        kind: args.target,
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        seed,
+    };
+    spec.validate()?;
+    run_dir.create()?;
+
+    let mut summary = Summary {
+        schema: report::SCHEMA.to_owned(),
+        run_id,
+        target: args.target.as_str().to_owned(),
+        started,
+        finished: started,
+        verdict: Verdict::Error,
+        reasons: Vec::new(),
+        seed,
+        error: None,
+        scenarios: Vec::new(),
+    };
+
+    let connected = match target::connect(&spec).await {
+        Ok(c) => c,
+        Err(e) => return Err(record_error(&run_dir, summary, e.into())),
+    };
+    println!(
+        "target: {} {} ({}), seed {seed}, run {}",
+        connected.name(),
+        connected.server(),
+        connected.version(),
+        summary.run_id
+    );
+
+    let guard = world::install(Arc::new(RunContext {
+        client: connected.client().clone(),
+        target: connected.name().to_owned(),
+        seed,
+        profile,
+        catalog: ApiCatalog::default(),
+    }));
+    let collector = Collector::default();
+    let result = tokio::select! {
+        r = runner::run_features(&features, args.tags.clone(), &run_dir, collector.clone()) => Some(r),
+        () = signal::shutdown_signal() => None,
+    };
+    drop(guard);
+    connected.close().await;
+
+    let (stats, aborted) = match result {
+        Some(Ok(stats)) => (stats, false),
+        Some(Err(e)) => return Err(record_error(&run_dir, summary, e.into())),
+        None => {
+            println!("aborted by signal");
+            (RunnerStats::default(), true)
+        }
+    };
+    summary.scenarios = collector.snapshot();
+    // Scenarios finish in any order when run concurrently; reports read in file order.
+    summary
+        .scenarios
+        .sort_by(|a, b| (&a.feature, a.line).cmp(&(&b.feature, b.line)));
+    let decision = verdict::decide(
+        summary.scenarios.iter().map(|s| Judged {
+            name: &s.name,
+            status: s.status,
+            criteria: &s.criteria,
+        }),
+        RunFacts {
+            parsing_errors: stats.parsing_errors,
+            hook_errors: stats.hook_errors,
+            aborted,
+        },
+    );
+    summary.verdict = decision.verdict;
+    summary.reasons = decision.reasons;
+    summary.finished = now_after(started);
+    run_dir.write_summary(&summary)?;
+    Ok(Outcome {
+        run_dir,
+        verdict: decision.verdict,
+        summary,
+    })
+}
+
+/// Leaves a summary with verdict error behind, so CI trends see failed runs too;
+/// a failure to write it must not hide the original error.
+fn record_error(run_dir: &RunDir, mut summary: Summary, err: RunError) -> RunError {
+    summary.finished = now_after(summary.started);
+    summary.verdict = Verdict::Error;
+    summary.error = Some(diag::one_line(&err));
+    if let Err(e) = run_dir.write_summary(&summary) {
+        tracing::debug!(error = %diag::one_line(&e), "cannot record the error summary");
+    }
+    err
+}
+
+fn now_after(started: DateTime<Utc>) -> DateTime<Utc> {
+    Utc::now().max(started)
+}

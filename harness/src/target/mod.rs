@@ -1,0 +1,354 @@
+//! Targets: which kubeconfig the harness uses. Everything after this module talks to a
+//! `kube::Client` only, so the twin exercises the same code as a real cluster; this is
+//! the only module that knows the twin exists.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use kube::{
+    config::{KubeConfigOptions, Kubeconfig, KubeconfigError},
+    Client, Config,
+};
+use stormdrill_twin::{Twin, TwinError, TwinOptions};
+
+/// How long the reachability check waits for `/version`.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which kind of target `--target` names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetKind {
+    /// The embedded digital twin, started in-process on 127.0.0.1.
+    #[default]
+    Twin,
+    /// A cluster from `--kubeconfig`, `$KUBECONFIG` or ~/.kube/config.
+    Cluster,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Twin => "twin",
+            TargetKind::Cluster => "cluster",
+        }
+    }
+}
+
+/// Everything needed to reach a target.
+#[derive(Clone, Debug, Default)]
+pub struct TargetSpec {
+    pub kind: TargetKind,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub seed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("--kubeconfig and --context apply to --target cluster only")]
+    OptionsNeedCluster,
+    #[error("cannot start the twin")]
+    TwinStart(#[source] TwinError),
+    #[error("cannot load kubeconfig {}", path.as_deref().map_or_else(|| "($KUBECONFIG or ~/.kube/config)".to_owned(), |p| p.display().to_string()))]
+    Kubeconfig {
+        path: Option<PathBuf>,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("cannot build a Kubernetes client for {server}")]
+    Client {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cluster {server} is unreachable")]
+    Unreachable {
+        server: String,
+        #[source]
+        source: ReachError,
+    },
+    #[error("cannot write kubeconfig {path}")]
+    WriteKubeconfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why the reachability check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReachError {
+    #[error("no answer to /version within {}s", .0.as_secs())]
+    Timeout(Duration),
+    #[error(transparent)]
+    Api(kube::Error),
+}
+
+/// A target in use; keeps the twin alive while the run needs it.
+pub enum Target {
+    Twin(Twin),
+    Cluster,
+}
+
+/// A reachable target and a client for it.
+pub struct Connected {
+    target: Target,
+    client: Client,
+    server: String,
+    version: String,
+}
+
+impl Connected {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The API server URL, for messages and reports.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The API server's git version (e.g. `v1.34.1`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.target {
+            Target::Twin(_) => TargetKind::Twin.as_str(),
+            Target::Cluster => TargetKind::Cluster.as_str(),
+        }
+    }
+
+    /// Releases the target (stops an embedded twin).
+    pub async fn close(self) {
+        if let Target::Twin(twin) = self.target {
+            twin.shutdown().await;
+        }
+    }
+}
+
+impl TargetSpec {
+    /// Checks the options fit the kind, before anything is started.
+    pub fn validate(&self) -> Result<(), TargetError> {
+        if self.kind == TargetKind::Twin && (self.kubeconfig.is_some() || self.context.is_some()) {
+            return Err(TargetError::OptionsNeedCluster);
+        }
+        Ok(())
+    }
+}
+
+/// Resolves the target to a client and checks that its API server answers.
+pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
+    spec.validate()?;
+    match spec.kind {
+        TargetKind::Twin => {
+            let twin = start_twin(0, spec.seed).await?;
+            match client_for_twin(&twin).await {
+                Ok((client, server)) => match check_reachable(&client, &server).await {
+                    Ok(version) => Ok(Connected {
+                        target: Target::Twin(twin),
+                        client,
+                        server,
+                        version,
+                    }),
+                    Err(e) => {
+                        twin.shutdown().await;
+                        Err(e)
+                    }
+                },
+                Err(e) => {
+                    twin.shutdown().await;
+                    Err(e)
+                }
+            }
+        }
+        TargetKind::Cluster => {
+            let options = KubeConfigOptions {
+                context: spec.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            let config = match &spec.kubeconfig {
+                Some(path) => {
+                    let kubeconfig =
+                        Kubeconfig::read_from(path).map_err(|source| TargetError::Kubeconfig {
+                            path: Some(path.clone()),
+                            source,
+                        })?;
+                    Config::from_custom_kubeconfig(kubeconfig, &options).await
+                }
+                None => Config::from_kubeconfig(&options).await,
+            }
+            .map_err(|source| TargetError::Kubeconfig {
+                path: spec.kubeconfig.clone(),
+                source,
+            })?;
+            let (client, server) = client_from_config(config)?;
+            let version = check_reachable(&client, &server).await?;
+            Ok(Connected {
+                target: Target::Cluster,
+                client,
+                server,
+                version,
+            })
+        }
+    }
+}
+
+/// `/version` within [`REACH_TIMEOUT`]; returns the server's git version.
+pub async fn check_reachable(client: &Client, server: &str) -> Result<String, TargetError> {
+    let unreachable = |source| TargetError::Unreachable {
+        server: server.to_owned(),
+        source,
+    };
+    match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(info)) => Ok(info.git_version),
+        Ok(Err(e)) => Err(unreachable(ReachError::Api(e))),
+        Err(_) => Err(unreachable(ReachError::Timeout(REACH_TIMEOUT))),
+    }
+}
+
+async fn start_twin(port: u16, seed: u64) -> Result<Twin, TargetError> {
+    Twin::start(TwinOptions {
+        port,
+        seed,
+        ..TwinOptions::default()
+    })
+    .await
+    .map_err(TargetError::TwinStart)
+}
+
+/// The twin is reached through its kubeconfig, exactly like a cluster.
+async fn client_for_twin(twin: &Twin) -> Result<(Client, String), TargetError> {
+    let kubeconfig = Kubeconfig::from_yaml(&twin.kubeconfig_yaml())
+        .map_err(|source| TargetError::Kubeconfig { path: None, source })?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| TargetError::Kubeconfig { path: None, source })?;
+    client_from_config(config)
+}
+
+fn client_from_config(config: Config) -> Result<(Client, String), TargetError> {
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
+    let client = Client::try_from(config).map_err(|source| TargetError::Client {
+        server: server.clone(),
+        source,
+    })?;
+    Ok((client, server))
+}
+
+/// A twin served for other tools (`stormdrill twin serve`), e.g. kubectl.
+pub struct ServedTwin {
+    twin: Twin,
+    kubeconfig: PathBuf,
+}
+
+impl ServedTwin {
+    pub fn url(&self) -> String {
+        self.twin.url()
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub async fn stop(self) {
+        self.twin.shutdown().await;
+    }
+}
+
+/// Starts a twin and writes its kubeconfig to `kubeconfig_out` (mode 0600: it holds a token).
+pub async fn serve_twin(
+    port: u16,
+    seed: u64,
+    kubeconfig_out: &Path,
+) -> Result<ServedTwin, TargetError> {
+    let twin = start_twin(port, seed).await?;
+    if let Err(source) = write_private(kubeconfig_out, &twin.kubeconfig_yaml()) {
+        twin.shutdown().await;
+        return Err(TargetError::WriteKubeconfig {
+            path: kubeconfig_out.to_owned(),
+            source,
+        });
+    }
+    Ok(ServedTwin {
+        twin,
+        kubeconfig: kubeconfig_out.to_owned(),
+    })
+}
+
+/// Written under a temporary name and renamed, so a reader polling for the file never
+/// sees half a kubeconfig.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(&tmp)?.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn twin_refuses_cluster_options() {
+        let spec = TargetSpec {
+            kind: TargetKind::Twin,
+            context: Some("x".into()),
+            ..TargetSpec::default()
+        };
+        assert!(matches!(
+            connect(&spec).await,
+            Err(TargetError::OptionsNeedCluster)
+        ));
+    }
+
+    #[tokio::test]
+    async fn closed_port_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, unreachable_kubeconfig()).unwrap();
+        let spec = TargetSpec {
+            kind: TargetKind::Cluster,
+            kubeconfig: Some(path),
+            ..TargetSpec::default()
+        };
+        match connect(&spec).await {
+            Err(TargetError::Unreachable { server, .. }) => {
+                assert_eq!(server, "https://127.0.0.1:1")
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("port 1 answered"),
+        }
+    }
+
+    fn unreachable_kubeconfig() -> &'static str {
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: https://127.0.0.1:1
+    insecure-skip-tls-verify: true
+users:
+- name: u
+  user:
+    token: t
+contexts:
+- name: x
+  context: {cluster: c, user: u}
+current-context: x
+"
+    }
+}
