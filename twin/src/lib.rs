@@ -5,14 +5,23 @@
 //! as they talk to a real cluster.
 
 pub mod api;
+pub mod client;
+pub mod controllers;
 pub mod discovery;
 pub mod error;
+pub mod eviction;
+pub mod exec;
 pub mod patch;
+pub mod provider;
+pub mod proxy;
 pub mod resources;
 pub mod selector;
 pub mod server;
+pub mod sim;
 pub mod store;
+pub mod timing;
 pub mod tls;
+pub mod truth;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -57,6 +66,8 @@ pub struct TwinOptions {
     pub history: usize,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
+    /// Delays of the simulated cluster (`fast` or `realistic`).
+    pub timing: timing::Timing,
 }
 
 impl Default for TwinOptions {
@@ -67,6 +78,7 @@ impl Default for TwinOptions {
             token: None,
             history: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            timing: timing::Timing::fast(),
         }
     }
 }
@@ -77,8 +89,10 @@ pub struct Twin {
     ca_pem: String,
     token: String,
     api: Arc<Api>,
+    ctx: controllers::Ctx,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    controllers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 const BOOTSTRAP: &str = include_str!("../assets/bootstrap.yaml");
@@ -124,13 +138,28 @@ impl Twin {
             api.install(obj)
                 .map_err(|source| TwinError::Bootstrap { what, source })?;
         }
+        let ctx = controllers::Ctx {
+            client: client::Client::new(api.clone()),
+            timing: opts.timing.clone(),
+            truth: Arc::new(truth::Truth::default()),
+            // Distinct from the API's stream so object names do not shift timing.
+            rng: Arc::new(std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(
+                opts.seed ^ 0x5eed_c0de,
+            ))),
+            power: Arc::new(controllers::Power::default()),
+            crashes: Arc::new(controllers::Crashes::default()),
+            sim: Arc::new(sim::Sim::default()),
+            started: std::time::Instant::now(),
+        };
         let server = Arc::new(server::Server {
             api: api.clone(),
             token: token.clone(),
             address: addr.to_string(),
+            ctx: ctx.clone(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let (stop, mut stopped) = watch::channel(false);
+        let controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
         let task = tokio::spawn(async move {
             loop {
                 let conn = tokio::select! {
@@ -161,8 +190,10 @@ impl Twin {
             ca_pem: tls.ca_pem,
             token,
             api,
+            ctx,
             stop,
             task: Some(task),
+            controllers,
         })
     }
 
@@ -187,6 +218,11 @@ impl Twin {
         &self.api
     }
 
+    /// The simulated cluster: power, crashes, ground truth, containers.
+    pub fn ctx(&self) -> &controllers::Ctx {
+        &self.ctx
+    }
+
     /// A kubeconfig (YAML) with cluster, user and context all named `stormdrill-twin`.
     pub fn kubeconfig_yaml(&self) -> String {
         let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
@@ -201,6 +237,9 @@ impl Twin {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        for c in self.controllers.drain(..) {
+            let _ = c.await;
         }
     }
 }

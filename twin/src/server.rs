@@ -29,6 +29,8 @@ pub struct Server {
     pub api: Arc<Api>,
     pub token: String,
     pub address: String,
+    /// The simulated cluster behind the API (nodes, containers, endpoints).
+    pub ctx: crate::controllers::Ctx,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -388,6 +390,9 @@ impl Server {
                     .ok_or_else(not_found_path);
             }
         }
+        if path.starts_with("/twin/v1/") {
+            return crate::provider::handle(self, req).await;
+        }
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         if req.method() == Method::GET {
             match segs.as_slice() {
@@ -412,6 +417,24 @@ impl Server {
             .api
             .resolve(&target.group, &target.version, &target.plural)?;
         let q = query_map(req.uri().query());
+        // Streaming subresources take the whole request (upgrades, proxied bodies).
+        if let (Some(name), Some(sub)) = (target.name.as_deref(), target.sub.as_deref()) {
+            let ns = target.namespace.as_deref().unwrap_or("");
+            match (info.group.as_str(), info.plural.as_str(), sub) {
+                ("", "pods", "exec" | "attach") => {
+                    return crate::exec::handle_exec(self, req, ns, name, &q).await
+                }
+                ("", "pods", "log") => return crate::exec::handle_logs(self, ns, name, &q).await,
+                ("", "services", s) if s == "proxy" || s.starts_with("proxy/") => {
+                    let rest = s.strip_prefix("proxy").unwrap_or("");
+                    return crate::proxy::handle(self, req, ns, name, rest).await;
+                }
+                ("", "pods", "eviction") => {
+                    return crate::eviction::handle(self, req, ns, name).await
+                }
+                _ => {}
+            }
+        }
         let dry_run = q.get("dryRun").is_some_and(|d| d == "All");
         let method = req.method().clone();
         let content_type = req

@@ -1,0 +1,232 @@
+//! The twin's simulated control plane and nodes: controllers that act on the
+//! store through the in-process [`Client`], each following one upstream component
+//! (named in each module). They react to every change of the kinds they watch and
+//! resync periodically for time-based transitions (delays from [`Timing`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use tokio::sync::{broadcast, watch};
+
+use crate::client::Client;
+use crate::timing::Timing;
+use crate::truth::Truth;
+
+pub mod kubelet;
+pub mod nodes;
+pub mod scheduler;
+
+/// Power state of the simulated machines (the provider endpoint flips it).
+#[derive(Default)]
+pub struct Power {
+    /// node name -> (powered on, since)
+    state: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+impl Power {
+    /// True unless the node was powered off (nodes start powered on).
+    pub fn is_on(&self, node: &str) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .is_none_or(|(on, _)| *on)
+    }
+
+    /// When the node last changed power state (None: never since the twin started).
+    pub fn since(&self, node: &str) -> Option<Instant> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .map(|(_, t)| *t)
+    }
+
+    /// Returns false when the node already was in that state.
+    pub fn set(&self, node: &str, on: bool) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let was = st.get(node).is_none_or(|(o, _)| *o);
+        if was == on && st.contains_key(node) {
+            return false;
+        }
+        st.insert(node.to_string(), (on, Instant::now()));
+        was != on
+    }
+}
+
+/// Requests to crash a container (the twin's way to model a process dying).
+#[derive(Default)]
+pub struct Crashes {
+    pending: Mutex<Vec<(String, String)>>,
+}
+
+impl Crashes {
+    pub fn request(&self, namespace: &str, pod: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((namespace.to_string(), pod.to_string()));
+    }
+
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// What every controller shares.
+#[derive(Clone)]
+pub struct Ctx {
+    pub client: Client,
+    pub timing: Timing,
+    pub truth: Arc<Truth>,
+    pub rng: Arc<Mutex<StdRng>>,
+    pub power: Arc<Power>,
+    pub crashes: Arc<Crashes>,
+    pub sim: Arc<crate::sim::Sim>,
+    pub started: Instant,
+}
+
+impl Ctx {
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+        f(&mut self.rng.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Runs `reconcile` after every batch of changes to the watched kinds (group,
+/// plural; empty = every kind) and at least every `timing.resync`, until `stop`.
+/// Reconcilers are level-triggered: they look at the whole current state, so a
+/// missed or coalesced change is harmless.
+pub async fn reconcile_loop<F>(
+    ctx: Ctx,
+    watched: &'static [(&'static str, &'static str)],
+    mut stop: watch::Receiver<bool>,
+    mut reconcile: F,
+) where
+    F: FnMut(&Ctx) + Send,
+{
+    let mut changes = ctx.client.changes();
+    let mut ticker = tokio::time::interval(ctx.timing.resync);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+            msg = changes.recv() => match msg {
+                Ok(c) => {
+                    let relevant = |g: &str, p: &str| watched.is_empty() || watched.iter().any(|(wg, wp)| *wg == g && *wp == p);
+                    if !relevant(&c.key.res.group, &c.key.res.plural) {
+                        continue;
+                    }
+                    // Coalesce a burst of changes into one pass.
+                    while let Ok(_c) = changes.try_recv() {}
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        reconcile(&ctx);
+    }
+}
+
+/// Starts every controller; they stop when `stop` turns true.
+pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(scheduler::run(ctx.clone(), stop.clone())),
+        tokio::spawn(kubelet::run(ctx.clone(), stop.clone())),
+        tokio::spawn(nodes::run(ctx.clone(), stop.clone())),
+    ]
+}
+
+/// Small helpers on JSON objects shared by the controllers.
+pub mod obj {
+    use serde_json::Value;
+
+    pub fn name(o: &Value) -> &str {
+        o.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn namespace(o: &Value) -> &str {
+        o.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn uid(o: &Value) -> &str {
+        o.pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn str_at<'a>(o: &'a Value, pointer: &str) -> Option<&'a str> {
+        o.pointer(pointer).and_then(Value::as_str)
+    }
+
+    pub fn is_terminating(o: &Value) -> bool {
+        o.pointer("/metadata/deletionTimestamp").is_some()
+    }
+
+    /// The status of condition `kind` ("True"/"False"/"Unknown"), if present.
+    pub fn condition<'a>(o: &'a Value, kind: &str) -> Option<&'a str> {
+        o.pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == kind)?
+            .get("status")?
+            .as_str()
+    }
+
+    pub fn is_pod_ready(p: &Value) -> bool {
+        condition(p, "Ready") == Some("True")
+    }
+
+    pub fn is_node_ready(n: &Value) -> bool {
+        condition(n, "Ready") == Some("True")
+    }
+
+    /// The controller owner reference (kind, name, uid), if any.
+    pub fn controller_of(o: &Value) -> Option<(&str, &str, &str)> {
+        o.pointer("/metadata/ownerReferences")?
+            .as_array()?
+            .iter()
+            .find(|r| r["controller"] == true)
+            .map(|r| {
+                (
+                    r["kind"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or(""),
+                    r["uid"].as_str().unwrap_or(""),
+                )
+            })
+    }
+
+    /// Sets condition `kind` in a conditions array, keeping lastTransitionTime
+    /// unless the status changes (as upstream controllers do).
+    pub fn set_condition(
+        conditions: &mut Vec<Value>,
+        kind: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+        now: &str,
+    ) {
+        if let Some(c) = conditions.iter_mut().find(|c| c["type"] == kind) {
+            if c["status"] != status {
+                c["lastTransitionTime"] = Value::String(now.to_string());
+            }
+            c["status"] = Value::String(status.to_string());
+            c["reason"] = Value::String(reason.to_string());
+            c["message"] = Value::String(message.to_string());
+        } else {
+            conditions.push(serde_json::json!({
+                "type": kind, "status": status, "reason": reason, "message": message,
+                "lastTransitionTime": now,
+            }));
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Node lifecycle (being written).
+use tokio::sync::watch;
+
+use super::Ctx;
+
+pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
+    super::reconcile_loop(ctx, &[("", "nodes")], stop, |_| {}).await
+}
