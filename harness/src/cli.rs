@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{tags::TagExpr, target::TargetKind};
+use crate::{
+    tags::TagExpr,
+    target::{TargetKind, TimingProfile},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +63,9 @@ pub struct RunArgs {
     /// Run id, the report folder's name [default: UTC time + 4 hex digits]
     #[arg(long)]
     pub run_id: Option<String>,
+    /// The twin's timing profile (--target twin only).
+    #[arg(long, value_enum, default_value_t = TimingProfile::Fast)]
+    pub timing: TimingProfile,
 }
 
 impl Default for RunArgs {
@@ -75,6 +81,7 @@ impl Default for RunArgs {
             profile: None,
             seed: None,
             run_id: None,
+            timing: TimingProfile::Fast,
         }
     }
 }
@@ -93,8 +100,12 @@ pub struct TwinServeArgs {
     /// Port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Seed for every random choice the twin makes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Delays of the simulated cluster.
+    #[arg(long, value_enum, default_value_t = TimingProfile::Fast)]
+    pub timing: TimingProfile,
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ fn exit_code(verdict: Verdict) -> ExitCode {
 }
 
 async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
-    let twin = target::serve_twin(args.port, args.seed, &args.kubeconfig_out)
+    let twin = target::serve_twin(args.port, args.seed, args.timing, &args.kubeconfig_out)
         .await
         .context("twin serve")?;
     println!(

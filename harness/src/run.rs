@@ -87,6 +87,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
         seed,
+        timing: args.timing,
     };
     spec.validate()?;
     run_dir.create()?;

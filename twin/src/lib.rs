@@ -150,6 +150,7 @@ impl Twin {
             crashes: Arc::new(controllers::Crashes::default()),
             sim: Arc::new(sim::Sim::default()),
             started: std::time::Instant::now(),
+            seed: opts.seed,
         };
         let server = Arc::new(server::Server {
             api: api.clone(),

@@ -16,6 +16,25 @@ use stormdrill_twin::{Twin, TwinError, TwinOptions};
 /// How long the reachability check waits for `/version`.
 pub const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The twin's timing profile (`--timing`): delays of its simulated cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimingProfile {
+    /// Delays of seconds or less: tests and demos.
+    #[default]
+    Fast,
+    /// Kubernetes' defaults: 40 s node grace, 300 s toleration, real-ish pod starts.
+    Realistic,
+}
+
+impl TimingProfile {
+    fn timing(self) -> stormdrill_twin::timing::Timing {
+        match self {
+            TimingProfile::Fast => stormdrill_twin::timing::Timing::fast(),
+            TimingProfile::Realistic => stormdrill_twin::timing::Timing::realistic(),
+        }
+    }
+}
+
 /// Which kind of target `--target` names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TargetKind {
@@ -42,6 +61,7 @@ pub struct TargetSpec {
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
     pub seed: u64,
+    pub timing: TimingProfile,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +164,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
     spec.validate()?;
     match spec.kind {
         TargetKind::Twin => {
-            let twin = start_twin(0, spec.seed).await?;
+            let twin = start_twin(0, spec.seed, spec.timing).await?;
             match client_for_twin(&twin).await {
                 Ok((client, server)) => match check_reachable(&client, &server).await {
                     Ok(version) => Ok(Connected {
@@ -209,10 +229,11 @@ pub async fn check_reachable(client: &Client, server: &str) -> Result<String, Ta
     }
 }
 
-async fn start_twin(port: u16, seed: u64) -> Result<Twin, TargetError> {
+async fn start_twin(port: u16, seed: u64, timing: TimingProfile) -> Result<Twin, TargetError> {
     Twin::start(TwinOptions {
         port,
         seed,
+        timing: timing.timing(),
         ..TwinOptions::default()
     })
     .await
@@ -266,9 +287,10 @@ impl ServedTwin {
 pub async fn serve_twin(
     port: u16,
     seed: u64,
+    timing: TimingProfile,
     kubeconfig_out: &Path,
 ) -> Result<ServedTwin, TargetError> {
-    let twin = start_twin(port, seed).await?;
+    let twin = start_twin(port, seed, timing).await?;
     if let Err(source) = write_private(kubeconfig_out, &twin.kubeconfig_yaml()) {
         twin.shutdown().await;
         return Err(TargetError::WriteKubeconfig {

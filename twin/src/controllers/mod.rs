@@ -86,9 +86,34 @@ pub struct Ctx {
     pub crashes: Arc<Crashes>,
     pub sim: Arc<crate::sim::Sim>,
     pub started: Instant,
+    /// The run's seed, for choices that must not depend on scheduling order.
+    pub seed: u64,
 }
 
 impl Ctx {
+    /// A delay from `range` fixed by the seed and `key` alone (e.g. pod name and
+    /// stage), so concurrent controllers cannot reorder random draws between runs.
+    pub fn jitter(&self, range: (std::time::Duration, std::time::Duration), key: &str) -> std::time::Duration {
+        use rand::SeedableRng;
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.seed, key).hash(&mut h);
+        let mut rng = StdRng::seed_from_u64(h.finish());
+        Timing::jitter(range, &mut rng)
+    }
+
+    /// Five characters for a generated name, fixed by the seed and `key`
+    /// (upstream's alphabet: consonants and digits).
+    pub fn name_suffix(&self, key: &str) -> String {
+        use rand::{Rng, SeedableRng};
+        use std::hash::{Hash, Hasher};
+        const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.seed, key).hash(&mut h);
+        let mut rng = StdRng::seed_from_u64(h.finish());
+        (0..5).map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char).collect()
+    }
+
     pub fn with_rng<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
         f(&mut self.rng.lock().unwrap_or_else(|e| e.into_inner()))
     }
