@@ -11,6 +11,7 @@ pub mod report;
 pub mod runner;
 pub mod signal;
 pub mod similar;
+pub mod stack;
 pub mod steps;
 pub mod tags;
 pub mod target;

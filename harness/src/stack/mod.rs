@@ -1,0 +1,248 @@
+//! Deploying the documented stack on any target: `fixtures/stack/*.yaml` applied in
+//! name order with server-side apply (idempotent), then each component's readiness
+//! awaited with its own deadline. The same path serves the twin, kind and a real
+//! cluster: only the operators acting on the objects differ.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::Client;
+use serde_json::Value;
+
+pub mod ready;
+
+pub const FIELD_MANAGER: &str = "stormdrill";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: not valid YAML", path.display())]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{}: document {index} has no apiVersion/kind/metadata.name: every object needs all three", path.display())]
+    Incomplete { path: PathBuf, index: usize },
+    #[error("no manifests (*.yaml) in {}", .0.display())]
+    Empty(PathBuf),
+    #[error("{}: {kind} {name}: the API server serves no {api_version} {kind} (is its operator/CRD installed?) after waiting {waited:?}", path.display())]
+    UnknownKind {
+        path: PathBuf,
+        api_version: String,
+        kind: String,
+        name: String,
+        waited: Duration,
+    },
+    #[error("API discovery failed")]
+    Discovery(#[source] kube::Error),
+    #[error("{}: applying {kind} {name} failed", path.display())]
+    Apply {
+        path: PathBuf,
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// One object of a manifest file, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub index: usize,
+    pub object: Value,
+}
+
+impl Manifest {
+    pub fn api_version(&self) -> &str {
+        self.object["apiVersion"].as_str().unwrap_or("")
+    }
+    pub fn kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap_or("")
+    }
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or("")
+    }
+    pub fn namespace(&self) -> Option<&str> {
+        self.object["metadata"]["namespace"].as_str()
+    }
+    pub fn describe(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{} {}/{}", self.kind(), ns, self.name()),
+            None => format!("{} {}", self.kind(), self.name()),
+        }
+    }
+}
+
+/// Reads every `*.yaml` of `dir` in name order, one [`Manifest`] per document.
+pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, StackError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| StackError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|source| StackError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        out.extend(parse(&path, &text)?);
+    }
+    if out.is_empty() {
+        return Err(StackError::Empty(dir.to_owned()));
+    }
+    Ok(out)
+}
+
+/// Parses a multi-document YAML file; empty documents are skipped.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Manifest>, StackError> {
+    let mut out = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value: Value = serde::Deserialize::deserialize(doc).map_err(|source| StackError::Yaml {
+            path: path.to_owned(),
+            line: source.location().map(|l| l.line()).unwrap_or(0),
+            source,
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let m = Manifest {
+            path: path.to_owned(),
+            index,
+            object: value,
+        };
+        if m.api_version().is_empty() || m.kind().is_empty() || m.name().is_empty() {
+            return Err(StackError::Incomplete {
+                path: path.to_owned(),
+                index,
+            });
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn gvk_of(m: &Manifest) -> GroupVersionKind {
+    let (group, version) = match m.api_version().rsplit_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", m.api_version()),
+    };
+    GroupVersionKind::gvk(group, version, m.kind())
+}
+
+/// What applying a set of manifests did.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyReport {
+    pub applied: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Applies every manifest in order with server-side apply. A kind the API server does
+/// not serve yet (a CRD an operator is about to register, e.g. Gatekeeper's constraint
+/// kinds) is waited for up to `kind_wait`, rediscovering meanwhile.
+pub async fn apply(
+    client: &Client,
+    manifests: &[Manifest],
+    kind_wait: Duration,
+    mut progress: impl FnMut(&Manifest),
+) -> Result<ApplyReport, StackError> {
+    let started = Instant::now();
+    let mut discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(StackError::Discovery)?;
+    let mut report = ApplyReport::default();
+    for m in manifests {
+        let gvk = gvk_of(m);
+        let (ar, caps) = resolve(client, &mut discovery, &gvk, m, kind_wait).await?;
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(client.clone(), m.namespace().unwrap_or("default"), &ar),
+            Scope::Cluster => Api::all_with(client.clone(), &ar),
+        };
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(m.name(), &pp, &Patch::Apply(&m.object))
+            .await
+            .map_err(|source| StackError::Apply {
+                path: m.path.clone(),
+                kind: m.kind().to_owned(),
+                name: m.name().to_owned(),
+                source,
+            })?;
+        progress(m);
+        report.applied.push(m.describe());
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+async fn resolve(
+    client: &Client,
+    discovery: &mut Discovery,
+    gvk: &GroupVersionKind,
+    m: &Manifest,
+    wait: Duration,
+) -> Result<(ApiResource, ApiCapabilities), StackError> {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = discovery.resolve_gvk(gvk) {
+            return Ok(found);
+        }
+        if started.elapsed() >= wait {
+            return Err(StackError::UnknownKind {
+                path: m.path.clone(),
+                api_version: m.api_version().to_owned(),
+                kind: m.kind().to_owned(),
+                name: m.name().to_owned(),
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        *discovery = Discovery::new(client.clone())
+            .run()
+            .await
+            .map_err(StackError::Discovery)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_multi_document_files_and_names_bad_ones() {
+        let ok = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: a}\n";
+        let ms = parse(Path::new("x.yaml"), ok).unwrap();
+        assert_eq!(ms.len(), 2);
+        assert_eq!(ms[1].describe(), "ConfigMap a/b");
+        let err = parse(Path::new("bad.yaml"), "apiVersion: v1\nkind: [\n").unwrap_err();
+        assert!(err.to_string().starts_with("bad.yaml:"), "{err}");
+        let err = parse(Path::new("c.yaml"), "kind: Pod\nmetadata: {name: p}\n").unwrap_err();
+        assert!(err.to_string().contains("c.yaml: document 0"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_stack_parses_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stack");
+        let ms = load_dir(&dir).unwrap();
+        assert_eq!(ms[0].kind(), "Namespace");
+        let pos = |kind: &str| ms.iter().position(|m| m.kind() == kind).unwrap();
+        assert!(pos("CephCluster") < pos("StatefulSet"));
+        assert!(pos("ConstraintTemplate") < pos("K8sDisallowedTags"));
+        assert!(ms.iter().any(|m| m.kind() == "Deployment" && m.name() == "fastapi"));
+    }
+}
