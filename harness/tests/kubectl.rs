@@ -223,3 +223,193 @@ fn kubectl_without_the_token_is_unauthorized() {
         "{err}"
     );
 }
+
+#[test]
+fn kubectl_rollout_status_history_and_undo() {
+    let s = serve();
+    let kc = s.kubeconfig.as_path();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("workloads.yaml");
+    // The DaemonSet spells out its update strategy: the twin's API server does not
+    // default it yet, and `kubectl rollout status` needs RollingUpdate.
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  replicas: 3\n  serviceName: db\n  selector:\n    matchLabels: {app: db}\n  template:\n    metadata:\n      labels: {app: db}\n    spec:\n      containers:\n      - name: db\n        image: postgres:17\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate: {maxUnavailable: 1}\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      containers:\n      - name: agent\n        image: agent:1\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\nspec:\n  completions: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: m\n        image: busybox:1.37\n",
+    )
+    .unwrap();
+    ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
+    let started = Instant::now();
+    let out = ok(
+        kc,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    );
+    assert!(
+        out.contains("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
+    let out = ok(
+        kc,
+        &["rollout", "status", "statefulset/db", "--timeout=60s"],
+    );
+    assert!(
+        out.contains("roll out complete: 3 new pods have been updated"),
+        "{out}"
+    );
+    let out = ok(
+        kc,
+        &["rollout", "status", "daemonset/agent", "--timeout=60s"],
+    );
+    assert!(
+        out.contains("daemon set \"agent\" successfully rolled out"),
+        "{out}"
+    );
+    let out = ok(
+        kc,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/once",
+            "--timeout=60s",
+        ],
+    );
+    assert!(out.contains("condition met"), "{out}");
+    eprintln!("all four workloads rolled out in {:?}", started.elapsed());
+
+    ok(kc, &["set", "image", "deployment/web", "web=nginx:1.28"]);
+    let out = ok(
+        kc,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let history = ok(kc, &["rollout", "history", "deployment/web"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+    let out = ok(kc, &["rollout", "undo", "deployment/web"]);
+    assert!(out.contains("rolled back"), "{out}");
+    let out = ok(
+        kc,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let image = ok(
+        kc,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(image, "nginx:1.27");
+    // The roll back reused the first ReplicaSet (now revision 3).
+    let rs = ok(kc, &["get", "rs", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 2, "{rs}");
+
+    ok(kc, &["set", "image", "statefulset/db", "db=postgres:18"]);
+    let out = ok(
+        kc,
+        &["rollout", "status", "statefulset/db", "--timeout=60s"],
+    );
+    assert!(out.contains("roll out complete"), "{out}");
+    let images = ok(
+        kc,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(images, "postgres:18 postgres:18 postgres:18");
+}
+
+#[test]
+fn kubectl_exec_and_logs() {
+    let s = serve();
+    let kc = s.kubeconfig.as_path();
+    let pod = ok(
+        kc,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "k8s-app=kube-dns",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    assert!(pod.starts_with("coredns-"), "{pod}");
+
+    // kubectl 1.31+ streams exec over WebSockets (v5.channel.k8s.io).
+    let out = ok(kc, &["exec", "-n", "kube-system", &pod, "--", "echo", "hi"]);
+    assert_eq!(out, "hi\n");
+    let (success, _, err) = kubectl(
+        kc,
+        &[
+            "exec",
+            "-n",
+            "kube-system",
+            &pod,
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    );
+    assert!(!success, "a failing command fails kubectl exec");
+    assert!(err.contains("exit code 3"), "{err}");
+    // -i: stdin (empty here) is closed with the v5 close signal.
+    let out = ok(
+        kc,
+        &[
+            "exec",
+            "-i",
+            "-n",
+            "kube-system",
+            &pod,
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
+    );
+    assert_eq!(out, "done\n");
+    let resolved = ok(
+        kc,
+        &[
+            "exec",
+            "-n",
+            "kube-system",
+            &pod,
+            "--",
+            "nslookup",
+            "kubernetes.default",
+        ],
+    );
+    assert!(
+        resolved.contains("kubernetes.default.svc.cluster.local"),
+        "{resolved}"
+    );
+
+    ok(kc, &["logs", "-n", "kube-system", &pod]);
+    ok(
+        kc,
+        &[
+            "logs",
+            "-n",
+            "kube-system",
+            &pod,
+            "--tail=5",
+            "--timestamps",
+        ],
+    );
+    let (found, _, err) = kubectl(kc, &["logs", "-n", "kube-system", "no-such-pod"]);
+    assert!(!found && err.contains("NotFound"), "{err}");
+}

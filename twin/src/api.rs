@@ -78,6 +78,8 @@ pub struct Api {
     rng: Mutex<StdRng>,
     next_cluster_ip: Mutex<u32>,
     bookmark_interval: Duration,
+    /// Admission plugins (`admission.rs`), in the order they run.
+    admission: RwLock<Vec<crate::admission::Hook>>,
 }
 
 fn res_key(info: &ResourceInfo) -> ResKey {
@@ -207,6 +209,7 @@ impl Api {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             next_cluster_ip: Mutex::new(1),
             bookmark_interval,
+            admission: RwLock::new(Vec::new()),
         })
     }
 
@@ -254,6 +257,20 @@ impl Api {
         obj: Value,
     ) -> Result<Value, ApiError> {
         self.create_inner(info, ns, obj, false, true)
+    }
+
+    /// Adds an admission plugin: it runs on every create and every update of the
+    /// main resource, after defaulting and before validation.
+    pub fn add_admission(&self, hook: crate::admission::Hook) {
+        self.admission
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    fn admit(&self, req: &crate::admission::Request<'_>, obj: &mut Value) -> Result<(), ApiError> {
+        let hooks = self.admission.read().unwrap_or_else(|e| e.into_inner()).clone();
+        hooks.iter().try_for_each(|hook| hook(req, obj))
     }
 
     pub fn current_rv(&self) -> u64 {
@@ -412,6 +429,14 @@ impl Api {
                     json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
                 );
             }
+            ("apps", "daemonsets") => {
+                set_default(
+                    obj,
+                    "/spec/updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                );
+                set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            }
             ("apps", "replicasets") => {
                 set_default(obj, "/spec/replicas", json!(1));
             }
@@ -526,6 +551,9 @@ impl Api {
             ensure_object(&mut obj, "spec")?;
         }
         self.apply_defaults(info, &mut obj);
+        let list = |g: &str, p: &str| self.store.lock().list(&ResKey::new(g, p), None);
+        let req = crate::admission::Request::new(info, crate::admission::Operation::Create, None, &list);
+        self.admit(&req, &mut obj)?;
         self.validate(info, &obj)?;
         {
             let m = obj["metadata"]
@@ -741,6 +769,11 @@ impl Api {
             if let Some(m) = new.as_object_mut() {
                 m.remove("status");
             }
+        }
+        if sub == Subresource::Main {
+            let list = |g: &str, p: &str| txn.list(&ResKey::new(g, p), None);
+            let req = crate::admission::Request::new(info, crate::admission::Operation::Update, Some(old), &list);
+            self.admit(&req, &mut new)?;
         }
         let generation = old
             .pointer("/metadata/generation")

@@ -4,6 +4,7 @@
 //! own CA and a bearer token, so kube-rs and unmodified kubectl talk to it exactly
 //! as they talk to a real cluster.
 
+pub mod admission;
 pub mod api;
 pub mod client;
 pub mod controllers;
@@ -11,6 +12,7 @@ pub mod discovery;
 pub mod error;
 pub mod eviction;
 pub mod exec;
+pub mod operators;
 pub mod patch;
 pub mod provider;
 pub mod proxy;
@@ -18,11 +20,14 @@ pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod sim;
+pub mod stack;
 pub mod store;
 pub mod timing;
 pub mod tls;
 pub mod truth;
+pub mod upstream;
 pub mod validate;
+pub mod voldata;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -150,8 +155,28 @@ impl Twin {
             crashes: Arc::new(controllers::Crashes::default()),
             sim: Arc::new(sim::Sim::default()),
             started: std::time::Instant::now(),
+            provisioners: Arc::new(controllers::volumes::Provisioners::default()),
+            voldata: Arc::new(voldata::VolumeData::default()),
             seed: opts.seed,
         };
+        admission::install(&api, &ctx);
+        for doc in serde_yaml::Deserializer::from_str(operators::ASSETS) {
+            let obj: serde_json::Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| TwinError::Bootstrap {
+                    what: "operators.yaml".into(),
+                    source: error::ApiError::bad_request(e.to_string()),
+                })?;
+            let what = format!("operators.yaml {}", obj["metadata"]["name"].as_str().unwrap_or(""));
+            api.install(obj).map_err(|source| TwinError::Bootstrap { what, source })?;
+        }
+        for crd in upstream::crds().map_err(|(what, e)| TwinError::Bootstrap {
+            what,
+            source: error::ApiError::bad_request(e),
+        })? {
+            let what = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
+            api.install(crd.clone())
+                .map_err(|source| TwinError::Bootstrap { what, source })?;
+        }
         let server = Arc::new(server::Server {
             api: api.clone(),
             token: token.clone(),
@@ -160,7 +185,8 @@ impl Twin {
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let (stop, mut stopped) = watch::channel(false);
-        let controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
+        let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
+        controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
         let task = tokio::spawn(async move {
             loop {
                 let conn = tokio::select! {

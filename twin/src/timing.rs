@@ -29,6 +29,9 @@ pub struct Timing {
     pub provision: Duration,
     /// A node's boot time after power on, before its kubelet posts Ready.
     pub node_boot: Duration,
+    /// Velero: fixed cost of a backup or restore, plus a cost per item.
+    pub backup_base: Duration,
+    pub backup_per_item: Duration,
 }
 
 impl Timing {
@@ -45,6 +48,8 @@ impl Timing {
             default_toleration: Duration::from_secs(2),
             provision: Duration::from_millis(100),
             node_boot: Duration::from_millis(300),
+            backup_base: Duration::from_millis(300),
+            backup_per_item: Duration::from_millis(2),
         }
     }
 
@@ -61,6 +66,8 @@ impl Timing {
             default_toleration: Duration::from_secs(300),
             provision: Duration::from_secs(3),
             node_boot: Duration::from_secs(30),
+            backup_base: Duration::from_secs(10),
+            backup_per_item: Duration::from_millis(50),
         }
     }
 

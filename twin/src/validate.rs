@@ -915,7 +915,22 @@ fn check_workload(
         "spec.template.metadata.labels",
         e,
     );
-    let pod = template.spec.clone().unwrap_or_default();
+    let mut pod = template.spec.clone().unwrap_or_default();
+    // A StatefulSet's containers mount its volumeClaimTemplates by name; upstream
+    // validates the template with those claims counted as volumes.
+    for claim in raw_spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = claim.pointer("/metadata/name").and_then(Value::as_str) {
+            pod.volumes.get_or_insert_with(Vec::new).push(core::Volume {
+                name: name.to_string(),
+                ..Default::default()
+            });
+        }
+    }
     check_pod_spec(&pod, "spec.template.spec", e);
     if let Some(rp) = pod.restart_policy.as_deref() {
         if rp != "Always" {

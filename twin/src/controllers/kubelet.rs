@@ -109,8 +109,14 @@ fn statuses(pod: &Value, state: Value, ready: bool, started: bool, restart_bump:
                     "restartCount": counts.get(&name).copied().unwrap_or(0) + restart_bump,
                     "state": state,
                 });
-                if let Some(l) = &last {
-                    s["lastState"] = l.clone();
+                // The previous termination stays visible until the next one, as upstream.
+                let previous = pod
+                    .pointer("/status/containerStatuses")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()))
+                    .and_then(|c| c.get("lastState").cloned());
+                if let Some(l) = last.clone().or(previous) {
+                    s["lastState"] = l;
                 }
                 s
             })

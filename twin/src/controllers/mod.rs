@@ -14,9 +14,18 @@ use crate::client::Client;
 use crate::timing::Timing;
 use crate::truth::Truth;
 
+pub mod daemonset;
+pub mod deployment;
+pub mod endpoints;
+pub mod job;
 pub mod kubelet;
 pub mod nodes;
+pub mod pdb;
+pub mod replicaset;
 pub mod scheduler;
+pub mod statefulset;
+pub mod volumes;
+pub mod workloads;
 
 /// Power state of the simulated machines (the provider endpoint flips it).
 #[derive(Default)]
@@ -86,6 +95,10 @@ pub struct Ctx {
     pub crashes: Arc<Crashes>,
     pub sim: Arc<crate::sim::Sim>,
     pub started: Instant,
+    /// Storage backends that decide whether a provisioner can serve a claim.
+    pub provisioners: Arc<crate::controllers::volumes::Provisioners>,
+    /// What simulated programs wrote on PersistentVolumes.
+    pub voldata: Arc<crate::voldata::VolumeData>,
     /// The run's seed, for choices that must not depend on scheduling order.
     pub seed: u64,
 }
@@ -164,6 +177,15 @@ pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::Join
         tokio::spawn(scheduler::run(ctx.clone(), stop.clone())),
         tokio::spawn(kubelet::run(ctx.clone(), stop.clone())),
         tokio::spawn(nodes::run(ctx.clone(), stop.clone())),
+        tokio::spawn(endpoints::run(ctx.clone(), stop.clone())),
+        tokio::spawn(volumes::run(ctx.clone(), stop.clone())),
+        tokio::spawn(pdb::run(ctx.clone(), stop.clone())),
+        tokio::spawn(replicaset::run(ctx.clone(), stop.clone())),
+        tokio::spawn(deployment::run(ctx.clone(), stop.clone())),
+        tokio::spawn(statefulset::run(ctx.clone(), stop.clone())),
+        tokio::spawn(daemonset::run(ctx.clone(), stop.clone())),
+        tokio::spawn(job::run(ctx.clone(), stop.clone())),
+        tokio::spawn(crate::admission::gatekeeper(ctx.clone(), stop.clone())),
     ]
 }
 
