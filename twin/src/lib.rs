@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api;
 pub mod client;
 pub mod controllers;
+pub mod dataplane;
 pub mod discovery;
 pub mod error;
 pub mod eviction;
@@ -50,6 +51,8 @@ pub enum TwinError {
     },
     #[error("cannot create the twin's certificates")]
     Tls(#[from] tls::TlsError),
+    #[error("cannot start the API data plane")]
+    DataPlane(#[source] dataplane::DataPlaneError),
     #[error("the twin's bootstrap object {what} was rejected")]
     Bootstrap {
         what: String,
@@ -95,6 +98,7 @@ pub struct Twin {
     token: String,
     api: Arc<Api>,
     ctx: controllers::Ctx,
+    api_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
@@ -157,6 +161,7 @@ impl Twin {
             started: std::time::Instant::now(),
             provisioners: Arc::new(controllers::volumes::Provisioners::default()),
             voldata: Arc::new(voldata::VolumeData::default()),
+            ceph: Arc::new(std::sync::Mutex::new(None)),
             seed: opts.seed,
         };
         admission::install(&api, &ctx);
@@ -187,6 +192,9 @@ impl Twin {
         let (stop, mut stopped) = watch::channel(false);
         let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
         controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
+        let api_addr = dataplane::start(ctx.clone(), dataplane::LatencyModel::default(), opts.seed, stopped.clone())
+            .await
+            .map_err(TwinError::DataPlane)?;
         let task = tokio::spawn(async move {
             loop {
                 let conn = tokio::select! {
@@ -218,6 +226,7 @@ impl Twin {
             token,
             api,
             ctx,
+            api_addr,
             stop,
             task: Some(task),
             controllers,
@@ -243,6 +252,12 @@ impl Twin {
     /// The twin's API, for in-process controllers and tests.
     pub fn api(&self) -> &Arc<Api> {
         &self.api
+    }
+
+    /// Where the API data plane (Envoy in front of the fastapi pods) listens; clients
+    /// find it through the envoy Service's load balancer status, as on a cluster.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
     }
 
     /// The simulated cluster: power, crashes, ground truth, containers.

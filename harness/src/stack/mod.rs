@@ -219,6 +219,38 @@ async fn resolve(
     }
 }
 
+/// What deploying the stack did and how long each part took.
+#[derive(Clone, Debug, Default)]
+pub struct DeployReport {
+    pub applied: usize,
+    pub apply_time: Duration,
+    pub ready_time: Duration,
+    pub not_ready: Vec<ready::NotReady>,
+}
+
+/// Applies `dir`'s manifests in order and waits for every component's readiness, all
+/// within `deadline`. Objects still not ready at the deadline are listed, not an error:
+/// the caller decides (a feature fails; `up` reports).
+pub async fn deploy(
+    client: &Client,
+    dir: &Path,
+    deadline: Duration,
+    mut progress: impl FnMut(&str),
+) -> Result<DeployReport, StackError> {
+    let manifests = load_dir(dir)?;
+    let started = Instant::now();
+    let applied = apply(client, &manifests, deadline, |m| progress(&format!("applied {}", m.describe()))).await?;
+    progress(&format!("applied {} objects in {:.1?}; waiting for readiness", applied.applied.len(), applied.elapsed));
+    let waited = Instant::now();
+    let not_ready = ready::wait_ready(client, &manifests, deadline.saturating_sub(started.elapsed())).await?;
+    Ok(DeployReport {
+        applied: applied.applied.len(),
+        apply_time: applied.elapsed,
+        ready_time: waited.elapsed(),
+        not_ready,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -281,6 +281,11 @@ impl ServedTwin {
     pub async fn stop(self) {
         self.twin.shutdown().await;
     }
+
+    /// A client for the served twin, through its kubeconfig like any other.
+    pub async fn client(&self) -> Result<Client, TargetError> {
+        client_for_twin(&self.twin).await.map(|(c, _)| c)
+    }
 }
 
 /// Starts a twin and writes its kubeconfig to `kubeconfig_out` (mode 0600: it holds a token).

@@ -99,6 +99,8 @@ pub struct Ctx {
     pub provisioners: Arc<crate::controllers::volumes::Provisioners>,
     /// What simulated programs wrote on PersistentVolumes.
     pub voldata: Arc<crate::voldata::VolumeData>,
+    /// The Ceph cluster, once the Rook operator created it (None before).
+    pub ceph: Arc<Mutex<Option<crate::stack::ceph::CephModel>>>,
     /// The run's seed, for choices that must not depend on scheduling order.
     pub seed: u64,
 }

@@ -12,6 +12,7 @@ use crate::api::now_rfc3339;
 use crate::controllers::{obj, reconcile_loop, Ctx};
 
 pub mod certmanager;
+pub mod rook;
 pub mod velero;
 
 pub const ASSETS: &str = include_str!("../../assets/operators.yaml");
@@ -50,6 +51,7 @@ pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::Join
     let store = std::sync::Arc::new(velero::ObjectStore::default());
     vec![
         tokio::spawn(certmanager::run(ctx.clone(), stop.clone())),
+        tokio::spawn(rook::run(ctx.clone(), stop.clone())),
         tokio::spawn(velero::run(ctx.clone(), store, stop.clone())),
         tokio::spawn(reconcile_loop(ctx.clone(), &[("kustomize.toolkit.fluxcd.io", "kustomizations"), ("apps", "deployments")], stop.clone(), flux)),
         tokio::spawn(reconcile_loop(ctx.clone(), &[("monitoring.coreos.com", "prometheuses"), ("apps", "deployments"), ("apps", "statefulsets")], stop.clone(), prometheus_operator)),

@@ -195,6 +195,12 @@ fn schedules(ctx: &Ctx) {
         if s.pointer("/spec/paused") == Some(&Value::Bool(true)) {
             continue;
         }
+        // A backup is only worth starting once its location is usable; the first
+        // one of a new schedule waits for that rather than failing validation.
+        let loc_name = s.pointer("/spec/template/storageLocation").and_then(Value::as_str).unwrap_or("");
+        if location(ctx, &ns, loc_name).and_then(|l| l.pointer("/status/phase").and_then(Value::as_str).map(String::from)).as_deref() != Some("Available") {
+            continue;
+        }
         let last = s
             .pointer("/status/lastBackup")
             .and_then(Value::as_str)
