@@ -4,8 +4,9 @@
 //!
 //! Exec: every container answers a small busybox-like set of commands natively
 //! (`true`, `false`, `echo`, `hostname`, `cat /etc/hostname`, `cat` of stdin, `env`,
-//! `sleep N` (capped at [`SLEEP_CAP`]), `nslookup`, `getent hosts`, `grep`, `head`,
-//! `wc -l`, `exit N`), and `sh -c SCRIPT` runs a small shell over them (`;`, `&&`,
+//! `sleep N` (capped at [`SLEEP_CAP`]), `nslookup`, `getent hosts`, `curl`/`wget` of
+//! Services and pods (their registered HTTP handlers), `grep`, `head`, `wc -l`,
+//! `exit N`), and `sh -c SCRIPT` runs a small shell over them (`;`, `&&`,
 //! `||`, `|`, quotes, `$VAR`, `2>&1`, `>/dev/null`). Every other command goes to the
 //! handler registered for the container's image ([`Sim::register_exec`]); without
 //! one it fails as a shell does: exit 127, `sh: CMD: not found`. Handlers are
@@ -1092,6 +1093,158 @@ impl Shell<'_> {
         ExecOutput::not_found(first)
     }
 
+    /// `curl URL` / `wget -qO- URL` against Services and pods: resolves the host
+    /// (DNS), goes through the Service's endpoints as kube-proxy would and asks
+    /// the registered HTTP handler. None when there is no http(s) URL.
+    fn http_client(&mut self, cmd: &str, args: &[&str]) -> Option<ExecOutput> {
+        let curl = cmd == "curl";
+        let mut url = None;
+        let mut method = None;
+        let mut body = Vec::new();
+        let mut headers = Vec::new();
+        let (mut fail, mut quiet, mut write_code, mut discard, mut spider) =
+            (false, false, false, false, false);
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match *a {
+                u if u.starts_with("http://") || u.starts_with("https://") => url = Some(u),
+                "-f" | "--fail" | "-sf" | "-fs" | "-fsS" | "-sSf" | "-sfS" => {
+                    fail = true;
+                    quiet |= a.contains('s');
+                }
+                "-s" | "-sS" | "--silent" | "-q" | "-qO-" => {
+                    quiet = true;
+                    if *a == "-qO-" {
+                        discard = false;
+                    }
+                }
+                "-O" | "-o" => discard = it.next().is_some_and(|f| *f == "/dev/null"),
+                "-O-" | "-O-q" => {}
+                "-w" => write_code = it.next().is_some_and(|f| f.contains("http_code")),
+                "-X" | "--request" => method = it.next().map(|m| m.to_string()),
+                "-d" | "--data" | "--data-raw" => {
+                    body = it.next().map(|d| d.as_bytes().to_vec()).unwrap_or_default();
+                    method.get_or_insert_with(|| "POST".into());
+                }
+                "-H" | "--header" => {
+                    if let Some((k, v)) = it.next().and_then(|h| h.split_once(':')) {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                "--spider" => spider = true,
+                "-m" | "--max-time" | "-T" | "--connect-timeout" | "--retry" => {
+                    it.next();
+                }
+                _ => {}
+            }
+        }
+        let url = url?;
+        let (scheme, rest) = url.split_once("://")?;
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().ok()?),
+            None => (hostport, if scheme == "https" { 443 } else { 80 }),
+        };
+        let fail_with = |curl_code: i32, curl_msg: String, wget_msg: String| {
+            if curl {
+                ExecOutput::fail(
+                    curl_code,
+                    if quiet && !args.iter().any(|a| a.contains('S')) {
+                        String::new()
+                    } else {
+                        format!("curl: ({curl_code}) {curl_msg}\n")
+                    },
+                )
+            } else {
+                ExecOutput::fail(1, format!("wget: {wget_msg}\n"))
+            }
+        };
+        let ip = match resolve(self.ctx, &self.req.namespace, host) {
+            Ok((_, ips)) => ips.into_iter().next().unwrap_or_default(),
+            Err(_) => {
+                return Some(fail_with(
+                    6,
+                    format!("Could not resolve host: {host}"),
+                    format!("bad address '{hostport}'"),
+                ))
+            }
+        };
+        let refused = || {
+            fail_with(
+                7,
+                format!("Failed to connect to {host} port {port} after 0 ms: Couldn't connect to server"),
+                format!("can't connect to remote host ({ip}): Connection refused"),
+            )
+        };
+        // A Service's clusterIP goes through its endpoints; a pod IP straight to the pod.
+        let services = self.ctx.client.list("", "services", None, None);
+        let target = if let Some(svc) = services
+            .iter()
+            .find(|s| obj::str_at(s, "/spec/clusterIP") == Some(ip.as_str()))
+        {
+            match crate::proxy::route(
+                self.ctx,
+                obj::namespace(svc),
+                obj::name(svc),
+                &port.to_string(),
+            ) {
+                Ok(t) => t,
+                Err(_) => return Some(refused()),
+            }
+        } else {
+            let pods = self.ctx.client.list("", "pods", None, None);
+            let Some(pod) = pods.iter().find(|p| {
+                obj::str_at(p, "/status/podIP") == Some(ip.as_str()) && !obj::is_terminating(p)
+            }) else {
+                return Some(refused());
+            };
+            let live = obj::str_at(pod, "/spec/nodeName").is_some_and(|n| self.ctx.power.is_on(n));
+            let handler = pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find_map(|c| {
+                    self.sim
+                        .http_handler(c["image"].as_str().unwrap_or(""), port)
+                });
+            match (live, handler) {
+                (true, Some(h)) => (obj::name(pod).to_string(), h),
+                _ => return Some(refused()),
+            }
+        };
+        let (pod, handler) = target;
+        headers.push(("host".into(), hostport.to_string()));
+        let method = method.unwrap_or_else(|| if spider { "HEAD" } else { "GET" }.into());
+        let resp = handler(&HttpRequest {
+            method,
+            path: path.to_string(),
+            headers,
+            body,
+            namespace: self.req.namespace.clone(),
+            pod,
+        });
+        if resp.status >= 400 && (fail || !curl) {
+            return Some(fail_with(
+                22,
+                format!("The requested URL returned error: {}", resp.status),
+                format!("server returned error: HTTP/1.1 {}", resp.status),
+            ));
+        }
+        let mut stdout = if discard || spider {
+            Vec::new()
+        } else {
+            resp.body
+        };
+        if write_code {
+            stdout.extend_from_slice(resp.status.to_string().as_bytes());
+        }
+        Some(ExecOutput::ok(stdout))
+    }
+
     fn hostname(&self) -> String {
         self.vars
             .get("HOSTNAME")
@@ -1267,6 +1420,7 @@ impl Shell<'_> {
                 };
                 ExecOutput::ok(pick.iter().map(|l| format!("{l}\n")).collect::<String>())
             }
+            "curl" | "wget" => return self.http_client(cmd, args),
             "wc" if args == ["-l"] => {
                 let n = stdin
                     .unwrap_or_default()

@@ -233,6 +233,10 @@ impl Kubelet {
                     "containerStatuses": statuses(pod, waiting, false, false, 1, Some(last)),
                 }));
                 Self::log_all(ctx, pod, if crash { "container killed (exit code 137)" } else { "node rebooted; restarting container" });
+                // The log so far becomes `--previous`, as the kubelet keeps it.
+                for (c, _) in container_names(pod) {
+                    ctx.sim.restart_container(obj::namespace(pod), obj::name(pod), &c);
+                }
                 let backoff = if crash { t.restart_backoff } else { Duration::ZERO };
                 self.pods.insert(uid, PodSim { stage: Stage::BackOff, due: now + backoff, stopping_due: None });
                 continue;
