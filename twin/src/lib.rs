@@ -192,6 +192,8 @@ impl Twin {
         let (stop, mut stopped) = watch::channel(false);
         let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
         controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
+        stack::postgres::install(&ctx);
+        controllers.push(tokio::spawn(stack::postgres::run(ctx.clone(), stopped.clone())));
         let api_addr = dataplane::start(ctx.clone(), dataplane::LatencyModel::default(), opts.seed, stopped.clone())
             .await
             .map_err(TwinError::DataPlane)?;

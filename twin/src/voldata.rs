@@ -51,7 +51,12 @@ impl Files {
 
     /// Writes a file together with its parsed form (what [`Files::decoded`] returns
     /// for it until it changes again).
-    pub fn put_decoded<T: Send + Sync + 'static>(&mut self, path: &str, bytes: impl Into<Vec<u8>>, decoded: Arc<T>) {
+    pub fn put_decoded<T: Send + Sync + 'static>(
+        &mut self,
+        path: &str,
+        bytes: impl Into<Vec<u8>>,
+        decoded: Arc<T>,
+    ) {
         self.files.insert(path.to_string(), bytes.into());
         self.decoded.insert(path.to_string(), decoded);
     }
@@ -69,7 +74,11 @@ impl Files {
 
     /// Paths under a directory (`dir` without a trailing `/`; "" for all), sorted.
     pub fn paths_under(&self, dir: &str) -> Vec<String> {
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         self.files
             .range(prefix.clone()..)
             .take_while(|(p, _)| p.starts_with(&prefix))
@@ -89,7 +98,11 @@ impl Files {
     /// The parsed form of a file: `decode` runs on the bytes the first time (and
     /// after every change of the file); later calls get the cached value. None when
     /// the file does not exist.
-    pub fn decoded<T: Send + Sync + 'static>(&mut self, path: &str, decode: impl FnOnce(&[u8]) -> T) -> Option<Arc<T>> {
+    pub fn decoded<T: Send + Sync + 'static>(
+        &mut self,
+        path: &str,
+        decode: impl FnOnce(&[u8]) -> T,
+    ) -> Option<Arc<T>> {
         let bytes = self.files.get(path)?;
         if let Some(d) = self.decoded.get(path) {
             if let Ok(t) = d.clone().downcast::<T>() {
@@ -150,7 +163,8 @@ impl VolumeData {
     }
 
     pub fn read(&self, pv: &str, path: &str) -> Option<Vec<u8>> {
-        self.inspect(pv, |f| f.get(path).map(<[u8]>::to_vec)).flatten()
+        self.inspect(pv, |f| f.get(path).map(<[u8]>::to_vec))
+            .flatten()
     }
 
     pub fn write(&self, pv: &str, path: &str, bytes: impl Into<Vec<u8>>) {
@@ -246,14 +260,20 @@ pub fn pod_volume_pv(ctx: &Ctx, pod: &Value, volume_name: &str) -> Option<String
         .as_array()?
         .iter()
         .find(|v| v["name"] == volume_name)?;
-    let claim = match volume.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) {
+    let claim = match volume
+        .pointer("/persistentVolumeClaim/claimName")
+        .and_then(Value::as_str)
+    {
         Some(c) => c.to_string(),
         None if volume.get("ephemeral").is_some() => format!("{}-{volume_name}", obj::name(pod)),
         None => return None,
     };
-    let pvc = ctx
-        .client
-        .get("", "persistentvolumeclaims", Some(obj::namespace(pod)), &claim)?;
+    let pvc = ctx.client.get(
+        "",
+        "persistentvolumeclaims",
+        Some(obj::namespace(pod)),
+        &claim,
+    )?;
     if obj::str_at(&pvc, "/status/phase") != Some("Bound") {
         return None;
     }
@@ -317,7 +337,10 @@ mod tests {
         assert!(!d.attach("pv-a", "uid-2"));
         assert!(!d.has_data("pv-a"));
         // Restored data is adopted by the PV that attaches next.
-        d.restore("pv-a", BTreeMap::from([("f".to_string(), b"restored".to_vec())]));
+        d.restore(
+            "pv-a",
+            BTreeMap::from([("f".to_string(), b"restored".to_vec())]),
+        );
         assert!(d.attach("pv-a", "uid-3"));
         assert_eq!(d.read("pv-a", "f").as_deref(), Some(&b"restored"[..]));
     }
@@ -344,9 +367,15 @@ mod tests {
         assert_eq!(v.as_deref(), Some(&41));
         assert_eq!(calls, 1);
         d.write("pv", "n", "42");
-        assert_eq!(d.update("pv", |f| f.decoded("n", parse)).as_deref(), Some(&42));
+        assert_eq!(
+            d.update("pv", |f| f.decoded("n", parse)).as_deref(),
+            Some(&42)
+        );
         d.update("pv", |f| f.put_decoded("n", "43", Arc::new(43i64)));
-        assert_eq!(d.update("pv", |f| f.decoded("n", |_| -1i64)).as_deref(), Some(&43));
+        assert_eq!(
+            d.update("pv", |f| f.decoded("n", |_| -1i64)).as_deref(),
+            Some(&43)
+        );
         assert_eq!(d.update("pv", |f| f.decoded("missing", parse)), None);
     }
 
@@ -359,7 +388,10 @@ mod tests {
                 std::thread::spawn(move || {
                     for _ in 0..100 {
                         d.update("pv", |f| {
-                            let n: u64 = f.get("n").map(|b| String::from_utf8_lossy(b).parse().unwrap_or(0)).unwrap_or(0);
+                            let n: u64 = f
+                                .get("n")
+                                .map(|b| String::from_utf8_lossy(b).parse().unwrap_or(0))
+                                .unwrap_or(0);
                             f.put("n", (n + 1).to_string());
                         });
                     }

@@ -110,12 +110,22 @@ pub fn install(ctx: &Ctx) {
     // The handler lives in `ctx.sim`: it holds the simulation weakly so the twin can
     // be dropped (a strong Ctx inside the Sim it points to would never be freed).
     let sim = Arc::downgrade(&ctx.sim);
-    let base = Ctx { sim: Arc::new(crate::sim::Sim::default()), ..ctx.clone() };
+    let base = Ctx {
+        sim: Arc::new(crate::sim::Sim::default()),
+        ..ctx.clone()
+    };
     let handler = move |req: &ExecRequest| match sim.upgrade() {
-        Some(sim) => handle_exec(&Ctx { sim, ..base.clone() }, req),
+        Some(sim) => handle_exec(
+            &Ctx {
+                sim,
+                ..base.clone()
+            },
+            req,
+        ),
         None => ExecOutput::fail(137, ""),
     };
-    ctx.sim.register_exec("docker.io/library/postgres", handler.clone());
+    ctx.sim
+        .register_exec("docker.io/library/postgres", handler.clone());
     ctx.sim.register_exec("postgres", handler);
 }
 
@@ -150,7 +160,10 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
 
 fn image_repository(image: &str) -> &str {
     let image = image.split('@').next().unwrap_or(image);
-    let image = image.strip_prefix("docker.io/").or_else(|| image.strip_prefix("index.docker.io/")).unwrap_or(image);
+    let image = image
+        .strip_prefix("docker.io/")
+        .or_else(|| image.strip_prefix("index.docker.io/"))
+        .unwrap_or(image);
     let image = image.strip_prefix("library/").unwrap_or(image);
     match image.rfind(':') {
         Some(i) if !image[i..].contains('/') => &image[..i],
@@ -169,7 +182,10 @@ fn image_version(image: &str) -> String {
         Some(i) if !image[i..].contains('/') => &image[i + 1..],
         _ => "",
     };
-    let v: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let v: String = tag
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     let v = v.trim_end_matches('.');
     match v.split('.').collect::<Vec<_>>().as_slice() {
         [major, minor, ..] if !major.is_empty() && !minor.is_empty() => format!("{major}.{minor}"),
@@ -222,11 +238,22 @@ struct Server {
 
 impl Server {
     fn of(ctx: &Ctx, pod: &Value, container: &str) -> Option<Server> {
-        let spec = pod.pointer("/spec/containers")?.as_array()?.iter().find(|c| c["name"] == container)?;
+        let spec = pod
+            .pointer("/spec/containers")?
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == container)?;
         let image = spec["image"].as_str().unwrap_or("");
         let env = crate::exec::exec_request(ctx, pod, container, Vec::new()).env;
-        let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let pgdata = get("PGDATA").filter(|p| p.starts_with('/')).unwrap_or_else(|| DEFAULT_PGDATA.into());
+        let get = |k: &str| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        let pgdata = get("PGDATA")
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or_else(|| DEFAULT_PGDATA.into());
         let pgdata = pgdata.trim_end_matches('/').to_string();
         let uid = obj::uid(pod).to_string();
         // The mount that holds PGDATA (the longest mount path that contains it).
@@ -234,22 +261,40 @@ impl Server {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|m| Some((m["name"].as_str()?, m["mountPath"].as_str()?.trim_end_matches('/'), m["subPath"].as_str().unwrap_or(""))))
-            .filter(|(_, path, _)| pgdata == *path || pgdata.starts_with(&format!("{path}/")) || path.is_empty())
+            .filter_map(|m| {
+                Some((
+                    m["name"].as_str()?,
+                    m["mountPath"].as_str()?.trim_end_matches('/'),
+                    m["subPath"].as_str().unwrap_or(""),
+                ))
+            })
+            .filter(|(_, path, _)| {
+                pgdata == *path || pgdata.starts_with(&format!("{path}/")) || path.is_empty()
+            })
             .max_by_key(|(_, path, _)| path.len());
         let (storage, reason) = match mount {
             Some((volume, path, sub)) => {
                 let rel = pgdata[path.len()..].trim_start_matches('/');
-                let rel = [sub.trim_matches('/'), rel].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join("/");
+                let rel = [sub.trim_matches('/'), rel]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
                 match crate::voldata::pod_volume_pv(ctx, pod, volume) {
                     Some(pv) => (Storage::Volume(pv, rel), None),
                     None => (
                         Storage::Ephemeral(format!("ephemeral:{uid}"), rel),
-                        Some(format!("volume \"{volume}\" has no bound PersistentVolumeClaim")),
+                        Some(format!(
+                            "volume \"{volume}\" has no bound PersistentVolumeClaim"
+                        )),
                     ),
                 }
             }
-            None => (Storage::Ephemeral(format!("ephemeral:{uid}"), String::new()), Some(format!("no volume is mounted at {pgdata}"))),
+            None => (
+                Storage::Ephemeral(format!("ephemeral:{uid}"), String::new()),
+                Some(format!("no volume is mounted at {pgdata}")),
+            ),
         };
         let restarts = pod
             .pointer("/status/containerStatuses")
@@ -276,7 +321,11 @@ impl Server {
     }
 
     fn env(&self, k: &str) -> Option<&str> {
-        self.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
     }
 
     fn major(&self) -> &str {
@@ -284,11 +333,17 @@ impl Server {
     }
 
     fn superuser(&self) -> String {
-        self.env("POSTGRES_USER").filter(|u| !u.is_empty()).unwrap_or("postgres").to_string()
+        self.env("POSTGRES_USER")
+            .filter(|u| !u.is_empty())
+            .unwrap_or("postgres")
+            .to_string()
     }
 
     fn default_db(&self) -> String {
-        self.env("POSTGRES_DB").filter(|d| !d.is_empty()).map(String::from).unwrap_or_else(|| self.superuser())
+        self.env("POSTGRES_DB")
+            .filter(|d| !d.is_empty())
+            .map(String::from)
+            .unwrap_or_else(|| self.superuser())
     }
 
     fn key(&self) -> (&str, &str) {
@@ -389,14 +444,18 @@ impl Server {
         let password = self.env("POSTGRES_PASSWORD").unwrap_or("").to_string();
         engine::initdb(files, pgdata, self.major(), &user, &password, &db);
         let mut logs = vec![
-            "The files belonging to this database system will be owned by user \"postgres\".".to_string(),
+            "The files belonging to this database system will be owned by user \"postgres\"."
+                .to_string(),
             "This user must also own the server process.".into(),
             String::new(),
             "The database cluster will be initialized with locale \"en_US.utf8\".".into(),
             "The default database encoding has accordingly been set to \"UTF8\".".into(),
             "The default text search configuration will be set to \"english\".".into(),
             String::new(),
-            format!("fixing permissions on existing directory {} ... ok", self.env("PGDATA").unwrap_or(DEFAULT_PGDATA)),
+            format!(
+                "fixing permissions on existing directory {} ... ok",
+                self.env("PGDATA").unwrap_or(DEFAULT_PGDATA)
+            ),
             "creating subdirectories ... ok".into(),
             "running bootstrap script ... ok".into(),
             "performing post-bootstrap initialization ... ok".into(),
@@ -424,7 +483,13 @@ impl Server {
     }
 
     /// A session's work on this server's database `db` as `user` (the server started).
-    fn session<R>(&self, ctx: &Ctx, db: &str, user: &str, f: impl FnOnce(&mut engine::Session<'_>) -> R) -> R {
+    fn session<R>(
+        &self,
+        ctx: &Ctx,
+        db: &str,
+        user: &str,
+        f: impl FnOnce(&mut engine::Session<'_>) -> R,
+    ) -> R {
         let version = self.version_string();
         self.with_files(ctx, |files, pgdata| {
             let mut s = engine::Session::new(files, pgdata, db, user, &version);
@@ -441,7 +506,12 @@ impl Server {
 
 /// Drops in-memory data directories of pods that are gone.
 fn forget_stale_ephemeral(ctx: &Ctx) {
-    let live: std::collections::HashSet<String> = ctx.client.list("", "pods", None, None).iter().map(|p| format!("ephemeral:{}", obj::uid(p))).collect();
+    let live: std::collections::HashSet<String> = ctx
+        .client
+        .list("", "pods", None, None)
+        .iter()
+        .map(|p| format!("ephemeral:{}", obj::uid(p)))
+        .collect();
     for v in ctx.voldata.volumes() {
         if v.starts_with("ephemeral:") && !live.contains(&v) {
             ctx.voldata.delete_volume(&v);
@@ -451,17 +521,30 @@ fn forget_stale_ephemeral(ctx: &Ctx) {
 
 /// A pod being deleted: the server shuts down cleanly (unless its node is off).
 fn shutdown(ctx: &Ctx, pod: &Value, container: &str) {
-    if !ctx.power.is_on(obj::str_at(pod, "/spec/nodeName").unwrap_or("")) {
+    if !ctx
+        .power
+        .is_on(obj::str_at(pod, "/spec/nodeName").unwrap_or(""))
+    {
         return;
     }
-    let Some(srv) = Server::of(ctx, pod, container) else { return };
+    let Some(srv) = Server::of(ctx, pod, container) else {
+        return;
+    };
     let t = log_time();
     let done = srv.with_files(ctx, |files, pgdata| {
         let pid_path = engine::join(pgdata, "postmaster.pid");
-        let ours = files.get(&pid_path).is_some_and(|b| String::from_utf8_lossy(b).lines().last().is_some_and(|l| l.starts_with(&format!("twin:{}/", srv.uid))));
+        let ours = files.get(&pid_path).is_some_and(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with(&format!("twin:{}/", srv.uid)))
+        });
         if ours {
             files.remove(&pid_path);
-            files.put(&engine::join(pgdata, "twin-shutdown"), format!("{}\n", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")));
+            files.put(
+                &engine::join(pgdata, "twin-shutdown"),
+                format!("{}\n", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")),
+            );
         }
         ours
     });
@@ -479,7 +562,9 @@ fn shutdown(ctx: &Ctx, pod: &Value, container: &str) {
 }
 
 fn log_time() -> String {
-    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S%.3f UTC")
+        .to_string()
 }
 
 fn sql_quote(s: &str) -> String {
@@ -540,9 +625,16 @@ pub fn short_id(id: &str) -> &str {
 /// of the data plane would. Errors: the server's, or `FATAL` ones when the pod has
 /// no postgres container or its server cannot start.
 pub fn query(ctx: &Ctx, pod: &Value, sql: &str) -> Result<Vec<StmtResult>, PgError> {
-    let container = postgres_container(pod).ok_or_else(|| PgError::fatal("08006", &format!("pod {} runs no PostgreSQL server", obj::name(pod))))?;
-    let srv = Server::of(ctx, pod, &container).ok_or_else(|| PgError::fatal("08006", "no server"))?;
-    srv.ensure_started(ctx).map_err(|e| PgError::fatal("08006", &format!("the server does not start: {e}")))?;
+    let container = postgres_container(pod).ok_or_else(|| {
+        PgError::fatal(
+            "08006",
+            &format!("pod {} runs no PostgreSQL server", obj::name(pod)),
+        )
+    })?;
+    let srv =
+        Server::of(ctx, pod, &container).ok_or_else(|| PgError::fatal("08006", "no server"))?;
+    srv.ensure_started(ctx)
+        .map_err(|e| PgError::fatal("08006", &format!("the server does not start: {e}")))?;
     let (user, db) = (srv.superuser(), srv.default_db());
     let (results, err) = srv.session(ctx, &db, &user, |s| s.simple_query(sql));
     match err {
@@ -555,18 +647,30 @@ pub fn query(ctx: &Ctx, pod: &Value, sql: &str) -> Result<Vec<StmtResult>, PgErr
 /// a jsonb one (the OpenAlex objects of `works` and `authors`), else each row as an
 /// object. `id` selects by the `id` column (full `https://openalex.org/W…` ids and
 /// any case accepted); at most `limit` rows, in insertion order.
-pub fn select_json(ctx: &Ctx, pod: &Value, table: &str, id: Option<&str>, limit: usize) -> Result<Vec<Value>, PgError> {
+pub fn select_json(
+    ctx: &Ctx,
+    pod: &Value,
+    table: &str,
+    id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Value>, PgError> {
     let ident = format!("\"{}\"", table.replace('"', "\"\""));
     let mut sql = format!("SELECT * FROM {ident}");
     if let Some(id) = id {
-        sql.push_str(&format!(" WHERE id = {}", sql_quote(&short_id(id).to_ascii_uppercase())));
+        sql.push_str(&format!(
+            " WHERE id = {}",
+            sql_quote(&short_id(id).to_ascii_uppercase())
+        ));
     }
     sql.push_str(&format!(" LIMIT {limit}"));
     let results = query(ctx, pod, &sql)?;
-    let Some(Outcome::Rows { columns, rows, .. }) = results.into_iter().next().map(|r| r.outcome) else {
+    let Some(Outcome::Rows { columns, rows, .. }) = results.into_iter().next().map(|r| r.outcome)
+    else {
         return Ok(Vec::new());
     };
-    let data = columns.iter().position(|(n, t)| n == "data" && *t == Ty::Json);
+    let data = columns
+        .iter()
+        .position(|(n, t)| n == "data" && *t == Ty::Json);
     Ok(rows
         .into_iter()
         .map(|r| match data {
@@ -594,7 +698,11 @@ pub fn handle_exec(ctx: &Ctx, req: &ExecRequest) -> ExecOutput {
     let Some(pod) = ctx.client.get("", "pods", Some(&req.namespace), &req.pod) else {
         return ExecOutput::not_found(first);
     };
-    let container = if pod.pointer("/spec/containers").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c["name"] == req.container.as_str())) {
+    let container = if pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["name"] == req.container.as_str()))
+    {
         req.container.clone()
     } else {
         match postgres_container(&pod) {
@@ -615,18 +723,29 @@ pub fn handle_exec(ctx: &Ctx, req: &ExecRequest) -> ExecOutput {
 }
 
 /// Where psql connects: the server of a pod, or why it cannot.
-fn connect_target(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, host: Option<&str>, port: &str) -> Result<(Server, bool, String), String> {
+fn connect_target(
+    ctx: &Ctx,
+    req: &ExecRequest,
+    pod: &Value,
+    container: &str,
+    host: Option<&str>,
+    port: &str,
+) -> Result<(Server, bool, String), String> {
     let here = || Server::of(ctx, pod, container).ok_or_else(|| "no server".to_string());
     match host {
         None | Some("") => {
-            let prefix = format!("connection to server on socket \"{SOCKET_DIR}/.s.PGSQL.{port}\" failed: ");
+            let prefix =
+                format!("connection to server on socket \"{SOCKET_DIR}/.s.PGSQL.{port}\" failed: ");
             if port != PORT {
                 return Err(format!("{prefix}No such file or directory\n\tIs the server running locally and accepting connections on that socket?"));
             }
             Ok((here()?, true, prefix))
         }
         Some(h) if h.starts_with('/') => {
-            let prefix = format!("connection to server on socket \"{}/.s.PGSQL.{port}\" failed: ", h.trim_end_matches('/'));
+            let prefix = format!(
+                "connection to server on socket \"{}/.s.PGSQL.{port}\" failed: ",
+                h.trim_end_matches('/')
+            );
             if port != PORT || h.trim_end_matches('/') != SOCKET_DIR {
                 return Err(format!("{prefix}No such file or directory\n\tIs the server running locally and accepting connections on that socket?"));
             }
@@ -642,28 +761,42 @@ fn connect_target(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, ho
                 },
             };
             let prefix = format!("connection to server at \"{h}\" ({ip}), port {port} failed: ");
-            let refused = || format!("{prefix}Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?");
+            let refused = || {
+                format!("{prefix}Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?")
+            };
             if port != PORT {
                 return Err(refused());
             }
-            let local = matches!(ip.as_str(), "::1" | "127.0.0.1") || obj::str_at(pod, "/status/podIP") == Some(ip.as_str());
+            let local = matches!(ip.as_str(), "::1" | "127.0.0.1")
+                || obj::str_at(pod, "/status/podIP") == Some(ip.as_str());
             let trust = matches!(ip.as_str(), "::1" | "127.0.0.1");
             if local {
                 return Ok((here()?, trust, prefix));
             }
             // Another pod's server: by pod IP, or a Service's ready pods.
             let pods = ctx.client.list("", "pods", None, None);
-            let by_ip = pods.iter().find(|p| obj::str_at(p, "/status/podIP") == Some(ip.as_str()) && obj::is_pod_ready(p));
+            let by_ip = pods.iter().find(|p| {
+                obj::str_at(p, "/status/podIP") == Some(ip.as_str()) && obj::is_pod_ready(p)
+            });
             let target = by_ip.cloned().or_else(|| {
                 ctx.client
                     .list("", "services", None, None)
                     .into_iter()
                     .find(|s| obj::str_at(s, "/spec/clusterIP") == Some(ip.as_str()))
-                    .and_then(|s| crate::sim::service_pods(ctx, &s).into_iter().find(|p| obj::is_pod_ready(p) && !obj::is_terminating(p)))
+                    .and_then(|s| {
+                        crate::sim::service_pods(ctx, &s)
+                            .into_iter()
+                            .find(|p| obj::is_pod_ready(p) && !obj::is_terminating(p))
+                    })
             });
-            let Some(target) = target else { return Err(refused()) };
-            let Some(c) = postgres_container(&target) else { return Err(refused()) };
-            let node_on = obj::str_at(&target, "/spec/nodeName").is_some_and(|n| ctx.power.is_on(n));
+            let Some(target) = target else {
+                return Err(refused());
+            };
+            let Some(c) = postgres_container(&target) else {
+                return Err(refused());
+            };
+            let node_on =
+                obj::str_at(&target, "/spec/nodeName").is_some_and(|n| ctx.power.is_on(n));
             if !node_on {
                 return Err(format!("{prefix}Connection timed out\n\tIs the server running on that host and accepting TCP/IP connections?"));
             }
@@ -673,7 +806,13 @@ fn connect_target(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, ho
     }
 }
 
-fn psql_command(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args: &[String]) -> ExecOutput {
+fn psql_command(
+    ctx: &Ctx,
+    req: &ExecRequest,
+    pod: &Value,
+    container: &str,
+    args: &[String],
+) -> ExecOutput {
     let env = |k: &str| req.env_var(k).map(String::from);
     let version = debian_version(&image_version(&req.image));
     let opts = match psql::parse_args(args, &env, &version) {
@@ -683,10 +822,11 @@ fn psql_command(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args
     };
     let fail2 = |msg: String| ExecOutput::fail(2, format!("psql: error: {msg}\n"));
     let port = opts.port.clone().unwrap_or_else(|| PORT.to_string());
-    let (srv, trust, prefix) = match connect_target(ctx, req, pod, container, opts.host.as_deref(), &port) {
-        Ok(t) => t,
-        Err(msg) => return fail2(msg),
-    };
+    let (srv, trust, prefix) =
+        match connect_target(ctx, req, pod, container, opts.host.as_deref(), &port) {
+            Ok(t) => t,
+            Err(msg) => return fail2(msg),
+        };
     if let Err(why) = srv.ensure_started(ctx) {
         let _ = why;
         return fail2(format!("{prefix}No such file or directory\n\tIs the server running locally and accepting connections on that socket?"));
@@ -695,8 +835,16 @@ fn psql_command(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args
         Some(999) => "postgres",
         _ => "root",
     };
-    let user = opts.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| os_user.to_string());
-    let db = opts.db.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    let user = opts
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| os_user.to_string());
+    let db = opts
+        .db
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
     let Some(cluster) = srv.cluster(ctx) else {
         return fail2(format!("{prefix}No such file or directory\n\tIs the server running locally and accepting connections on that socket?"));
     };
@@ -704,7 +852,9 @@ fn psql_command(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args
         match opts.password.as_deref() {
             None => return fail2(format!("{prefix}fe_sendauth: no password supplied")),
             Some(p) if !(cluster.roles.contains(&user) && p == cluster.password) => {
-                return fail2(format!("{prefix}FATAL:  password authentication failed for user \"{user}\""));
+                return fail2(format!(
+                    "{prefix}FATAL:  password authentication failed for user \"{user}\""
+                ));
             }
             Some(_) => {}
         }
@@ -716,26 +866,48 @@ fn psql_command(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args
         return fail2(format!("{prefix}FATAL:  database \"{db}\" does not exist"));
     }
     if db == "template0" {
-        return fail2(format!("{prefix}FATAL:  database \"template0\" is not currently accepting connections"));
+        return fail2(format!(
+            "{prefix}FATAL:  database \"template0\" is not currently accepting connections"
+        ));
     }
-    let run = srv.session(ctx, &db, &user, |s| psql::run(&opts, s, req.stdin.as_deref()));
+    let run = srv.session(ctx, &db, &user, |s| {
+        psql::run(&opts, s, req.stdin.as_deref())
+    });
     if !run.errors.is_empty() {
         let t = log_time();
         let mut lines = Vec::new();
         for (e, q) in &run.errors {
-            let at = e.position.map(|p| format!(" at character {}", p + 1)).unwrap_or_default();
-            lines.push(format!("{t} [{}] {}:  {}{at}", 100 + lines.len(), e.severity, e.message));
+            let at = e
+                .position
+                .map(|p| format!(" at character {}", p + 1))
+                .unwrap_or_default();
+            lines.push(format!(
+                "{t} [{}] {}:  {}{at}",
+                100 + lines.len(),
+                e.severity,
+                e.message
+            ));
             if let Some(d) = &e.detail {
                 lines.push(format!("{t} [{}] DETAIL:  {d}", 100 + lines.len()));
             }
-            lines.push(format!("{t} [{}] STATEMENT:  {}", 100 + lines.len(), q.trim()));
+            lines.push(format!(
+                "{t} [{}] STATEMENT:  {}",
+                100 + lines.len(),
+                q.trim()
+            ));
         }
         srv.log(ctx, &lines);
     }
     run.out
 }
 
-fn pg_isready(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args: &[String]) -> ExecOutput {
+fn pg_isready(
+    ctx: &Ctx,
+    req: &ExecRequest,
+    pod: &Value,
+    container: &str,
+    args: &[String],
+) -> ExecOutput {
     let mut host = req.env_var("PGHOST").map(String::from);
     let mut port = req.env_var("PGPORT").unwrap_or(PORT).to_string();
     let mut quiet = false;
@@ -748,7 +920,12 @@ fn pg_isready(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args: 
             "-U" | "--username" | "-d" | "--dbname" | "-t" | "--timeout" => {
                 it.next();
             }
-            "-V" | "--version" => return ExecOutput::ok(format!("pg_isready (PostgreSQL) {}\n", debian_version(&image_version(&req.image)))),
+            "-V" | "--version" => {
+                return ExecOutput::ok(format!(
+                    "pg_isready (PostgreSQL) {}\n",
+                    debian_version(&image_version(&req.image))
+                ))
+            }
             a if a.starts_with("-h") => host = Some(a[2..].to_string()),
             a if a.starts_with("-p") => port = a[2..].to_string(),
             a if a.starts_with("--host=") => host = Some(a[7..].to_string()),
@@ -760,15 +937,31 @@ fn pg_isready(ctx: &Ctx, req: &ExecRequest, pod: &Value, container: &str, args: 
         None | Some("") => format!("{SOCKET_DIR}:{port}"),
         Some(h) => format!("{h}:{port}"),
     };
-    let up = connect_target(ctx, req, pod, container, host.as_deref(), &port).is_ok_and(|(srv, _, _)| srv.ensure_started(ctx).is_ok());
-    let (msg, code) = if up { ("accepting connections", 0) } else { ("no response", 2) };
-    let out = if quiet { String::new() } else { format!("{shown} - {msg}\n") };
-    ExecOutput { stdout: out.into_bytes(), exit_code: code, ..Default::default() }
+    let up = connect_target(ctx, req, pod, container, host.as_deref(), &port)
+        .is_ok_and(|(srv, _, _)| srv.ensure_started(ctx).is_ok());
+    let (msg, code) = if up {
+        ("accepting connections", 0)
+    } else {
+        ("no response", 2)
+    };
+    let out = if quiet {
+        String::new()
+    } else {
+        format!("{shown} - {msg}\n")
+    };
+    ExecOutput {
+        stdout: out.into_bytes(),
+        exit_code: code,
+        ..Default::default()
+    }
 }
 
 /// The OpenAlex sample as loaded into a fresh server (works, authors).
 pub fn sample() -> (Vec<Value>, Vec<Value>) {
-    (serde_json::from_str(SAMPLE_WORKS).unwrap_or_default(), serde_json::from_str(SAMPLE_AUTHORS).unwrap_or_default())
+    (
+        serde_json::from_str(SAMPLE_WORKS).unwrap_or_default(),
+        serde_json::from_str(SAMPLE_AUTHORS).unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

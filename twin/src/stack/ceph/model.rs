@@ -393,6 +393,8 @@ pub struct CephModel {
     pub(super) servicemap_osds: BTreeSet<i32>,
     write_cursor: BTreeMap<u32, u64>,
     next_rule: u32,
+    /// CRUSH results by PG, valid for the placement inputs whose signature is the key.
+    raw_cache: (u64, BTreeMap<PgId, Vec<i32>>),
 }
 
 /// A version-4-shaped UUID from a seed.
@@ -450,6 +452,7 @@ impl CephModel {
             servicemap_osds: BTreeSet::new(),
             write_cursor: BTreeMap::new(),
             next_rule: 1,
+            raw_cache: (0, BTreeMap::new()),
         }
     }
 
@@ -544,7 +547,7 @@ impl CephModel {
         self.epoch += 1;
         self.last_up_change = self.now;
         self.last_in_change = self.now;
-        self.settle();
+        self.finish();
         Ok(())
     }
 
@@ -631,7 +634,7 @@ impl CephModel {
                 },
             );
         }
-        self.settle();
+        self.finish();
         Ok(id)
     }
 
@@ -710,7 +713,7 @@ impl CephModel {
             self.servicemap_epoch += 1;
             self.servicemap_modified = t;
         }
-        self.settle();
+        self.finish();
         Ok(())
     }
 
@@ -725,7 +728,7 @@ impl CephModel {
         osd.auto_out = false;
         self.last_in_change = self.now;
         self.epoch += 1;
-        self.settle();
+        self.finish();
         Ok(true)
     }
 
@@ -745,7 +748,7 @@ impl CephModel {
         }
         self.last_in_change = t;
         self.epoch += 1;
-        self.settle();
+        self.finish();
         Ok(true)
     }
 
@@ -767,7 +770,7 @@ impl CephModel {
         }
         self.last_up_change = t;
         self.epoch += 1;
-        self.settle();
+        self.finish();
         Ok(true)
     }
 
@@ -779,7 +782,7 @@ impl CephModel {
         self.advance(now);
         self.flags |= bits;
         self.epoch += 1;
-        self.settle();
+        self.finish();
         Ok(())
     }
 
@@ -789,7 +792,7 @@ impl CephModel {
         self.advance(now);
         self.flags &= !bits;
         self.epoch += 1;
-        self.settle();
+        self.finish();
         Ok(())
     }
 
@@ -807,7 +810,7 @@ impl CephModel {
         p.min_size = p.min_size.min(size);
         p.last_change = epoch;
         self.epoch = epoch;
-        self.settle();
+        self.finish();
         Ok(())
     }
 
@@ -830,7 +833,7 @@ impl CephModel {
         p.min_size = min_size;
         p.last_change = epoch;
         self.epoch = epoch;
-        self.settle();
+        self.finish();
         Ok(())
     }
 
@@ -850,7 +853,7 @@ impl CephModel {
             .ok_or_else(|| CephError::NoSuchPool(pool.to_string()))?
             .id;
         let n = self.put_objects(id, count, object_bytes, true);
-        self.settle();
+        self.finish();
         Ok(n)
     }
 
@@ -932,6 +935,9 @@ impl CephModel {
             self.settle();
         }
         self.touch();
+        // Checks that fire and clear within one call are not remembered: callers advance
+        // often (every command, every scrape).
+        self.record_health();
     }
 
     /// The earliest future time something happens on its own.
@@ -1150,17 +1156,57 @@ impl CephModel {
         self.osds.get(&osd).is_some_and(|o| o.up)
     }
 
+    /// A signature of everything CRUSH placement depends on.
+    fn placement_signature(&self) -> u64 {
+        let mut h = crush::mix(self.pgs.len() as u64);
+        for o in self.osds.values() {
+            let host = self.hosts.iter().position(|x| x.name == o.host).unwrap_or(0);
+            h = crush::hash3(
+                h,
+                ((o.id as i64 as u64) << 8) | (u64::from(o.in_) << 4) | o.class as u64,
+                o.crush_weight.to_bits() ^ host as u64,
+            );
+        }
+        for p in self.pools.values() {
+            let class = p.device_class.map_or(0, |c| c as u64 + 1);
+            h = crush::hash3(h, u64::from(p.id) << 32 | u64::from(p.size), class);
+        }
+        h
+    }
+
+    /// The raw CRUSH mapping of every PG (cached while the placement inputs don't change).
+    fn raw_mappings(&mut self) {
+        let sig = self.placement_signature();
+        if self.raw_cache.0 == sig && self.raw_cache.1.len() == self.pgs.len() {
+            return;
+        }
+        let buckets = self.buckets();
+        let map = self
+            .pgs
+            .keys()
+            .map(|id| {
+                let pool = &self.pools[&id.pool];
+                let raw = crush::place(id.pool, id.ps, pool.size, pool.device_class, &buckets);
+                (*id, raw)
+            })
+            .collect();
+        self.raw_cache = (sig, map);
+    }
+
     /// Recomputes every PG's up and acting sets; a change starts a new interval (peering).
     fn remap(&mut self) -> bool {
-        let buckets = self.buckets();
+        self.raw_mappings();
         let t = self.now;
         let mut any = false;
         let mut temp_changed = false;
         let ids: Vec<PgId> = self.pgs.keys().copied().collect();
         for id in ids {
             let pool = &self.pools[&id.pool];
-            let raw = crush::place(id.pool, id.ps, pool.size, pool.device_class, &buckets);
-            let up: Vec<i32> = raw.into_iter().filter(|o| self.is_up(*o)).collect();
+            let up: Vec<i32> = self.raw_cache.1[&id]
+                .iter()
+                .copied()
+                .filter(|o| self.is_up(*o))
+                .collect();
             let acting = self.choose_acting(&self.pgs[&id], &up, pool.size, pool.min_size);
             let jitter = 0.5
                 + crush::unit(crush::hash3(
@@ -1199,7 +1245,15 @@ impl CephModel {
         let cost = self.params.osd_async_recovery_min_cost;
         let held = |o: i32| pg.holders.get(&o);
         let complete = |o: i32| n == 0 || held(o).is_some_and(|h| h.objects >= n);
-        let sync = |o: i32| held(o).is_some_and(|h| !h.backfill && n - h.objects.min(n) <= cost);
+        // Async recovery targets are chosen at peering and stay out of the acting set
+        // until they are complete (a later, smaller backlog does not bring them back).
+        let kept_async = |o: i32| {
+            pg.up.as_slice() == up && !pg.acting.is_empty() && !pg.acting.contains(&o)
+        };
+        let sync = |o: i32| {
+            held(o).is_some_and(|h| !h.backfill && n - h.objects.min(n) <= cost)
+                && !(kept_async(o) && !complete(o))
+        };
         let asynch = |o: i32| held(o).is_some_and(|h| !h.backfill && n - h.objects.min(n) > cost);
         let live_holders: Vec<i32> = pg
             .holders
@@ -1403,11 +1457,21 @@ impl CephModel {
         while self.write_log.front().is_some_and(|s| s.at + keep < t) {
             self.write_log.pop_front();
         }
+    }
+
+    /// Remembers the health checks active now (for `ceph_health_detail`).
+    fn record_health(&mut self) {
         for c in self.health_checks() {
             self.fired_checks
                 .entry(c.name.clone())
                 .or_insert(c.severity.as_str());
         }
+    }
+
+    /// Settles what a caller's action changed and records the resulting health.
+    fn finish(&mut self) {
+        self.settle();
+        self.record_health();
     }
 
     // ----- derived PG state -----

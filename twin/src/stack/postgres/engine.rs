@@ -36,11 +36,21 @@ pub struct PgError {
 
 impl PgError {
     pub fn new(code: &'static str, message: &str) -> PgError {
-        PgError { severity: "ERROR", code, message: message.to_string(), detail: None, hint: None, position: None }
+        PgError {
+            severity: "ERROR",
+            code,
+            message: message.to_string(),
+            detail: None,
+            hint: None,
+            position: None,
+        }
     }
 
     pub fn fatal(code: &'static str, message: &str) -> PgError {
-        PgError { severity: "FATAL", ..PgError::new(code, message) }
+        PgError {
+            severity: "FATAL",
+            ..PgError::new(code, message)
+        }
     }
 
     pub fn at(mut self, pos: usize) -> PgError {
@@ -143,9 +153,20 @@ impl Ty {
     }
 
     fn from_sql_name(s: &str) -> Option<Ty> {
-        [Ty::Int4, Ty::Int8, Ty::Float8, Ty::Numeric, Ty::Text, Ty::Bool, Ty::Timestamptz, Ty::Timestamp, Ty::Interval, Ty::Json]
-            .into_iter()
-            .find(|t| t.sql_name() == s)
+        [
+            Ty::Int4,
+            Ty::Int8,
+            Ty::Float8,
+            Ty::Numeric,
+            Ty::Text,
+            Ty::Bool,
+            Ty::Timestamptz,
+            Ty::Timestamp,
+            Ty::Interval,
+            Ty::Json,
+        ]
+        .into_iter()
+        .find(|t| t.sql_name() == s)
     }
 
     /// psql right-aligns numbers.
@@ -238,7 +259,10 @@ pub fn float8_out(f: f64) -> String {
 }
 
 fn ts_of(us: i64) -> Option<DateTime<Utc>> {
-    DateTime::<Utc>::from_timestamp(us.div_euclid(1_000_000), (us.rem_euclid(1_000_000) * 1000) as u32)
+    DateTime::<Utc>::from_timestamp(
+        us.div_euclid(1_000_000),
+        (us.rem_euclid(1_000_000) * 1000) as u32,
+    )
 }
 
 /// `2024-01-01 10:00:00.123+00` (fraction trimmed; `+00` for timestamptz in UTC).
@@ -264,10 +288,19 @@ pub fn interval_out(us: i64) -> String {
     let a = us.unsigned_abs();
     let day = 86_400_000_000u64;
     let (days, rest) = (a / day, a % day);
-    let (h, m, s, f) = (rest / 3_600_000_000, rest / 60_000_000 % 60, rest / 1_000_000 % 60, rest % 1_000_000);
+    let (h, m, s, f) = (
+        rest / 3_600_000_000,
+        rest / 60_000_000 % 60,
+        rest / 1_000_000 % 60,
+        rest % 1_000_000,
+    );
     let mut out = String::new();
     if days > 0 {
-        out.push_str(&format!("{}{days} day{} ", if neg { "-" } else { "" }, if days == 1 { "" } else { "s" }));
+        out.push_str(&format!(
+            "{}{days} day{} ",
+            if neg { "-" } else { "" },
+            if days == 1 { "" } else { "s" }
+        ));
     }
     if rest > 0 || days == 0 {
         if neg {
@@ -293,13 +326,19 @@ pub fn jsonb_out(j: &Json) -> String {
                 .collect();
             format!("{{{}}}", parts.join(", "))
         }
-        Json::Array(a) => format!("[{}]", a.iter().map(jsonb_out).collect::<Vec<_>>().join(", ")),
+        Json::Array(a) => format!(
+            "[{}]",
+            a.iter().map(jsonb_out).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }
 
 fn invalid_input(ty: Ty, s: &str) -> PgError {
-    PgError::new("22P02", &format!("invalid input syntax for type {}: \"{s}\"", ty.sql_name()))
+    PgError::new(
+        "22P02",
+        &format!("invalid input syntax for type {}: \"{s}\"", ty.sql_name()),
+    )
 }
 
 fn parse_ts(s: &str) -> Option<i64> {
@@ -317,9 +356,16 @@ fn parse_ts(s: &str) -> Option<i64> {
     let t = t.replace('T', " ");
     let (body, offset_s) = {
         let upper = t.to_ascii_uppercase();
-        if let Some(b) = upper.strip_suffix(" UTC").or_else(|| upper.strip_suffix('Z')).or_else(|| upper.strip_suffix(" GMT")) {
+        if let Some(b) = upper
+            .strip_suffix(" UTC")
+            .or_else(|| upper.strip_suffix('Z'))
+            .or_else(|| upper.strip_suffix(" GMT"))
+        {
             (t[..b.len()].trim().to_string(), 0i64)
-        } else if let Some(i) = t.rfind(['+', '-']).filter(|&i| i > 10 && t[..i].contains(':')) {
+        } else if let Some(i) = t
+            .rfind(['+', '-'])
+            .filter(|&i| i > 10 && t[..i].contains(':'))
+        {
             let z = &t[i + 1..];
             let sign = if t.as_bytes()[i] == b'-' { -1 } else { 1 };
             let (h, m) = match z.split_once(':') {
@@ -335,7 +381,11 @@ fn parse_ts(s: &str) -> Option<i64> {
     let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(&body, f).ok())
-        .or_else(|| NaiveDate::parse_from_str(&body, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+        .or_else(|| {
+            NaiveDate::parse_from_str(&body, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })?;
     Some(Utc.from_utc_datetime(&naive).timestamp_micros() - offset_s * 1_000_000)
 }
 
@@ -351,7 +401,11 @@ fn parse_interval(s: &str) -> Option<i64> {
         let w = words[i];
         if w.contains(':') {
             let neg = w.starts_with('-');
-            let parts: Vec<f64> = w.trim_start_matches('-').split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+            let parts: Vec<f64> = w
+                .trim_start_matches('-')
+                .split(':')
+                .map(|p| p.parse().ok())
+                .collect::<Option<_>>()?;
             let secs = match parts.as_slice() {
                 [h, m] => h * 3600.0 + m * 60.0,
                 [h, m, s] => h * 3600.0 + m * 60.0 + s,
@@ -397,9 +451,16 @@ pub fn parse_input(s: &str, ty: Ty) -> Result<Value, PgError> {
         Ty::Text | Ty::Unknown => Value::Text(s.to_string()),
         Ty::Int4 | Ty::Int8 => {
             let i: i128 = t.parse().map_err(|_| bad())?;
-            let (lo, hi) = if ty == Ty::Int4 { (i32::MIN as i128, i32::MAX as i128) } else { (i64::MIN as i128, i64::MAX as i128) };
+            let (lo, hi) = if ty == Ty::Int4 {
+                (i32::MIN as i128, i32::MAX as i128)
+            } else {
+                (i64::MIN as i128, i64::MAX as i128)
+            };
             if i < lo || i > hi {
-                return Err(PgError::new("22003", &format!("value \"{s}\" is out of range for type {}", ty.sql_name())));
+                return Err(PgError::new(
+                    "22003",
+                    &format!("value \"{s}\" is out of range for type {}", ty.sql_name()),
+                ));
             }
             Value::Int(i as i64)
         }
@@ -429,7 +490,10 @@ pub fn parse_input(s: &str, ty: Ty) -> Result<Value, PgError> {
         Ty::Timestamptz | Ty::Timestamp => Value::Ts(parse_ts(t).ok_or_else(bad)?),
         Ty::Interval => Value::Interval(parse_interval(t).ok_or_else(bad)?),
         Ty::Json => Value::Json(serde_json::from_str(s).map_err(|_| {
-            PgError::new("22P02", "invalid input syntax for type json").detail(format!("Token \"{}\" is invalid.", t.split_whitespace().next().unwrap_or(t)))
+            PgError::new("22P02", "invalid input syntax for type json").detail(format!(
+                "Token \"{}\" is invalid.",
+                t.split_whitespace().next().unwrap_or(t)
+            ))
         })?),
     })
 }
@@ -437,7 +501,10 @@ pub fn parse_input(s: &str, ty: Ty) -> Result<Value, PgError> {
 /// `+001.50` -> `1.50`, `.5` -> `0.5`, `1e3` -> `1000`.
 fn normalize_numeric(t: &str) -> String {
     if t.contains(['e', 'E']) {
-        return t.parse::<f64>().map(|f| format!("{f}")).unwrap_or_else(|_| t.to_string());
+        return t
+            .parse::<f64>()
+            .map(|f| format!("{f}"))
+            .unwrap_or_else(|_| t.to_string());
     }
     let (neg, body) = match t.strip_prefix('-') {
         Some(b) => (true, b),
@@ -542,7 +609,12 @@ impl Table {
             columns: self
                 .columns
                 .iter()
-                .map(|c| ColumnFile { name: c.name.clone(), ty: c.ty.sql_name().into(), not_null: c.not_null, default: c.default.clone() })
+                .map(|c| ColumnFile {
+                    name: c.name.clone(),
+                    ty: c.ty.sql_name().into(),
+                    not_null: c.not_null,
+                    default: c.default.clone(),
+                })
                 .collect(),
             primary_key: self.primary_key.as_ref().map(|k| self.names(k)),
             unique: self.uniques.iter().map(|u| self.names(u)).collect(),
@@ -550,7 +622,12 @@ impl Table {
             rows: self
                 .rows
                 .iter()
-                .map(|r| r.iter().zip(&self.columns).map(|(v, c)| value_to_json(v, c.ty)).collect())
+                .map(|r| {
+                    r.iter()
+                        .zip(&self.columns)
+                        .map(|(v, c)| value_to_json(v, c.ty))
+                        .collect()
+                })
                 .collect(),
         };
         // One row per line keeps the file readable and diffable.
@@ -580,18 +657,40 @@ impl Table {
     pub fn decode(name: &str, bytes: &[u8]) -> Table {
         let f: TableFile = match serde_json::from_slice(bytes) {
             Ok(f) => f,
-            Err(e) => return Table { name: name.into(), corrupt: Some(e.to_string()), ..Default::default() },
+            Err(e) => {
+                return Table {
+                    name: name.into(),
+                    corrupt: Some(e.to_string()),
+                    ..Default::default()
+                }
+            }
         };
         let columns: Vec<Column> = f
             .columns
             .iter()
-            .map(|c| Column { name: c.name.clone(), ty: Ty::from_sql_name(&c.ty).unwrap_or(Ty::Text), not_null: c.not_null, default: c.default.clone() })
+            .map(|c| Column {
+                name: c.name.clone(),
+                ty: Ty::from_sql_name(&c.ty).unwrap_or(Ty::Text),
+                not_null: c.not_null,
+                default: c.default.clone(),
+            })
             .collect();
-        let idx = |names: &[String]| names.iter().filter_map(|n| columns.iter().position(|c| &c.name == n)).collect::<Vec<_>>();
+        let idx = |names: &[String]| {
+            names
+                .iter()
+                .filter_map(|n| columns.iter().position(|c| &c.name == n))
+                .collect::<Vec<_>>()
+        };
         let rows = f
             .rows
             .iter()
-            .map(|r| columns.iter().enumerate().map(|(i, c)| r.get(i).map_or(Value::Null, |j| value_from_json(j, c.ty))).collect())
+            .map(|r| {
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| r.get(i).map_or(Value::Null, |j| value_from_json(j, c.ty)))
+                    .collect()
+            })
             .collect();
         Table {
             name: name.into(),
@@ -611,7 +710,10 @@ impl Table {
             out.push((format!("{}_pkey", self.name), pk.clone()));
         }
         for u in &self.uniques {
-            out.push((format!("{}_{}_key", self.name, self.names(u).join("_")), u.clone()));
+            out.push((
+                format!("{}_{}_key", self.name, self.names(u).join("_")),
+                u.clone(),
+            ));
         }
         out
     }
@@ -642,19 +744,40 @@ pub fn join(prefix: &str, path: &str) -> String {
 
 /// The data directory's cluster, if initdb ran.
 pub fn read_cluster(files: &Files, pgdata: &str) -> Option<Cluster> {
-    files.get(&join(pgdata, CLUSTER_FILE)).and_then(|b| serde_json::from_slice(b).ok())
+    files
+        .get(&join(pgdata, CLUSTER_FILE))
+        .and_then(|b| serde_json::from_slice(b).ok())
 }
 
 /// initdb: creates the cluster (superuser, its password, databases `postgres`,
 /// `template0`, `template1` and `db`).
-pub fn initdb(files: &mut Files, pgdata: &str, major: &str, user: &str, password: &str, db: &str) -> Cluster {
-    let mut databases = vec!["postgres".to_string(), "template0".into(), "template1".into()];
+pub fn initdb(
+    files: &mut Files,
+    pgdata: &str,
+    major: &str,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Cluster {
+    let mut databases = vec![
+        "postgres".to_string(),
+        "template0".into(),
+        "template1".into(),
+    ];
     if !databases.iter().any(|d| d == db) {
         databases.push(db.to_string());
     }
-    let c = Cluster { superuser: user.into(), password: password.into(), databases, roles: vec![user.into()] };
+    let c = Cluster {
+        superuser: user.into(),
+        password: password.into(),
+        databases,
+        roles: vec![user.into()],
+    };
     files.put(&join(pgdata, "PG_VERSION"), format!("{major}\n"));
-    files.put(&join(pgdata, CLUSTER_FILE), serde_json::to_vec_pretty(&c).unwrap_or_default());
+    files.put(
+        &join(pgdata, CLUSTER_FILE),
+        serde_json::to_vec_pretty(&c).unwrap_or_default(),
+    );
     c
 }
 
@@ -664,7 +787,12 @@ pub fn initdb(files: &mut Files, pgdata: &str, major: &str, user: &str, password
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// A result set (SELECT, or DML with RETURNING: then `tag` is the command's).
-    Rows { columns: Vec<(String, Ty)>, rows: Vec<Vec<Value>>, tag: String, returning: bool },
+    Rows {
+        columns: Vec<(String, Ty)>,
+        rows: Vec<Vec<Value>>,
+        tag: String,
+        returning: bool,
+    },
     /// A command without rows: its tag (`INSERT 0 1`, `CREATE TABLE`, ...).
     Command(String),
 }
@@ -702,11 +830,26 @@ fn now_micros() -> i64 {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(files: &'a mut Files, pgdata: &str, db: &str, user: &str, version: &str) -> Session<'a> {
-        Session { files, pgdata: pgdata.to_string(), db: db.into(), user: user.into(), version: version.into(), clock: Box::new(now_micros), txn: None }
+    pub fn new(
+        files: &'a mut Files,
+        pgdata: &str,
+        db: &str,
+        user: &str,
+        version: &str,
+    ) -> Session<'a> {
+        Session {
+            files,
+            pgdata: pgdata.to_string(),
+            db: db.into(),
+            user: user.into(),
+            version: version.into(),
+            clock: Box::new(now_micros),
+            txn: None,
+        }
     }
 
     /// Replaces the clock (tests).
+    #[cfg(test)]
     pub fn with_clock(mut self, clock: impl Fn() -> i64 + 'a) -> Session<'a> {
         self.clock = Box::new(clock);
         self
@@ -731,9 +874,14 @@ impl<'a> Session<'a> {
     }
 
     fn existing_table(&mut self, name: &str, pos: usize) -> Result<Arc<Table>, PgError> {
-        let t = self.table(name).ok_or_else(|| PgError::undefined_table(name, pos))?;
+        let t = self
+            .table(name)
+            .ok_or_else(|| PgError::undefined_table(name, pos))?;
         if let Some(why) = &t.corrupt {
-            return Err(PgError::new("XX001", &format!("could not read relation \"{name}\": {why}")));
+            return Err(PgError::new(
+                "XX001",
+                &format!("could not read relation \"{name}\": {why}"),
+            ));
         }
         Ok(t)
     }
@@ -746,7 +894,12 @@ impl<'a> Session<'a> {
 
     fn begin_implicit(&mut self) {
         if self.txn.is_none() {
-            self.txn = Some(Txn { now: (self.clock)(), tables: BTreeMap::new(), explicit: false, failed: false });
+            self.txn = Some(Txn {
+                now: (self.clock)(),
+                tables: BTreeMap::new(),
+                explicit: false,
+                failed: false,
+            });
         }
     }
 
@@ -811,16 +964,33 @@ impl<'a> Session<'a> {
     }
 
     fn statement(&mut self, stmt: Stmt) -> Result<StmtResult, PgError> {
-        let done = |tag: &str| Ok(StmtResult { outcome: Outcome::Command(tag.to_string()), notices: Vec::new() });
+        let done = |tag: &str| {
+            Ok(StmtResult {
+                outcome: Outcome::Command(tag.to_string()),
+                notices: Vec::new(),
+            })
+        };
         match &stmt {
             Stmt::Begin => {
-                let notices = if self.in_transaction() { vec!["there is already a transaction in progress".to_string()] } else { Vec::new() };
+                let notices = if self.in_transaction() {
+                    vec!["there is already a transaction in progress".to_string()]
+                } else {
+                    Vec::new()
+                };
                 if let Some(t) = self.txn.as_mut() {
                     t.explicit = true;
                 } else {
-                    self.txn = Some(Txn { now: (self.clock)(), tables: BTreeMap::new(), explicit: true, failed: false });
+                    self.txn = Some(Txn {
+                        now: (self.clock)(),
+                        tables: BTreeMap::new(),
+                        explicit: true,
+                        failed: false,
+                    });
                 }
-                return Ok(StmtResult { outcome: Outcome::Command("BEGIN".into()), notices });
+                return Ok(StmtResult {
+                    outcome: Outcome::Command("BEGIN".into()),
+                    notices,
+                });
             }
             Stmt::Commit | Stmt::Rollback => {
                 let open = self.in_transaction();
@@ -830,18 +1000,38 @@ impl<'a> Session<'a> {
                 } else {
                     self.txn = None;
                 }
-                let tag = if matches!(stmt, Stmt::Commit) && !failed { "COMMIT" } else { "ROLLBACK" };
-                let notices = if open { Vec::new() } else { vec!["there is no transaction in progress".to_string()] };
-                return Ok(StmtResult { outcome: Outcome::Command(tag.into()), notices });
+                let tag = if matches!(stmt, Stmt::Commit) && !failed {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                };
+                let notices = if open {
+                    Vec::new()
+                } else {
+                    vec!["there is no transaction in progress".to_string()]
+                };
+                return Ok(StmtResult {
+                    outcome: Outcome::Command(tag.into()),
+                    notices,
+                });
             }
             _ => {}
         }
         if self.txn.as_ref().is_some_and(|t| t.failed) {
-            return Err(PgError::new("25P02", "current transaction is aborted, commands ignored until end of transaction block"));
+            return Err(PgError::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
         }
         self.begin_implicit();
         match stmt {
-            Stmt::CreateTable { name, if_not_exists, columns, primary_key, uniques } => {
+            Stmt::CreateTable {
+                name,
+                if_not_exists,
+                columns,
+                primary_key,
+                uniques,
+            } => {
                 if self.table(&name).is_some() {
                     if if_not_exists {
                         return Ok(StmtResult {
@@ -849,7 +1039,10 @@ impl<'a> Session<'a> {
                             notices: vec![format!("relation \"{name}\" already exists, skipping")],
                         });
                     }
-                    return Err(PgError::new("42P07", &format!("relation \"{name}\" already exists")));
+                    return Err(PgError::new(
+                        "42P07",
+                        &format!("relation \"{name}\" already exists"),
+                    ));
                 }
                 let t = create_table(&name, &columns, primary_key, uniques)?;
                 self.put_table(&name, Some(t));
@@ -864,11 +1057,17 @@ impl<'a> Session<'a> {
                             continue;
                         }
                         let _ = pos;
-                        return Err(PgError::new("42P01", &format!("table \"{name}\" does not exist")));
+                        return Err(PgError::new(
+                            "42P01",
+                            &format!("table \"{name}\" does not exist"),
+                        ));
                     }
                     self.put_table(name, None);
                 }
-                Ok(StmtResult { outcome: Outcome::Command("DROP TABLE".into()), notices })
+                Ok(StmtResult {
+                    outcome: Outcome::Command("DROP TABLE".into()),
+                    notices,
+                })
             }
             Stmt::Truncate { names } => {
                 for (name, pos) in &names {
@@ -878,12 +1077,49 @@ impl<'a> Session<'a> {
                 }
                 done("TRUNCATE TABLE")
             }
-            Stmt::Insert { table, table_pos, columns, rows, on_conflict_nothing, returning } => {
-                self.insert(&table, table_pos, columns, rows, on_conflict_nothing, &returning)
-            }
-            Stmt::Select { items, from, filter, order, limit, offset } => self.select(&items, from, filter.as_ref(), &order, limit.as_ref(), offset.as_ref()),
-            Stmt::Update { table, table_pos, sets, filter, returning } => self.update(&table, table_pos, sets, filter.as_ref(), &returning),
-            Stmt::Delete { table, table_pos, filter, returning } => {
+            Stmt::Insert {
+                table,
+                table_pos,
+                columns,
+                rows,
+                on_conflict_nothing,
+                returning,
+            } => self.insert(
+                &table,
+                table_pos,
+                columns,
+                rows,
+                on_conflict_nothing,
+                &returning,
+            ),
+            Stmt::Select {
+                items,
+                from,
+                filter,
+                order,
+                limit,
+                offset,
+            } => self.select(
+                &items,
+                from,
+                filter.as_ref(),
+                &order,
+                limit.as_ref(),
+                offset.as_ref(),
+            ),
+            Stmt::Update {
+                table,
+                table_pos,
+                sets,
+                filter,
+                returning,
+            } => self.update(&table, table_pos, sets, filter.as_ref(), &returning),
+            Stmt::Delete {
+                table,
+                table_pos,
+                filter,
+                returning,
+            } => {
                 let t = self.existing_table(&table, table_pos)?;
                 let scope = self.scope(Some(&t), false);
                 let f = filter.as_ref().map(|f| bind_where(&scope, f)).transpose()?;
@@ -933,11 +1169,19 @@ impl<'a> Session<'a> {
             Some(cols) => {
                 let mut v: Vec<(usize, Option<usize>)> = Vec::new();
                 for (name, pos) in cols {
-                    let i = t
-                        .column(name)
-                        .ok_or_else(|| PgError::new("42703", &format!("column \"{name}\" of relation \"{table}\" does not exist")).at(*pos))?;
+                    let i = t.column(name).ok_or_else(|| {
+                        PgError::new(
+                            "42703",
+                            &format!("column \"{name}\" of relation \"{table}\" does not exist"),
+                        )
+                        .at(*pos)
+                    })?;
                     if v.iter().any(|(j, _)| *j == i) {
-                        return Err(PgError::new("42701", &format!("column \"{name}\" specified more than once")).at(*pos));
+                        return Err(PgError::new(
+                            "42701",
+                            &format!("column \"{name}\" specified more than once"),
+                        )
+                        .at(*pos));
                     }
                     v.push((i, Some(*pos)));
                 }
@@ -953,11 +1197,19 @@ impl<'a> Session<'a> {
         for (vals, _) in &rows {
             if vals.len() > targets.len() {
                 let pos = vals[targets.len()].1;
-                return Err(PgError::new("42601", "INSERT has more expressions than target columns").at(pos));
+                return Err(PgError::new(
+                    "42601",
+                    "INSERT has more expressions than target columns",
+                )
+                .at(pos));
             }
             if vals.len() < targets.len() && !vals.is_empty() {
                 let pos = targets[vals.len()].1.unwrap_or(table_pos);
-                return Err(PgError::new("42601", "INSERT has more target columns than expressions").at(pos));
+                return Err(PgError::new(
+                    "42601",
+                    "INSERT has more target columns than expressions",
+                )
+                .at(pos));
             }
             let mut b = Vec::new();
             for ((e, pos), (ci, _)) in vals.iter().zip(&targets) {
@@ -1013,7 +1265,10 @@ impl<'a> Session<'a> {
     }
 
     fn eval_default(&self, t: &mut Table, col: usize, text: &str) -> Result<Value, PgError> {
-        if let Some(seq) = text.strip_prefix("nextval('").and_then(|s| s.split('\'').next()) {
+        if let Some(seq) = text
+            .strip_prefix("nextval('")
+            .and_then(|s| s.split('\'').next())
+        {
             let n = t.sequences.entry(seq.to_string()).or_insert(0);
             *n += 1;
             return Ok(Value::Int(*n));
@@ -1025,17 +1280,37 @@ impl<'a> Session<'a> {
         eval(&b.b, None, &[])
     }
 
-    fn update(&mut self, table: &str, table_pos: usize, sets: Vec<(String, usize, Expr)>, filter: Option<&Expr>, returning: &[SelectItem]) -> Result<StmtResult, PgError> {
+    fn update(
+        &mut self,
+        table: &str,
+        table_pos: usize,
+        sets: Vec<(String, usize, Expr)>,
+        filter: Option<&Expr>,
+        returning: &[SelectItem],
+    ) -> Result<StmtResult, PgError> {
         let t = self.existing_table(table, table_pos)?;
         let scope = self.scope(Some(&t), false);
         let f = filter.map(|f| bind_where(&scope, f)).transpose()?;
         let ret = bind_items(&scope, returning)?;
         let mut assigns = Vec::new();
         for (name, pos, e) in &sets {
-            let ci = t
-                .column(name)
-                .ok_or_else(|| PgError::new("42703", &format!("column \"{name}\" of relation \"{table}\" does not exist")).at(*pos))?;
-            let b = if matches!(e, Expr::Default) { None } else { Some(bind_assign(&scope, e, e.pos().unwrap_or(*pos), &t.columns[ci])?) };
+            let ci = t.column(name).ok_or_else(|| {
+                PgError::new(
+                    "42703",
+                    &format!("column \"{name}\" of relation \"{table}\" does not exist"),
+                )
+                .at(*pos)
+            })?;
+            let b = if matches!(e, Expr::Default) {
+                None
+            } else {
+                Some(bind_assign(
+                    &scope,
+                    e,
+                    e.pos().unwrap_or(*pos),
+                    &t.columns[ci],
+                )?)
+            };
             assigns.push((ci, b));
         }
         let mut t2 = (*t).clone();
@@ -1079,12 +1354,26 @@ impl<'a> Session<'a> {
             Some((name, pos)) => Some(self.existing_table(name, *pos)?),
             None => None,
         };
-        let agg = items.iter().any(|i| has_aggregate(&i.expr)) || order.iter().any(|k| has_aggregate(&k.expr));
+        let agg = items.iter().any(|i| has_aggregate(&i.expr))
+            || order.iter().any(|k| has_aggregate(&k.expr));
         let scope = self.scope(table.as_deref(), agg);
         if table.is_none() && items.iter().any(|i| i.expr == Expr::Star) {
-            return Err(PgError::new("42601", "SELECT * with no tables specified is not valid"));
+            return Err(PgError::new(
+                "42601",
+                "SELECT * with no tables specified is not valid",
+            ));
         }
-        let f = filter.map(|f| bind_where(&Scope { agg: false, ..scope.clone() }, f)).transpose()?;
+        let f = filter
+            .map(|f| {
+                bind_where(
+                    &Scope {
+                        agg: false,
+                        ..scope.clone()
+                    },
+                    f,
+                )
+            })
+            .transpose()?;
         let mut aggs = Vec::new();
         let bound = bind_items_agg(&scope, items, &mut aggs)?;
         let columns: Vec<(String, Ty)> = bound.iter().map(|(n, b)| (n.clone(), b.ty)).collect();
@@ -1095,11 +1384,17 @@ impl<'a> Session<'a> {
                 Expr::Num(n, pos) => {
                     let i: usize = n.parse().unwrap_or(0);
                     if i == 0 || i > bound.len() {
-                        return Err(PgError::new("42P10", &format!("ORDER BY position {n} is not in select list")).at(*pos));
+                        return Err(PgError::new(
+                            "42P10",
+                            &format!("ORDER BY position {n} is not in select list"),
+                        )
+                        .at(*pos));
                     }
                     Key::Output(i - 1)
                 }
-                Expr::Column { table: None, name, .. } if bound.iter().any(|(n, _)| n == name) => {
+                Expr::Column {
+                    table: None, name, ..
+                } if bound.iter().any(|(n, _)| n == name) => {
                     Key::Output(bound.iter().position(|(n, _)| n == name).unwrap_or(0))
                 }
                 e => Key::Expr(bind(&scope, e, &mut aggs)?),
@@ -1112,8 +1407,18 @@ impl<'a> Session<'a> {
             match eval(&b.b, None, &[])? {
                 Value::Null => Ok(None),
                 Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
-                Value::Int(_) => Err(PgError::new("2201W", &format!("{what} must not be negative"))),
-                _ => Err(PgError::new("42804", &format!("argument of {what} must be type bigint, not type {}", b.ty.sql_name())).at_opt(e.pos())),
+                Value::Int(_) => Err(PgError::new(
+                    "2201W",
+                    &format!("{what} must not be negative"),
+                )),
+                _ => Err(PgError::new(
+                    "42804",
+                    &format!(
+                        "argument of {what} must be type bigint, not type {}",
+                        b.ty.sql_name()
+                    ),
+                )
+                .at_opt(e.pos())),
             }
         };
         let limit = count_of(limit, "LIMIT")?;
@@ -1136,7 +1441,10 @@ impl<'a> Session<'a> {
             for a in &aggs {
                 vals.push(a.compute(&picked)?);
             }
-            let out: Vec<Value> = bound.iter().map(|(_, b)| eval(&b.b, None, &vals)).collect::<Result<_, _>>()?;
+            let out: Vec<Value> = bound
+                .iter()
+                .map(|(_, b)| eval(&b.b, None, &vals))
+                .collect::<Result<_, _>>()?;
             let ks = keys
                 .iter()
                 .map(|(k, _, _)| match k {
@@ -1146,8 +1454,17 @@ impl<'a> Session<'a> {
                 .collect::<Result<_, _>>()?;
             rows.push((out, ks));
         } else {
-            for r in picked {
-                let out: Vec<Value> = bound.iter().map(|(_, b)| eval(&b.b, Some(r), &[])).collect::<Result<_, _>>()?;
+            // Without ORDER BY, rows past OFFSET + LIMIT are never looked at.
+            let wanted = if keys.is_empty() {
+                limit.map_or(usize::MAX, |l| l.saturating_add(offset))
+            } else {
+                usize::MAX
+            };
+            for r in picked.into_iter().take(wanted) {
+                let out: Vec<Value> = bound
+                    .iter()
+                    .map(|(_, b)| eval(&b.b, Some(r), &[]))
+                    .collect::<Result<_, _>>()?;
                 let ks = keys
                     .iter()
                     .map(|(k, _, _)| match k {
@@ -1164,11 +1481,27 @@ impl<'a> Session<'a> {
                     let (x, y) = (&a.1[i], &b.1[i]);
                     let o = match (x.is_null(), y.is_null()) {
                         (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => if *nulls_first { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater },
-                        (false, true) => if *nulls_first { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Less },
+                        (true, false) => {
+                            if *nulls_first {
+                                std::cmp::Ordering::Less
+                            } else {
+                                std::cmp::Ordering::Greater
+                            }
+                        }
+                        (false, true) => {
+                            if *nulls_first {
+                                std::cmp::Ordering::Greater
+                            } else {
+                                std::cmp::Ordering::Less
+                            }
+                        }
                         (false, false) => {
                             let o = compare(x, y).unwrap_or(std::cmp::Ordering::Equal);
-                            if *desc { o.reverse() } else { o }
+                            if *desc {
+                                o.reverse()
+                            } else {
+                                o
+                            }
                         }
                     };
                     if o != std::cmp::Ordering::Equal {
@@ -1178,9 +1511,22 @@ impl<'a> Session<'a> {
                 std::cmp::Ordering::Equal
             });
         }
-        let rows: Vec<Vec<Value>> = rows.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).map(|(r, _)| r).collect();
+        let rows: Vec<Vec<Value>> = rows
+            .into_iter()
+            .skip(offset)
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(r, _)| r)
+            .collect();
         let tag = format!("SELECT {}", rows.len());
-        Ok(StmtResult { outcome: Outcome::Rows { columns, rows, tag, returning: false }, notices: Vec::new() })
+        Ok(StmtResult {
+            outcome: Outcome::Rows {
+                columns,
+                rows,
+                tag,
+                returning: false,
+            },
+            notices: Vec::new(),
+        })
     }
 }
 
@@ -1198,25 +1544,52 @@ enum Key {
 
 fn dml_result(tag: String, ret: Vec<(String, Typed)>, rows: Vec<Vec<Value>>) -> StmtResult {
     if ret.is_empty() {
-        return StmtResult { outcome: Outcome::Command(tag), notices: Vec::new() };
+        return StmtResult {
+            outcome: Outcome::Command(tag),
+            notices: Vec::new(),
+        };
     }
     let columns = ret.iter().map(|(n, b)| (n.clone(), b.ty)).collect();
-    StmtResult { outcome: Outcome::Rows { columns, rows, tag, returning: true }, notices: Vec::new() }
+    StmtResult {
+        outcome: Outcome::Rows {
+            columns,
+            rows,
+            tag,
+            returning: true,
+        },
+        notices: Vec::new(),
+    }
 }
 
-fn returning_rows(ret: &[(String, Typed)], rows: &[Vec<Value>]) -> Result<Vec<Vec<Value>>, PgError> {
+fn returning_rows(
+    ret: &[(String, Typed)],
+    rows: &[Vec<Value>],
+) -> Result<Vec<Vec<Value>>, PgError> {
     if ret.is_empty() {
         return Ok(Vec::new());
     }
-    rows.iter().map(|r| ret.iter().map(|(_, b)| eval(&b.b, Some(r), &[])).collect()).collect()
+    rows.iter()
+        .map(|r| ret.iter().map(|(_, b)| eval(&b.b, Some(r), &[])).collect())
+        .collect()
 }
 
-fn create_table(name: &str, specs: &[ColumnSpec], primary_key: Option<Vec<String>>, uniques: Vec<Vec<String>>) -> Result<Table, PgError> {
-    let mut t = Table { name: name.into(), ..Default::default() };
+fn create_table(
+    name: &str,
+    specs: &[ColumnSpec],
+    primary_key: Option<Vec<String>>,
+    uniques: Vec<Vec<String>>,
+) -> Result<Table, PgError> {
+    let mut t = Table {
+        name: name.into(),
+        ..Default::default()
+    };
     let mut pk: Option<Vec<usize>> = None;
     for (i, c) in specs.iter().enumerate() {
         if t.column(&c.name).is_some() {
-            return Err(PgError::new("42701", &format!("column \"{}\" specified more than once", c.name)));
+            return Err(PgError::new(
+                "42701",
+                &format!("column \"{}\" specified more than once", c.name),
+            ));
         }
         let mut default = c.default.clone();
         if c.serial {
@@ -1226,10 +1599,18 @@ fn create_table(name: &str, specs: &[ColumnSpec], primary_key: Option<Vec<String
         } else if let Some(d) = &default {
             sql::parse_expr(d)?;
         }
-        t.columns.push(Column { name: c.name.clone(), ty: c.ty, not_null: c.not_null || c.serial || c.primary_key, default });
+        t.columns.push(Column {
+            name: c.name.clone(),
+            ty: c.ty,
+            not_null: c.not_null || c.serial || c.primary_key,
+            default,
+        });
         if c.primary_key {
             if pk.is_some() {
-                return Err(PgError::new("42P16", &format!("multiple primary keys for table \"{name}\" are not allowed")));
+                return Err(PgError::new(
+                    "42P16",
+                    &format!("multiple primary keys for table \"{name}\" are not allowed"),
+                ));
             }
             pk = Some(vec![i]);
         }
@@ -1240,12 +1621,22 @@ fn create_table(name: &str, specs: &[ColumnSpec], primary_key: Option<Vec<String
     let idx = |t: &Table, names: &[String]| -> Result<Vec<usize>, PgError> {
         names
             .iter()
-            .map(|n| t.column(n).ok_or_else(|| PgError::new("42703", &format!("column \"{n}\" named in key does not exist"))))
+            .map(|n| {
+                t.column(n).ok_or_else(|| {
+                    PgError::new(
+                        "42703",
+                        &format!("column \"{n}\" named in key does not exist"),
+                    )
+                })
+            })
             .collect()
     };
     if let Some(names) = primary_key {
         if pk.is_some() {
-            return Err(PgError::new("42P16", &format!("multiple primary keys for table \"{name}\" are not allowed")));
+            return Err(PgError::new(
+                "42P16",
+                &format!("multiple primary keys for table \"{name}\" are not allowed"),
+            ));
         }
         let k = idx(&t, &names)?;
         for &i in &k {
@@ -1272,8 +1663,14 @@ fn row_text(t: &Table, row: &[Value]) -> String {
 fn check_not_null(t: &Table, row: &[Value]) -> Result<(), PgError> {
     for (v, c) in row.iter().zip(&t.columns) {
         if c.not_null && v.is_null() {
-            return Err(PgError::new("23502", &format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", c.name, t.name))
-                .detail(format!("Failing row contains ({}).", row_text(t, row))));
+            return Err(PgError::new(
+                "23502",
+                &format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    c.name, t.name
+                ),
+            )
+            .detail(format!("Failing row contains ({}).", row_text(t, row))));
         }
     }
     Ok(())
@@ -1285,16 +1682,28 @@ fn check_unique(t: &Table, row: &[Value], skip: Option<usize>) -> Result<(), PgE
         if cols.iter().any(|&c| row[c].is_null()) {
             continue;
         }
-        let clash = t
-            .rows
-            .iter()
-            .enumerate()
-            .any(|(i, r)| Some(i) != skip && cols.iter().all(|&c| compare(&r[c], &row[c]) == Some(std::cmp::Ordering::Equal)));
+        let clash = t.rows.iter().enumerate().any(|(i, r)| {
+            Some(i) != skip
+                && cols
+                    .iter()
+                    .all(|&c| compare(&r[c], &row[c]) == Some(std::cmp::Ordering::Equal))
+        });
         if clash {
-            let names = cols.iter().map(|&c| t.columns[c].name.clone()).collect::<Vec<_>>().join(", ");
-            let vals = cols.iter().map(|&c| row[c].text(t.columns[c].ty).unwrap_or_default()).collect::<Vec<_>>().join(", ");
-            return Err(PgError::new("23505", &format!("duplicate key value violates unique constraint \"{name}\""))
-                .detail(format!("Key ({names})=({vals}) already exists.")));
+            let names = cols
+                .iter()
+                .map(|&c| t.columns[c].name.clone())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let vals = cols
+                .iter()
+                .map(|&c| row[c].text(t.columns[c].ty).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(PgError::new(
+                "23505",
+                &format!("duplicate key value violates unique constraint \"{name}\""),
+            )
+            .detail(format!("Key ({names})=({vals}) already exists.")));
         }
     }
     Ok(())
@@ -1357,13 +1766,30 @@ impl Agg {
                     (AggKind::Sum, v) => Value::Float(v.as_f64().unwrap_or(0.0)),
                     (_, v) => v,
                 },
-                (AggKind::Max, a) => if compare(&v, &a) == Some(std::cmp::Ordering::Greater) { v } else { a },
-                (AggKind::Min, a) => if compare(&v, &a) == Some(std::cmp::Ordering::Less) { v } else { a },
+                (AggKind::Max, a) => {
+                    if compare(&v, &a) == Some(std::cmp::Ordering::Greater) {
+                        v
+                    } else {
+                        a
+                    }
+                }
+                (AggKind::Min, a) => {
+                    if compare(&v, &a) == Some(std::cmp::Ordering::Less) {
+                        v
+                    } else {
+                        a
+                    }
+                }
                 (AggKind::Sum, Value::Int(a)) => match v {
-                    Value::Int(b) => Value::Int(a.checked_add(b).ok_or_else(|| PgError::new("22003", "bigint out of range"))?),
+                    Value::Int(b) => Value::Int(
+                        a.checked_add(b)
+                            .ok_or_else(|| PgError::new("22003", "bigint out of range"))?,
+                    ),
                     v => Value::Float(a as f64 + v.as_f64().unwrap_or(0.0)),
                 },
-                (AggKind::Sum, a) => Value::Float(a.as_f64().unwrap_or(0.0) + v.as_f64().unwrap_or(0.0)),
+                (AggKind::Sum, a) => {
+                    Value::Float(a.as_f64().unwrap_or(0.0) + v.as_f64().unwrap_or(0.0))
+                }
                 (AggKind::CountStar, a) => a,
             };
         }
@@ -1403,8 +1829,13 @@ fn has_aggregate(e: &Expr) -> bool {
         Expr::Func { name, .. } if matches!(name.as_str(), "count" | "max" | "min" | "sum") => true,
         Expr::Func { args, .. } => args.iter().any(has_aggregate),
         Expr::Extract { arg, .. } => has_aggregate(arg),
-        Expr::Cast { expr, .. } | Expr::Neg(expr, _) | Expr::Not(expr) | Expr::IsNull { expr, .. } => has_aggregate(expr),
-        Expr::Binary { left, right, .. } | Expr::And(left, right) | Expr::Or(left, right) => has_aggregate(left) || has_aggregate(right),
+        Expr::Cast { expr, .. }
+        | Expr::Neg(expr, _)
+        | Expr::Not(expr)
+        | Expr::IsNull { expr, .. } => has_aggregate(expr),
+        Expr::Binary { left, right, .. } | Expr::And(left, right) | Expr::Or(left, right) => {
+            has_aggregate(left) || has_aggregate(right)
+        }
         Expr::InList { expr, list, .. } => has_aggregate(expr) || list.iter().any(has_aggregate),
         _ => false,
     }
@@ -1417,7 +1848,9 @@ fn header(e: &Expr) -> String {
         Expr::Func { name, .. } => name.clone(),
         Expr::Extract { .. } => "extract".into(),
         Expr::Cast { expr, ty, .. } => match expr.as_ref() {
-            Expr::Column { .. } | Expr::Func { .. } | Expr::Extract { .. } | Expr::Cast { .. } => header(expr),
+            Expr::Column { .. } | Expr::Func { .. } | Expr::Extract { .. } | Expr::Cast { .. } => {
+                header(expr)
+            }
             _ => ty.typname().into(),
         },
         Expr::Bool(..) => "bool".into(),
@@ -1429,12 +1862,19 @@ fn bind_items(scope: &Scope, items: &[SelectItem]) -> Result<Vec<(String, Typed)
     bind_items_agg(scope, items, &mut Vec::new())
 }
 
-fn bind_items_agg(scope: &Scope, items: &[SelectItem], aggs: &mut Vec<Agg>) -> Result<Vec<(String, Typed)>, PgError> {
+fn bind_items_agg(
+    scope: &Scope,
+    items: &[SelectItem],
+    aggs: &mut Vec<Agg>,
+) -> Result<Vec<(String, Typed)>, PgError> {
     let mut out = Vec::new();
     for it in items {
         if it.expr == Expr::Star {
             let Some(t) = scope.table else {
-                return Err(PgError::new("42601", "SELECT * with no tables specified is not valid"));
+                return Err(PgError::new(
+                    "42601",
+                    "SELECT * with no tables specified is not valid",
+                ));
             };
             if scope.agg {
                 if let Some(c) = t.columns.first() {
@@ -1442,12 +1882,22 @@ fn bind_items_agg(scope: &Scope, items: &[SelectItem], aggs: &mut Vec<Agg>) -> R
                 }
             }
             for (i, c) in t.columns.iter().enumerate() {
-                out.push((c.name.clone(), Typed { b: B::Col(i), ty: c.ty }));
+                out.push((
+                    c.name.clone(),
+                    Typed {
+                        b: B::Col(i),
+                        ty: c.ty,
+                    },
+                ));
             }
             continue;
         }
         let b = bind(scope, &it.expr, aggs)?;
-        let b = if b.ty == Ty::Unknown { Typed { ty: Ty::Text, ..b } } else { b };
+        let b = if b.ty == Ty::Unknown {
+            Typed { ty: Ty::Text, ..b }
+        } else {
+            b
+        };
         out.push((it.alias.clone().unwrap_or_else(|| header(&it.expr)), b));
     }
     Ok(out)
@@ -1459,21 +1909,42 @@ fn grouping_error(table: &str, col: &str, pos: Option<usize>) -> PgError {
 
 fn bind_where(scope: &Scope, e: &Expr) -> Result<Typed, PgError> {
     if has_aggregate(e) {
-        return Err(PgError::new("42803", "aggregate functions are not allowed in WHERE").at_opt(first_aggregate_pos(e)));
+        return Err(
+            PgError::new("42803", "aggregate functions are not allowed in WHERE")
+                .at_opt(first_aggregate_pos(e)),
+        );
     }
     let b = bind(scope, e, &mut Vec::new())?;
     match b.ty {
         Ty::Bool => Ok(b),
-        Ty::Unknown => Ok(Typed { b: coerce_const(b.b, Ty::Bool, e.pos())?, ty: Ty::Bool }),
-        other => Err(PgError::new("42804", &format!("argument of WHERE must be type boolean, not type {}", other.sql_name())).at_opt(e.pos())),
+        Ty::Unknown => Ok(Typed {
+            b: coerce_const(b.b, Ty::Bool, e.pos())?,
+            ty: Ty::Bool,
+        }),
+        other => Err(PgError::new(
+            "42804",
+            &format!(
+                "argument of WHERE must be type boolean, not type {}",
+                other.sql_name()
+            ),
+        )
+        .at_opt(e.pos())),
     }
 }
 
 fn first_aggregate_pos(e: &Expr) -> Option<usize> {
     match e {
-        Expr::Func { name, pos, .. } if matches!(name.as_str(), "count" | "max" | "min" | "sum") => Some(*pos),
-        Expr::Binary { left, right, .. } | Expr::And(left, right) | Expr::Or(left, right) => first_aggregate_pos(left).or_else(|| first_aggregate_pos(right)),
-        Expr::Not(x) | Expr::Cast { expr: x, .. } | Expr::IsNull { expr: x, .. } => first_aggregate_pos(x),
+        Expr::Func { name, pos, .. }
+            if matches!(name.as_str(), "count" | "max" | "min" | "sum") =>
+        {
+            Some(*pos)
+        }
+        Expr::Binary { left, right, .. } | Expr::And(left, right) | Expr::Or(left, right) => {
+            first_aggregate_pos(left).or_else(|| first_aggregate_pos(right))
+        }
+        Expr::Not(x) | Expr::Cast { expr: x, .. } | Expr::IsNull { expr: x, .. } => {
+            first_aggregate_pos(x)
+        }
         _ => None,
     }
 }
@@ -1493,20 +1964,39 @@ fn bind_assign(scope: &Scope, e: &Expr, pos: usize, col: &Column) -> Result<Type
         return Ok(b);
     }
     if b.ty == Ty::Unknown {
-        return Ok(Typed { b: coerce_const(b.b, to, Some(pos))?, ty: to });
+        return Ok(Typed {
+            b: coerce_const(b.b, to, Some(pos))?,
+            ty: to,
+        });
     }
     let ok = matches!(
         (b.ty, to),
-        (Ty::Int4 | Ty::Int8 | Ty::Float8 | Ty::Numeric, Ty::Int4 | Ty::Int8 | Ty::Float8 | Ty::Numeric)
-            | (_, Ty::Text)
-            | (Ty::Timestamptz | Ty::Timestamp, Ty::Timestamptz | Ty::Timestamp)
+        (
+            Ty::Int4 | Ty::Int8 | Ty::Float8 | Ty::Numeric,
+            Ty::Int4 | Ty::Int8 | Ty::Float8 | Ty::Numeric
+        ) | (_, Ty::Text)
+            | (
+                Ty::Timestamptz | Ty::Timestamp,
+                Ty::Timestamptz | Ty::Timestamp
+            )
     );
     if !ok {
-        return Err(PgError::new("42804", &format!("column \"{}\" is of type {} but expression is of type {}", col.name, to.sql_name(), b.ty.sql_name()))
-            .at(pos)
-            .hint("You will need to rewrite or cast the expression."));
+        return Err(PgError::new(
+            "42804",
+            &format!(
+                "column \"{}\" is of type {} but expression is of type {}",
+                col.name,
+                to.sql_name(),
+                b.ty.sql_name()
+            ),
+        )
+        .at(pos)
+        .hint("You will need to rewrite or cast the expression."));
     }
-    Ok(Typed { b: B::Cast(Box::new(b.b), b.ty, to), ty: to })
+    Ok(Typed {
+        b: B::Cast(Box::new(b.b), b.ty, to),
+        ty: to,
+    })
 }
 
 /// A constant of unknown type (string literal, NULL) read as `ty`.
@@ -1535,7 +2025,11 @@ fn bind(scope: &Scope, e: &Expr, aggs: &mut Vec<Agg>) -> Result<Typed, PgError> 
         Expr::Num(n, pos) => {
             if !n.contains(['.', 'e', 'E']) {
                 if let Ok(i) = n.parse::<i64>() {
-                    let ty = if i32::try_from(i).is_ok() { Ty::Int4 } else { Ty::Int8 };
+                    let ty = if i32::try_from(i).is_ok() {
+                        Ty::Int4
+                    } else {
+                        Ty::Int8
+                    };
                     return t(B::Const(Value::Int(i)), ty);
                 }
             }
@@ -1543,15 +2037,26 @@ fn bind(scope: &Scope, e: &Expr, aggs: &mut Vec<Agg>) -> Result<Typed, PgError> 
             t(B::Const(v), Ty::Numeric)
         }
         Expr::Str(s, _) => t(B::Const(Value::Text(s.clone())), Ty::Unknown),
-        Expr::Default => Err(PgError::new("42601", "DEFAULT is not allowed in this context")),
+        Expr::Default => Err(PgError::new(
+            "42601",
+            "DEFAULT is not allowed in this context",
+        )),
         Expr::Star => Err(PgError::syntax_at("*", 0)),
         Expr::Column { table, name, pos } => {
             let Some(tb) = scope.table else {
                 let shown = match table {
-                    Some(q) => return Err(PgError::new("42P01", &format!("missing FROM-clause entry for table \"{q}\"")).at(*pos)),
+                    Some(q) => {
+                        return Err(PgError::new(
+                            "42P01",
+                            &format!("missing FROM-clause entry for table \"{q}\""),
+                        )
+                        .at(*pos))
+                    }
                     None => name.clone(),
                 };
-                return Err(PgError::new("42703", &format!("column \"{shown}\" does not exist")).at(*pos));
+                return Err(
+                    PgError::new("42703", &format!("column \"{shown}\" does not exist")).at(*pos),
+                );
             };
             let Some(i) = tb.column(name) else {
                 let shown = match table {
@@ -1565,13 +2070,45 @@ fn bind(scope: &Scope, e: &Expr, aggs: &mut Vec<Agg>) -> Result<Typed, PgError> 
             }
             t(B::Col(i), tb.columns[i].ty)
         }
-        Expr::Func { name, args, star, pos } => bind_func(scope, name, args, *star, *pos, aggs),
+        Expr::Func {
+            name,
+            args,
+            star,
+            pos,
+        } => bind_func(scope, name, args, *star, *pos, aggs),
         Expr::Extract { field, arg, pos } => {
             let a = bind(scope, arg, aggs)?;
-            let a = if a.ty == Ty::Unknown { Typed { b: coerce_const(a.b, Ty::Timestamptz, arg.pos())?, ty: Ty::Timestamptz } } else { a };
-            let ok = matches!(field.as_str(), "epoch" | "year" | "month" | "day" | "hour" | "minute" | "second" | "dow" | "doy" | "milliseconds" | "microseconds");
+            let a = if a.ty == Ty::Unknown {
+                Typed {
+                    b: coerce_const(a.b, Ty::Timestamptz, arg.pos())?,
+                    ty: Ty::Timestamptz,
+                }
+            } else {
+                a
+            };
+            let ok = matches!(
+                field.as_str(),
+                "epoch"
+                    | "year"
+                    | "month"
+                    | "day"
+                    | "hour"
+                    | "minute"
+                    | "second"
+                    | "dow"
+                    | "doy"
+                    | "milliseconds"
+                    | "microseconds"
+            );
             if !ok || !(a.ty.is_timestamp() || a.ty == Ty::Interval) {
-                return Err(PgError::new("0A000", &format!("unit \"{field}\" not supported for type {}", a.ty.sql_name())).at(*pos));
+                return Err(PgError::new(
+                    "0A000",
+                    &format!(
+                        "unit \"{field}\" not supported for type {}",
+                        a.ty.sql_name()
+                    ),
+                )
+                .at(*pos));
             }
             t(B::Extract(field.clone(), Box::new(a.b), a.ty), Ty::Numeric)
         }
@@ -1592,7 +2129,11 @@ fn bind(scope: &Scope, e: &Expr, aggs: &mut Vec<Agg>) -> Result<Typed, PgError> 
                 _ => false,
             };
             if !ok {
-                return Err(PgError::new("42846", &format!("cannot cast type {} to {}", a.ty.sql_name(), ty.sql_name())).at(*pos));
+                return Err(PgError::new(
+                    "42846",
+                    &format!("cannot cast type {} to {}", a.ty.sql_name(), ty.sql_name()),
+                )
+                .at(*pos));
             }
             t(B::Cast(Box::new(a.b), a.ty, *ty), *ty)
         }
@@ -1606,28 +2147,77 @@ fn bind(scope: &Scope, e: &Expr, aggs: &mut Vec<Agg>) -> Result<Typed, PgError> 
             t(B::Neg(Box::new(a.b)), a.ty)
         }
         Expr::And(l, r) | Expr::Or(l, r) => {
-            let l2 = bool_operand(scope, l, aggs, if matches!(e, Expr::And(..)) { "AND" } else { "OR" })?;
-            let r2 = bool_operand(scope, r, aggs, if matches!(e, Expr::And(..)) { "AND" } else { "OR" })?;
-            let b = if matches!(e, Expr::And(..)) { B::And(Box::new(l2), Box::new(r2)) } else { B::Or(Box::new(l2), Box::new(r2)) };
+            let l2 = bool_operand(
+                scope,
+                l,
+                aggs,
+                if matches!(e, Expr::And(..)) {
+                    "AND"
+                } else {
+                    "OR"
+                },
+            )?;
+            let r2 = bool_operand(
+                scope,
+                r,
+                aggs,
+                if matches!(e, Expr::And(..)) {
+                    "AND"
+                } else {
+                    "OR"
+                },
+            )?;
+            let b = if matches!(e, Expr::And(..)) {
+                B::And(Box::new(l2), Box::new(r2))
+            } else {
+                B::Or(Box::new(l2), Box::new(r2))
+            };
             t(b, Ty::Bool)
         }
-        Expr::Not(x) => t(B::Not(Box::new(bool_operand(scope, x, aggs, "NOT")?)), Ty::Bool),
+        Expr::Not(x) => t(
+            B::Not(Box::new(bool_operand(scope, x, aggs, "NOT")?)),
+            Ty::Bool,
+        ),
         Expr::IsNull { expr, negated } => {
             let a = bind(scope, expr, aggs)?;
             t(B::IsNull(Box::new(a.b), *negated), Ty::Bool)
         }
-        Expr::InList { expr, list, negated, pos } => {
+        Expr::InList {
+            expr,
+            list,
+            negated,
+            pos,
+        } => {
             let a = bind(scope, expr, aggs)?;
             let mut items = Vec::new();
             for x in list {
-                let (l, r) = unify(a.clone(), bind(scope, x, aggs)?, "=", *pos, expr.pos(), x.pos())?;
+                let (l, r) = unify(
+                    a.clone(),
+                    bind(scope, x, aggs)?,
+                    "=",
+                    *pos,
+                    expr.pos(),
+                    x.pos(),
+                )?;
                 items.push(r);
                 let _ = l;
             }
-            let a = if a.ty == Ty::Unknown { Typed { b: a.b, ty: Ty::Text } } else { a };
+            let a = if a.ty == Ty::Unknown {
+                Typed {
+                    b: a.b,
+                    ty: Ty::Text,
+                }
+            } else {
+                a
+            };
             t(B::In(Box::new(a.b), items, *negated), Ty::Bool)
         }
-        Expr::Binary { op, left, right, pos } => {
+        Expr::Binary {
+            op,
+            left,
+            right,
+            pos,
+        } => {
             let l = bind(scope, left, aggs)?;
             let r = bind(scope, right, aggs)?;
             match op.as_str() {
@@ -1636,14 +2226,30 @@ fn bind(scope: &Scope, e: &Expr, aggs: &mut Vec<Agg>) -> Result<Typed, PgError> 
                     t(B::Cmp(op.clone(), Box::new(l), Box::new(r)), Ty::Bool)
                 }
                 "||" => {
-                    let l = if l.ty == Ty::Unknown { Typed { ty: Ty::Text, ..l } } else { l };
-                    let r = if r.ty == Ty::Unknown { Typed { ty: Ty::Text, ..r } } else { r };
+                    let l = if l.ty == Ty::Unknown {
+                        Typed { ty: Ty::Text, ..l }
+                    } else {
+                        l
+                    };
+                    let r = if r.ty == Ty::Unknown {
+                        Typed { ty: Ty::Text, ..r }
+                    } else {
+                        r
+                    };
                     if l.ty != Ty::Text && r.ty != Ty::Text {
                         return Err(op_error(op, l.ty, r.ty, *pos));
                     }
                     let (lt, rt) = (l.ty, r.ty);
-                    let lb = if lt == Ty::Text { l.b } else { B::Cast(Box::new(l.b), lt, Ty::Text) };
-                    let rb = if rt == Ty::Text { r.b } else { B::Cast(Box::new(r.b), rt, Ty::Text) };
+                    let lb = if lt == Ty::Text {
+                        l.b
+                    } else {
+                        B::Cast(Box::new(l.b), lt, Ty::Text)
+                    };
+                    let rb = if rt == Ty::Text {
+                        r.b
+                    } else {
+                        B::Cast(Box::new(r.b), rt, Ty::Text)
+                    };
                     t(B::Concat(Box::new(lb), Box::new(rb)), Ty::Text)
                 }
                 _ => bind_arith(op, l, r, *pos, left.pos(), right.pos()),
@@ -1657,7 +2263,14 @@ fn bool_operand(scope: &Scope, e: &Expr, aggs: &mut Vec<Agg>, what: &str) -> Res
     match a.ty {
         Ty::Bool => Ok(a.b),
         Ty::Unknown => coerce_const(a.b, Ty::Bool, e.pos()),
-        other => Err(PgError::new("42804", &format!("argument of {what} must be type boolean, not type {}", other.sql_name())).at_opt(e.pos())),
+        other => Err(PgError::new(
+            "42804",
+            &format!(
+                "argument of {what} must be type boolean, not type {}",
+                other.sql_name()
+            ),
+        )
+        .at_opt(e.pos())),
     }
 }
 
@@ -1669,7 +2282,14 @@ fn op_error(op: &str, l: Ty, r: Ty, pos: usize) -> PgError {
 
 /// Brings both sides of a comparison to one type (unknown literals take the other
 /// side's type; numbers compare across types).
-fn unify(l: Typed, r: Typed, op: &str, pos: usize, lpos: Option<usize>, rpos: Option<usize>) -> Result<(B, B), PgError> {
+fn unify(
+    l: Typed,
+    r: Typed,
+    op: &str,
+    pos: usize,
+    lpos: Option<usize>,
+    rpos: Option<usize>,
+) -> Result<(B, B), PgError> {
     match (l.ty, r.ty) {
         (Ty::Unknown, Ty::Unknown) => Ok((l.b, r.b)),
         (Ty::Unknown, t) => Ok((coerce_const(l.b, t, lpos)?, r.b)),
@@ -1681,23 +2301,59 @@ fn unify(l: Typed, r: Typed, op: &str, pos: usize, lpos: Option<usize>, rpos: Op
     }
 }
 
-fn bind_arith(op: &str, l: Typed, r: Typed, pos: usize, lpos: Option<usize>, rpos: Option<usize>) -> Result<Typed, PgError> {
+fn bind_arith(
+    op: &str,
+    l: Typed,
+    r: Typed,
+    pos: usize,
+    lpos: Option<usize>,
+    rpos: Option<usize>,
+) -> Result<Typed, PgError> {
     // Unknown literals take the other side's type (an interval beside a timestamp).
     let (l, r) = match (l.ty, r.ty) {
-        (Ty::Unknown, Ty::Unknown) => (Typed { b: coerce_const(l.b, Ty::Int4, lpos)?, ty: Ty::Int4 }, Typed { b: coerce_const(r.b, Ty::Int4, rpos)?, ty: Ty::Int4 }),
+        (Ty::Unknown, Ty::Unknown) => (
+            Typed {
+                b: coerce_const(l.b, Ty::Int4, lpos)?,
+                ty: Ty::Int4,
+            },
+            Typed {
+                b: coerce_const(r.b, Ty::Int4, rpos)?,
+                ty: Ty::Int4,
+            },
+        ),
         (Ty::Unknown, t) => {
-            let lt = if t.is_timestamp() && op == "+" { Ty::Interval } else { t };
-            (Typed { b: coerce_const(l.b, lt, lpos)?, ty: lt }, r)
+            let lt = if t.is_timestamp() && op == "+" {
+                Ty::Interval
+            } else {
+                t
+            };
+            (
+                Typed {
+                    b: coerce_const(l.b, lt, lpos)?,
+                    ty: lt,
+                },
+                r,
+            )
         }
         (t, Ty::Unknown) => {
             let rt = if t.is_timestamp() { Ty::Interval } else { t };
-            (l, Typed { b: coerce_const(r.b, rt, rpos)?, ty: rt })
+            (
+                l,
+                Typed {
+                    b: coerce_const(r.b, rt, rpos)?,
+                    ty: rt,
+                },
+            )
         }
         _ => (l, r),
     };
     let ty = match (l.ty, r.ty, op) {
         (a, b, _) if numeric_rank(a).is_some() && numeric_rank(b).is_some() => {
-            if numeric_rank(a) >= numeric_rank(b) { a } else { b }
+            if numeric_rank(a) >= numeric_rank(b) {
+                a
+            } else {
+                b
+            }
         }
         (a, Ty::Interval, "+" | "-") if a.is_timestamp() => a,
         (Ty::Interval, b, "+") if b.is_timestamp() => b,
@@ -1705,33 +2361,61 @@ fn bind_arith(op: &str, l: Typed, r: Typed, pos: usize, lpos: Option<usize>, rpo
         (Ty::Interval, Ty::Interval, "+" | "-") => Ty::Interval,
         (a, b, _) => return Err(op_error(op, a, b, pos)),
     };
-    Ok(Typed { b: B::Arith(op.to_string(), Box::new(l.b), Box::new(r.b), ty), ty })
+    Ok(Typed {
+        b: B::Arith(op.to_string(), Box::new(l.b), Box::new(r.b), ty),
+        ty,
+    })
 }
 
-fn bind_func(scope: &Scope, name: &str, args: &[Expr], star: bool, pos: usize, aggs: &mut Vec<Agg>) -> Result<Typed, PgError> {
+fn bind_func(
+    scope: &Scope,
+    name: &str,
+    args: &[Expr],
+    star: bool,
+    pos: usize,
+    aggs: &mut Vec<Agg>,
+) -> Result<Typed, PgError> {
     let t = |b: B, ty: Ty| Ok(Typed { b, ty });
     let no_args = |ty: Ty, v: Value| -> Result<Typed, PgError> { Ok(Typed { b: B::Const(v), ty }) };
     match name {
         "count" | "max" | "min" | "sum" => {
             if !scope.agg {
-                return Err(PgError::new("42803", "aggregate functions are not allowed in this context").at(pos));
+                return Err(PgError::new(
+                    "42803",
+                    "aggregate functions are not allowed in this context",
+                )
+                .at(pos));
             }
-            let inner = Scope { agg: false, ..scope.clone() };
+            let inner = Scope {
+                agg: false,
+                ..scope.clone()
+            };
             if star {
                 if name != "count" {
                     return Err(PgError::syntax_at("*", pos));
                 }
-                aggs.push(Agg { kind: AggKind::CountStar, arg: None, ty: Ty::Int8 });
+                aggs.push(Agg {
+                    kind: AggKind::CountStar,
+                    arg: None,
+                    ty: Ty::Int8,
+                });
                 return t(B::Agg(aggs.len() - 1), Ty::Int8);
             }
             if args.len() != 1 {
                 return Err(no_function(name, &vec![Ty::Unknown; args.len()], pos));
             }
             if has_aggregate(&args[0]) {
-                return Err(PgError::new("42803", "aggregate function calls cannot be nested").at_opt(first_aggregate_pos(&args[0])));
+                return Err(
+                    PgError::new("42803", "aggregate function calls cannot be nested")
+                        .at_opt(first_aggregate_pos(&args[0])),
+                );
             }
             let a = bind(&inner, &args[0], &mut Vec::new())?;
-            let a = if a.ty == Ty::Unknown { Typed { ty: Ty::Text, ..a } } else { a };
+            let a = if a.ty == Ty::Unknown {
+                Typed { ty: Ty::Text, ..a }
+            } else {
+                a
+            };
             let (kind, ty) = match name {
                 "count" => (AggKind::Count, Ty::Int8),
                 "max" => (AggKind::Max, a.ty),
@@ -1747,10 +2431,25 @@ fn bind_func(scope: &Scope, name: &str, args: &[Expr], star: bool, pos: usize, a
             if matches!(kind, AggKind::Max | AggKind::Min) && matches!(ty, Ty::Json | Ty::Bool) {
                 return Err(no_function(name, &[ty], pos));
             }
-            aggs.push(Agg { kind, arg: Some(a), ty });
+            aggs.push(Agg {
+                kind,
+                arg: Some(a),
+                ty,
+            });
             t(B::Agg(aggs.len() - 1), ty)
         }
-        "now" | "transaction_timestamp" | "statement_timestamp" | "clock_timestamp" if args.is_empty() => no_args(Ty::Timestamptz, Value::Ts(if name == "clock_timestamp" { now_micros() } else { scope.now })),
+        "now" | "transaction_timestamp" | "statement_timestamp" | "clock_timestamp"
+            if args.is_empty() =>
+        {
+            no_args(
+                Ty::Timestamptz,
+                Value::Ts(if name == "clock_timestamp" {
+                    now_micros()
+                } else {
+                    scope.now
+                }),
+            )
+        }
         "version" if args.is_empty() => no_args(Ty::Text, Value::Text(scope.version.clone())),
         "current_database" if args.is_empty() => no_args(Ty::Text, Value::Text(scope.db.clone())),
         "current_user" if args.is_empty() => no_args(Ty::Text, Value::Text(scope.user.clone())),
@@ -1766,14 +2465,35 @@ fn bind_func(scope: &Scope, name: &str, args: &[Expr], star: bool, pos: usize, a
                 ("length", [Ty::Text | Ty::Unknown]) => Ty::Int4,
                 ("to_timestamp", [a]) if numeric_rank(*a).is_some() => Ty::Timestamptz,
                 ("abs", [a]) if numeric_rank(*a).is_some() => *a,
-                ("coalesce", [first, ..]) => tys.iter().copied().find(|t| *t != Ty::Unknown).unwrap_or(*first),
+                ("coalesce", [first, ..]) => tys
+                    .iter()
+                    .copied()
+                    .find(|t| *t != Ty::Unknown)
+                    .unwrap_or(*first),
                 _ => return Err(no_function(name, &tys, pos)),
             };
             let mut bs = Vec::new();
             for b in bound {
-                bs.push(if b.ty == Ty::Unknown { coerce_const(b.b, if ty == Ty::Unknown { Ty::Text } else if name == "coalesce" { ty } else { Ty::Text }, None)? } else { b.b });
+                bs.push(if b.ty == Ty::Unknown {
+                    coerce_const(
+                        b.b,
+                        if ty == Ty::Unknown {
+                            Ty::Text
+                        } else if name == "coalesce" {
+                            ty
+                        } else {
+                            Ty::Text
+                        },
+                        None,
+                    )?
+                } else {
+                    b.b
+                });
             }
-            t(B::Func(name.to_string(), bs), if ty == Ty::Unknown { Ty::Text } else { ty })
+            t(
+                B::Func(name.to_string(), bs),
+                if ty == Ty::Unknown { Ty::Text } else { ty },
+            )
         }
         _ => {
             let mut tys = Vec::new();
@@ -1786,7 +2506,11 @@ fn bind_func(scope: &Scope, name: &str, args: &[Expr], star: bool, pos: usize, a
 }
 
 fn no_function(name: &str, tys: &[Ty], pos: usize) -> PgError {
-    let list = tys.iter().map(|t| t.sql_name()).collect::<Vec<_>>().join(", ");
+    let list = tys
+        .iter()
+        .map(|t| t.sql_name())
+        .collect::<Vec<_>>()
+        .join(", ");
     PgError::new("42883", &format!("function {name}({list}) does not exist"))
         .at(pos)
         .hint("No function matches the given name and argument types. You might need to add explicit type casts.")
@@ -1803,7 +2527,10 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
         (x, y) => {
             let (x, y) = (x.as_f64()?, y.as_f64()?);
             // PostgreSQL orders NaN above every number.
-            Some(x.partial_cmp(&y).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())))
+            Some(
+                x.partial_cmp(&y)
+                    .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())),
+            )
         }
     }
 }
@@ -1871,39 +2598,66 @@ fn eval(b: &B, row: Option<&[Value]>, aggs: &[Value]) -> Result<Value, PgError> 
                     return Ok(Value::Bool(!negated));
                 }
             }
-            if saw_null { Value::Null } else { Value::Bool(*negated) }
+            if saw_null {
+                Value::Null
+            } else {
+                Value::Bool(*negated)
+            }
         }
         B::Arith(op, l, r, ty) => arith(op, eval(l, row, aggs)?, eval(r, row, aggs)?, *ty)?,
         B::Concat(l, r) => match (eval(l, row, aggs)?, eval(r, row, aggs)?) {
             (Value::Null, _) | (_, Value::Null) => Value::Null,
-            (a, b) => Value::Text(format!("{}{}", a.text(Ty::Text).unwrap_or_default(), b.text(Ty::Text).unwrap_or_default())),
+            (a, b) => Value::Text(format!(
+                "{}{}",
+                a.text(Ty::Text).unwrap_or_default(),
+                b.text(Ty::Text).unwrap_or_default()
+            )),
         },
         B::Neg(x) => match eval(x, row, aggs)? {
-            Value::Int(i) => Value::Int(i.checked_neg().ok_or_else(|| PgError::new("22003", "integer out of range"))?),
+            Value::Int(i) => Value::Int(
+                i.checked_neg()
+                    .ok_or_else(|| PgError::new("22003", "integer out of range"))?,
+            ),
             Value::Float(f) => Value::Float(-f),
-            Value::Numeric(s) => Value::Numeric(normalize_numeric(&match s.strip_prefix('-') { Some(p) => p.to_string(), None => format!("-{s}") })),
+            Value::Numeric(s) => Value::Numeric(normalize_numeric(&match s.strip_prefix('-') {
+                Some(p) => p.to_string(),
+                None => format!("-{s}"),
+            })),
             Value::Interval(i) => Value::Interval(-i),
             other => other,
         },
         B::Cast(x, from, to) => cast(eval(x, row, aggs)?, *from, *to)?,
         B::Func(name, args) => {
-            let vals: Vec<Value> = args.iter().map(|a| eval(a, row, aggs)).collect::<Result<_, _>>()?;
+            let vals: Vec<Value> = args
+                .iter()
+                .map(|a| eval(a, row, aggs))
+                .collect::<Result<_, _>>()?;
             match (name.as_str(), vals.as_slice()) {
-                ("coalesce", vs) => vs.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null),
+                ("coalesce", vs) => vs
+                    .iter()
+                    .find(|v| !v.is_null())
+                    .cloned()
+                    .unwrap_or(Value::Null),
                 (_, [Value::Null, ..]) => Value::Null,
                 ("lower", [Value::Text(s)]) => Value::Text(s.to_lowercase()),
                 ("upper", [Value::Text(s)]) => Value::Text(s.to_uppercase()),
                 ("length", [Value::Text(s)]) => Value::Int(s.chars().count() as i64),
-                ("to_timestamp", [v]) => Value::Ts((v.as_f64().unwrap_or(0.0) * 1e6).round() as i64),
+                ("to_timestamp", [v]) => {
+                    Value::Ts((v.as_f64().unwrap_or(0.0) * 1e6).round() as i64)
+                }
                 ("abs", [Value::Int(i)]) => Value::Int(i.abs()),
                 ("abs", [Value::Float(f)]) => Value::Float(f.abs()),
-                ("abs", [Value::Numeric(s)]) => Value::Numeric(s.trim_start_matches('-').to_string()),
+                ("abs", [Value::Numeric(s)]) => {
+                    Value::Numeric(s.trim_start_matches('-').to_string())
+                }
                 _ => Value::Null,
             }
         }
         B::Extract(field, x, _ty) => match eval(x, row, aggs)? {
             Value::Null => Value::Null,
-            Value::Ts(us) | Value::Interval(us) if field == "epoch" => Value::Numeric(micros_numeric(us)),
+            Value::Ts(us) | Value::Interval(us) if field == "epoch" => {
+                Value::Numeric(micros_numeric(us))
+            }
             Value::Ts(us) => {
                 use chrono::{Datelike, Timelike};
                 let d = ts_of(us).unwrap_or_default();
@@ -1915,8 +2669,14 @@ fn eval(b: &B, row: Option<&[Value]>, aggs: &[Value]) -> Result<Value, PgError> 
                     "minute" => d.minute().to_string(),
                     "dow" => d.weekday().num_days_from_sunday().to_string(),
                     "doy" => d.ordinal().to_string(),
-                    "second" => micros_numeric(i64::from(d.second()) * 1_000_000 + us.rem_euclid(1_000_000)),
-                    "milliseconds" => format!("{:.3}", (i64::from(d.second()) * 1_000_000 + us.rem_euclid(1_000_000)) as f64 / 1000.0),
+                    "second" => {
+                        micros_numeric(i64::from(d.second()) * 1_000_000 + us.rem_euclid(1_000_000))
+                    }
+                    "milliseconds" => format!(
+                        "{:.3}",
+                        (i64::from(d.second()) * 1_000_000 + us.rem_euclid(1_000_000)) as f64
+                            / 1000.0
+                    ),
                     _ => (i64::from(d.second()) * 1_000_000 + us.rem_euclid(1_000_000)).to_string(),
                 })
             }
@@ -1977,7 +2737,9 @@ fn arith(op: &str, l: Value, r: Value, ty: Ty) -> Result<Value, PgError> {
         (Value::Ts(a), Value::Interval(b), _) => Value::Ts(if op == "+" { a + b } else { a - b }),
         (Value::Interval(a), Value::Ts(b), _) => Value::Ts(a + b),
         (Value::Ts(a), Value::Ts(b), _) => Value::Interval(a - b),
-        (Value::Interval(a), Value::Interval(b), _) => Value::Interval(if op == "+" { a + b } else { a - b }),
+        (Value::Interval(a), Value::Interval(b), _) => {
+            Value::Interval(if op == "+" { a + b } else { a - b })
+        }
         _ => {
             let (a, b) = (l.as_f64().unwrap_or(0.0), r.as_f64().unwrap_or(0.0));
             if (op == "/" || op == "%") && b == 0.0 {
@@ -2007,13 +2769,22 @@ fn cast(v: Value, from: Ty, to: Ty) -> Result<Value, PgError> {
     Ok(match (&v, to) {
         (Value::Float(_) | Value::Numeric(_), Ty::Int4 | Ty::Int8) => {
             let f = v.as_f64().unwrap_or(0.0).round();
-            let lim = if to == Ty::Int4 { i32::MAX as f64 } else { i64::MAX as f64 };
+            let lim = if to == Ty::Int4 {
+                i32::MAX as f64
+            } else {
+                i64::MAX as f64
+            };
             if !f.is_finite() || f.abs() > lim {
-                return Err(PgError::new("22003", &format!("{} out of range", to.sql_name())));
+                return Err(PgError::new(
+                    "22003",
+                    &format!("{} out of range", to.sql_name()),
+                ));
             }
             Value::Int(f as i64)
         }
-        (Value::Int(i), Ty::Int4) if i32::try_from(*i).is_err() => return Err(PgError::new("22003", "integer out of range")),
+        (Value::Int(i), Ty::Int4) if i32::try_from(*i).is_err() => {
+            return Err(PgError::new("22003", "integer out of range"))
+        }
         (Value::Int(i), Ty::Float8) => Value::Float(*i as f64),
         (Value::Numeric(s), Ty::Float8) => Value::Float(s.parse().unwrap_or(0.0)),
         (Value::Int(i), Ty::Numeric) => Value::Numeric(i.to_string()),
@@ -2024,7 +2795,14 @@ fn cast(v: Value, from: Ty, to: Ty) -> Result<Value, PgError> {
         (Value::Json(Json::Number(n)), t) => parse_input(&n.to_string(), t)?,
         (Value::Json(Json::Bool(b)), Ty::Bool) => Value::Bool(*b),
         (Value::Json(j), t) if t != Ty::Text => {
-            return Err(PgError::new("22023", &format!("cannot cast jsonb {} to type {}", json_kind(j), t.sql_name())));
+            return Err(PgError::new(
+                "22023",
+                &format!(
+                    "cannot cast jsonb {} to type {}",
+                    json_kind(j),
+                    t.sql_name()
+                ),
+            ));
         }
         (_, Ty::Text) => Value::Text(v.text(from).unwrap_or_default()),
         (Value::Text(s), t) => parse_input(s, t)?,
@@ -2065,13 +2843,19 @@ mod tests {
         assert_eq!(parse_ts("2024-01-01T10:00:00Z"), Some(us));
         assert_eq!(parse_ts("2024-01-01 12:00:00+02"), Some(us));
         assert_eq!(parse_ts("2024-01-01 10:00:00.5"), Some(us + 500_000));
-        assert_eq!(timestamp_out(us + 101_846, true), "2024-01-01 10:00:00.101846+00");
+        assert_eq!(
+            timestamp_out(us + 101_846, true),
+            "2024-01-01 10:00:00.101846+00"
+        );
         assert_eq!(timestamp_out(us + 500_000, false), "2024-01-01 10:00:00.5");
         assert_eq!(parse_ts("2024-01-01"), parse_ts("2024-01-01 00:00:00"));
         assert!(parse_ts("yesterday-ish").is_none());
         assert_eq!(interval_out(5_123_456), "00:00:05.123456");
         assert_eq!(interval_out(-1_000_000), "-00:00:01");
-        assert_eq!(interval_out(86_400_000_000 + 7_200_000_000), "1 day 02:00:00");
+        assert_eq!(
+            interval_out(86_400_000_000 + 7_200_000_000),
+            "1 day 02:00:00"
+        );
         assert_eq!(interval_out(2 * 86_400_000_000), "2 days");
         assert_eq!(parse_interval("5 minutes"), Some(300_000_000));
         assert_eq!(parse_interval("1 hour 30 min"), Some(5_400_000_000));
@@ -2082,17 +2866,32 @@ mod tests {
     #[test]
     fn jsonb_orders_keys_like_postgres() {
         let j: Json = serde_json::from_str(r#"{"b": [1,2], "aa": {"x": null}, "c": "s"}"#).unwrap();
-        assert_eq!(jsonb_out(&j), r#"{"b": [1, 2], "c": "s", "aa": {"x": null}}"#);
+        assert_eq!(
+            jsonb_out(&j),
+            r#"{"b": [1, 2], "c": "s", "aa": {"x": null}}"#
+        );
     }
 
     #[test]
     fn inputs_are_checked() {
         assert_eq!(parse_input(" 42 ", Ty::Int4), Ok(Value::Int(42)));
-        assert_eq!(parse_input("abc", Ty::Int4).unwrap_err().message, "invalid input syntax for type integer: \"abc\"");
-        assert_eq!(parse_input("9999999999", Ty::Int4).unwrap_err().message, "value \"9999999999\" is out of range for type integer");
-        assert_eq!(parse_input("x", Ty::Int8).unwrap_err().message, "invalid input syntax for type bigint: \"x\"");
+        assert_eq!(
+            parse_input("abc", Ty::Int4).unwrap_err().message,
+            "invalid input syntax for type integer: \"abc\""
+        );
+        assert_eq!(
+            parse_input("9999999999", Ty::Int4).unwrap_err().message,
+            "value \"9999999999\" is out of range for type integer"
+        );
+        assert_eq!(
+            parse_input("x", Ty::Int8).unwrap_err().message,
+            "invalid input syntax for type bigint: \"x\""
+        );
         assert_eq!(parse_input("yes", Ty::Bool), Ok(Value::Bool(true)));
-        assert_eq!(parse_input("001.50", Ty::Numeric), Ok(Value::Numeric("1.50".into())));
+        assert_eq!(
+            parse_input("001.50", Ty::Numeric),
+            Ok(Value::Numeric("1.50".into()))
+        );
     }
 
     #[test]
@@ -2100,14 +2899,33 @@ mod tests {
         let t = Table {
             name: "m".into(),
             columns: vec![
-                Column { name: "id".into(), ty: Ty::Int8, not_null: true, default: Some("nextval('m_id_seq'::regclass)".into()) },
-                Column { name: "ts".into(), ty: Ty::Timestamptz, not_null: false, default: None },
-                Column { name: "j".into(), ty: Ty::Json, not_null: false, default: None },
+                Column {
+                    name: "id".into(),
+                    ty: Ty::Int8,
+                    not_null: true,
+                    default: Some("nextval('m_id_seq'::regclass)".into()),
+                },
+                Column {
+                    name: "ts".into(),
+                    ty: Ty::Timestamptz,
+                    not_null: false,
+                    default: None,
+                },
+                Column {
+                    name: "j".into(),
+                    ty: Ty::Json,
+                    not_null: false,
+                    default: None,
+                },
             ],
             primary_key: Some(vec![0]),
             sequences: BTreeMap::from([("m_id_seq".to_string(), 2)]),
             rows: vec![
-                vec![Value::Int(1), Value::Ts(1_700_000_000_123_456), Value::Json(json!({"a": 1}))],
+                vec![
+                    Value::Int(1),
+                    Value::Ts(1_700_000_000_123_456),
+                    Value::Json(json!({"a": 1})),
+                ],
                 vec![Value::Int(2), Value::Null, Value::Null],
             ],
             ..Default::default()

@@ -45,15 +45,43 @@ pub enum Parsed {
     Print(ExecOutput),
 }
 
+/// Backslash commands psql has that the twin does not simulate.
+const UNSIMULATED_META: &[&str] = &[
+    "\\d*",
+    "\\l*",
+    "\\c",
+    "\\connect",
+    "\\conninfo",
+    "\\x",
+    "\\timing",
+    "\\i",
+    "\\ir",
+    "\\copy",
+    "\\o",
+    "\\pset",
+    "\\g*",
+    "\\watch",
+    "\\s",
+    "\\e*",
+    "\\h",
+    "\\?",
+];
+
 /// Options psql has that the twin does not simulate.
 const UNSIMULATED: &str = "xHleabnsSE1oLT";
 
 fn invalid(msg: &str) -> ExecOutput {
-    ExecOutput::fail(1, format!("psql: {msg}\npsql: hint: Try \"psql --help\" for more information.\n"))
+    ExecOutput::fail(
+        1,
+        format!("psql: {msg}\npsql: hint: Try \"psql --help\" for more information.\n"),
+    )
 }
 
 fn unsimulated(opt: &str) -> ExecOutput {
-    ExecOutput::fail(1, format!("psql (stormdrill twin): option {opt} is not simulated\n"))
+    ExecOutput::fail(
+        1,
+        format!("psql (stormdrill twin): option {opt} is not simulated\n"),
+    )
 }
 
 /// psql's boolean variable values (`on`, `off`, `true`, `1`, unique prefixes...).
@@ -73,13 +101,19 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 
 impl Options {
     pub fn on_error_stop(&self) -> bool {
-        self.vars.get("ON_ERROR_STOP").and_then(|v| parse_bool(v)).unwrap_or(false)
+        self.vars
+            .get("ON_ERROR_STOP")
+            .and_then(|v| parse_bool(v))
+            .unwrap_or(false)
     }
 
     /// Reads a `-d` conninfo string (`dbname=x user=y`) or URI
     /// (`postgresql://user:pw@host:port/db`); a plain name is the database.
     fn set_dbname(&mut self, v: &str) {
-        if let Some(rest) = v.strip_prefix("postgresql://").or_else(|| v.strip_prefix("postgres://")) {
+        if let Some(rest) = v
+            .strip_prefix("postgresql://")
+            .or_else(|| v.strip_prefix("postgres://"))
+        {
             let rest = rest.split('?').next().unwrap_or(rest);
             let (auth_host, db) = rest.split_once('/').unwrap_or((rest, ""));
             let (auth, hostport) = match auth_host.rsplit_once('@') {
@@ -96,7 +130,9 @@ impl Options {
                 }
             }
             if !hostport.is_empty() {
-                let (h, p) = hostport.rsplit_once(':').map_or((hostport, None), |(h, p)| (h, Some(p)));
+                let (h, p) = hostport
+                    .rsplit_once(':')
+                    .map_or((hostport, None), |(h, p)| (h, Some(p)));
                 if !h.is_empty() {
                     self.host = Some(h.to_string());
                 }
@@ -111,7 +147,9 @@ impl Options {
         }
         if v.contains('=') {
             for kv in v.split_whitespace() {
-                let Some((k, val)) = kv.split_once('=') else { continue };
+                let Some((k, val)) = kv.split_once('=') else {
+                    continue;
+                };
                 let val = val.trim_matches('\'').to_string();
                 match k {
                     "dbname" => self.db = Some(val),
@@ -150,8 +188,15 @@ impl Options {
 
 /// Parses psql's command line (argv without `psql`) with the container's environment
 /// for PGUSER, PGDATABASE, PGHOST, PGPORT and PGPASSWORD.
-pub fn parse_args(args: &[String], env: &dyn Fn(&str) -> Option<String>, version: &str) -> Result<Parsed, ExecOutput> {
-    let mut o = Options { footer: true, ..Default::default() };
+pub fn parse_args(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    version: &str,
+) -> Result<Parsed, ExecOutput> {
+    let mut o = Options {
+        footer: true,
+        ..Default::default()
+    };
     let mut positional = Vec::new();
     let mut i = 0;
     let with_value = "cdfFhpUvRPoLT";
@@ -169,7 +214,19 @@ pub fn parse_args(args: &[String], env: &dyn Fn(&str) -> Option<String>, version
             };
             let takes = matches!(
                 name,
-                "command" | "dbname" | "file" | "field-separator" | "host" | "port" | "username" | "set" | "variable" | "record-separator" | "pset" | "output" | "log-file"
+                "command"
+                    | "dbname"
+                    | "file"
+                    | "field-separator"
+                    | "host"
+                    | "port"
+                    | "username"
+                    | "set"
+                    | "variable"
+                    | "record-separator"
+                    | "pset"
+                    | "output"
+                    | "log-file"
             );
             let value = if takes {
                 match inline {
@@ -178,7 +235,9 @@ pub fn parse_args(args: &[String], env: &dyn Fn(&str) -> Option<String>, version
                         i += 1;
                         Some(args[i - 1].clone())
                     }
-                    None => return Err(invalid(&format!("option '--{name}' requires an argument"))),
+                    None => {
+                        return Err(invalid(&format!("option '--{name}' requires an argument")))
+                    }
                 }
             } else {
                 None
@@ -200,11 +259,15 @@ pub fn parse_args(args: &[String], env: &dyn Fn(&str) -> Option<String>, version
                 "csv" => o.csv = true,
                 "quiet" => o.quiet = true,
                 "no-psqlrc" | "no-password" | "password" | "no-readline" => {}
-                "version" => return Ok(Parsed::Print(ExecOutput::ok(format!("psql (PostgreSQL) {version}\n")))),
-                "help" => return Ok(Parsed::Print(ExecOutput::ok(HELP))),
-                "expanded" | "html" | "list" | "echo-all" | "echo-errors" | "echo-queries" | "echo-hidden" | "single-step" | "single-line" | "single-transaction" | "output" | "log-file" => {
-                    return Err(unsimulated(&format!("--{name}")))
+                "version" => {
+                    return Ok(Parsed::Print(ExecOutput::ok(format!(
+                        "psql (PostgreSQL) {version}\n"
+                    ))))
                 }
+                "help" => return Ok(Parsed::Print(ExecOutput::ok(HELP))),
+                "expanded" | "html" | "list" | "echo-all" | "echo-errors" | "echo-queries"
+                | "echo-hidden" | "single-step" | "single-line" | "single-transaction"
+                | "output" | "log-file" => return Err(unsimulated(&format!("--{name}"))),
                 _ => return Err(invalid(&format!("unrecognized option '--{name}'"))),
             }
             continue;
@@ -246,7 +309,11 @@ pub fn parse_args(args: &[String], env: &dyn Fn(&str) -> Option<String>, version
                     'A' => o.unaligned = true,
                     'q' => o.quiet = true,
                     'X' | 'w' | 'W' => {}
-                    'V' => return Ok(Parsed::Print(ExecOutput::ok(format!("psql (PostgreSQL) {version}\n")))),
+                    'V' => {
+                        return Ok(Parsed::Print(ExecOutput::ok(format!(
+                            "psql (PostgreSQL) {version}\n"
+                        ))))
+                    }
                     '?' => return Ok(Parsed::Print(ExecOutput::ok(HELP))),
                     c if UNSIMULATED.contains(c) => return Err(unsimulated(&format!("-{c}"))),
                     c => return Err(invalid(&format!("invalid option -- '{c}'"))),
@@ -268,7 +335,9 @@ pub fn parse_args(args: &[String], env: &dyn Fn(&str) -> Option<String>, version
         }
     }
     for extra in pos {
-        o.warnings.push_str(&format!("psql: warning: extra command-line argument \"{extra}\" ignored\n"));
+        o.warnings.push_str(&format!(
+            "psql: warning: extra command-line argument \"{extra}\" ignored\n"
+        ));
     }
     o.user = o.user.or_else(|| env("PGUSER"));
     o.db = o.db.or_else(|| env("PGDATABASE"));
@@ -297,9 +366,20 @@ fn width(s: &str) -> usize {
 pub fn format_rows(o: &Options, columns: &[(String, Ty)], rows: &[Vec<Value>]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().zip(columns).map(|(v, (_, t))| v.text(*t).unwrap_or_else(|| o.null_display.clone())).collect())
+        .map(|r| {
+            r.iter()
+                .zip(columns)
+                .map(|(v, (_, t))| v.text(*t).unwrap_or_else(|| o.null_display.clone()))
+                .collect()
+        })
         .collect();
-    let footer = (o.footer && !o.tuples_only).then(|| format!("({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" }));
+    let footer = (o.footer && !o.tuples_only).then(|| {
+        format!(
+            "({} row{})",
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" }
+        )
+    });
     if o.csv {
         return csv(o, columns, &cells, rows);
     }
@@ -309,7 +389,12 @@ pub fn format_rows(o: &Options, columns: &[(String, Ty)], rows: &[Vec<Value>]) -
     aligned(o, columns, &cells, footer)
 }
 
-fn aligned(o: &Options, columns: &[(String, Ty)], cells: &[Vec<String>], footer: Option<String>) -> String {
+fn aligned(
+    o: &Options,
+    columns: &[(String, Ty)],
+    cells: &[Vec<String>],
+    footer: Option<String>,
+) -> String {
     let n = columns.len();
     let mut w: Vec<usize> = columns.iter().map(|(h, _)| width(h)).collect();
     for r in cells {
@@ -364,13 +449,24 @@ fn aligned(o: &Options, columns: &[(String, Ty)], cells: &[Vec<String>], footer:
     out
 }
 
-fn unaligned(o: &Options, columns: &[(String, Ty)], cells: &[Vec<String>], footer: Option<String>) -> String {
+fn unaligned(
+    o: &Options,
+    columns: &[(String, Ty)],
+    cells: &[Vec<String>],
+    footer: Option<String>,
+) -> String {
     let fs = o.field_sep.as_deref().unwrap_or("|");
     let rs = o.record_sep.as_deref().unwrap_or("\n");
     let mut out = String::new();
     let mut need_rs = false;
     if !o.tuples_only {
-        out.push_str(&columns.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>().join(fs));
+        out.push_str(
+            &columns
+                .iter()
+                .map(|(h, _)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(fs),
+        );
         need_rs = true;
     }
     for r in cells {
@@ -393,8 +489,17 @@ fn unaligned(o: &Options, columns: &[(String, Ty)], cells: &[Vec<String>], foote
     out
 }
 
-fn csv(o: &Options, columns: &[(String, Ty)], cells: &[Vec<String>], rows: &[Vec<Value>]) -> String {
-    let sep = o.field_sep.as_deref().filter(|s| s.len() == 1).unwrap_or(",");
+fn csv(
+    o: &Options,
+    columns: &[(String, Ty)],
+    cells: &[Vec<String>],
+    rows: &[Vec<Value>],
+) -> String {
+    let sep = o
+        .field_sep
+        .as_deref()
+        .filter(|s| s.len() == 1)
+        .unwrap_or(",");
     let field = |s: &str| {
         if s.contains(sep) || s.contains(['"', '\n', '\r']) || s == "\\." {
             format!("\"{}\"", s.replace('"', "\"\""))
@@ -404,11 +509,21 @@ fn csv(o: &Options, columns: &[(String, Ty)], cells: &[Vec<String>], rows: &[Vec
     };
     let mut out = String::new();
     if !o.tuples_only {
-        out.push_str(&columns.iter().map(|(h, _)| field(h)).collect::<Vec<_>>().join(sep));
+        out.push_str(
+            &columns
+                .iter()
+                .map(|(h, _)| field(h))
+                .collect::<Vec<_>>()
+                .join(sep),
+        );
         out.push('\n');
     }
     for (r, vals) in cells.iter().zip(rows) {
-        let line: Vec<String> = r.iter().zip(vals).map(|(c, v)| if v.is_null() { String::new() } else { field(c) }).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(vals)
+            .map(|(c, v)| if v.is_null() { String::new() } else { field(c) })
+            .collect();
         out.push_str(&line.join(sep));
         out.push('\n');
     }
@@ -420,7 +535,10 @@ fn csv(o: &Options, columns: &[(String, Ty)], cells: &[Vec<String>], rows: &[Vec
 pub fn error_position(query: &str, loc: usize) -> String {
     const DISPLAY_SIZE: usize = 60;
     const MIN_RIGHT_CUT: usize = 10;
-    let chars: Vec<char> = query.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
+    let chars: Vec<char> = query
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .collect();
     let cnt = chars.len();
     if loc > cnt {
         return String::new();
@@ -514,7 +632,12 @@ impl Runner<'_, '_> {
                 self.stderr.push_str(&format!("NOTICE:  {n}\n"));
             }
             match r.outcome {
-                Outcome::Rows { columns, rows, tag, returning } => {
+                Outcome::Rows {
+                    columns,
+                    rows,
+                    tag,
+                    returning,
+                } => {
                     self.stdout.push_str(&format_rows(&self.o, &columns, &rows));
                     if returning && !self.o.quiet {
                         self.stdout.push_str(&tag);
@@ -565,12 +688,23 @@ impl Runner<'_, '_> {
                 true
             }
             "\\t" => {
-                self.o.tuples_only = words.get(1).and_then(|v| parse_bool(v)).unwrap_or(!self.o.tuples_only);
+                self.o.tuples_only = words
+                    .get(1)
+                    .and_then(|v| parse_bool(v))
+                    .unwrap_or(!self.o.tuples_only);
                 true
             }
             "\\a" => {
                 self.o.unaligned = !self.o.unaligned;
                 true
+            }
+            cmd if UNSIMULATED_META.iter().any(|m| {
+                cmd == *m || (m.ends_with('*') && cmd.starts_with(m.trim_end_matches('*')))
+            }) =>
+            {
+                self.stderr
+                    .push_str(&format!("psql (stormdrill twin): {cmd} is not simulated\n"));
+                false
             }
             cmd => {
                 self.stderr.push_str(&format!("invalid command {cmd}\n"));
@@ -670,7 +804,12 @@ impl Runner<'_, '_> {
                     }
                     let name: String = chars[start..j].iter().collect();
                     let closed = quote.is_none_or(|q| chars.get(j) == Some(&q));
-                    match self.o.vars.get(&name).filter(|_| !name.is_empty() && closed) {
+                    match self
+                        .o
+                        .vars
+                        .get(&name)
+                        .filter(|_| !name.is_empty() && closed)
+                    {
                         Some(v) => {
                             match quote {
                                 Some('\'') => buf.push_str(&format!("'{}'", v.replace('\'', "''"))),
@@ -723,7 +862,13 @@ impl Runner<'_, '_> {
 
 /// Runs psql's actions (or the script on stdin) over an established session.
 pub fn run(o: &Options, session: &mut Session<'_>, stdin: Option<&[u8]>) -> Run {
-    let mut r = Runner { o: o.clone(), session, stdout: String::new(), stderr: o.warnings.clone(), errors: Vec::new() };
+    let mut r = Runner {
+        o: o.clone(),
+        session,
+        stdout: String::new(),
+        stderr: o.warnings.clone(),
+        errors: Vec::new(),
+    };
     let mut exit_code = 0;
     if o.actions.is_empty() {
         let text = String::from_utf8_lossy(stdin.unwrap_or_default()).into_owned();
@@ -733,7 +878,9 @@ pub fn run(o: &Options, session: &mut Session<'_>, stdin: Option<&[u8]>) -> Run 
     } else {
         for a in &o.actions {
             let ok = match a {
-                Action::Command(q) if q.trim_start().starts_with('\\') => r.meta(q.trim(), &mut false),
+                Action::Command(q) if q.trim_start().starts_with('\\') => {
+                    r.meta(q.trim(), &mut false)
+                }
                 Action::Command(q) => {
                     if q.trim().is_empty() {
                         true
@@ -751,7 +898,8 @@ pub fn run(o: &Options, session: &mut Session<'_>, stdin: Option<&[u8]>) -> Run 
                     }
                 }
                 Action::File(f) => {
-                    r.stderr.push_str(&format!("psql: error: {f}: No such file or directory\n"));
+                    r.stderr
+                        .push_str(&format!("psql: error: {f}: No such file or directory\n"));
                     false
                 }
             };
@@ -763,7 +911,11 @@ pub fn run(o: &Options, session: &mut Session<'_>, stdin: Option<&[u8]>) -> Run 
     }
     r.session.close();
     Run {
-        out: ExecOutput { stdout: r.stdout.into_bytes(), stderr: r.stderr.into_bytes(), exit_code },
+        out: ExecOutput {
+            stdout: r.stdout.into_bytes(),
+            stderr: r.stderr.into_bytes(),
+            exit_code,
+        },
         errors: r.errors,
     }
 }
@@ -782,7 +934,19 @@ mod tests {
 
     #[test]
     fn parses_the_command_line() {
-        let o = opts(&["-U", "openalex", "-d", "openalex", "-qAt", "-F,", "-v", "ON_ERROR_STOP=1", "-c", "select 1", "-X"]);
+        let o = opts(&[
+            "-U",
+            "openalex",
+            "-d",
+            "openalex",
+            "-qAt",
+            "-F,",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "select 1",
+            "-X",
+        ]);
         assert_eq!(o.user.as_deref(), Some("openalex"));
         assert_eq!(o.db.as_deref(), Some("openalex"));
         assert!(o.quiet && o.unaligned && o.tuples_only);
@@ -791,14 +955,36 @@ mod tests {
         assert_eq!(o.actions, vec![Action::Command("select 1".into())]);
         let o = opts(&["-tAc", "select 2", "postgresql://u:pw@db.example:5433/x"]);
         assert_eq!(o.actions, vec![Action::Command("select 2".into())]);
-        assert_eq!((o.user.as_deref(), o.host.as_deref(), o.port.as_deref(), o.db.as_deref()), (Some("u"), Some("db.example"), Some("5433"), Some("x")));
+        assert_eq!(
+            (
+                o.user.as_deref(),
+                o.host.as_deref(),
+                o.port.as_deref(),
+                o.db.as_deref()
+            ),
+            (Some("u"), Some("db.example"), Some("5433"), Some("x"))
+        );
         assert_eq!(o.password.as_deref(), Some("pw"));
-        let o = opts(&["--username=a", "--command", "select 3", "--set=ON_ERROR_STOP=on", "mydb"]);
-        assert_eq!((o.user.as_deref(), o.db.as_deref()), (Some("a"), Some("mydb")));
+        let o = opts(&[
+            "--username=a",
+            "--command",
+            "select 3",
+            "--set=ON_ERROR_STOP=on",
+            "mydb",
+        ]);
+        assert_eq!(
+            (o.user.as_deref(), o.db.as_deref()),
+            (Some("a"), Some("mydb"))
+        );
         assert!(o.on_error_stop());
         let e = parse_args(&["-Z".to_string()], &|_| None, "16.4").unwrap_err();
-        assert_eq!(String::from_utf8_lossy(&e.stderr), "psql: invalid option -- 'Z'\npsql: hint: Try \"psql --help\" for more information.\n");
-        assert!(matches!(parse_args(&["--version".to_string()], &|_| None, "16.4"), Ok(Parsed::Print(p)) if p.stdout == b"psql (PostgreSQL) 16.4\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&e.stderr),
+            "psql: invalid option -- 'Z'\npsql: hint: Try \"psql --help\" for more information.\n"
+        );
+        assert!(
+            matches!(parse_args(&["--version".to_string()], &|_| None, "16.4"), Ok(Parsed::Print(p)) if p.stdout == b"psql (PostgreSQL) 16.4\n")
+        );
     }
 
     fn cols() -> Vec<(String, Ty)> {
@@ -808,36 +994,79 @@ mod tests {
     #[test]
     fn aligned_output_matches_psql() {
         let o = opts(&[]);
-        let rows = vec![vec![Value::Int(1), Value::Text("hello".into())], vec![Value::Int(2), Value::Null]];
-        assert_eq!(format_rows(&o, &cols(), &rows), " id | note  \n----+-------\n  1 | hello\n  2 | \n(2 rows)\n\n");
-        assert_eq!(format_rows(&o, &cols(), &[]), " id | note \n----+------\n(0 rows)\n\n");
+        let rows = vec![
+            vec![Value::Int(1), Value::Text("hello".into())],
+            vec![Value::Int(2), Value::Null],
+        ];
+        assert_eq!(
+            format_rows(&o, &cols(), &rows),
+            " id | note  \n----+-------\n  1 | hello\n  2 | \n(2 rows)\n\n"
+        );
+        assert_eq!(
+            format_rows(&o, &cols(), &[]),
+            " id | note \n----+------\n(0 rows)\n\n"
+        );
         let count = vec![("count".to_string(), Ty::Int8)];
         let one = vec![vec![Value::Int(2)]];
-        assert_eq!(format_rows(&o, &count, &one), " count \n-------\n     2\n(1 row)\n\n");
+        assert_eq!(
+            format_rows(&o, &count, &one),
+            " count \n-------\n     2\n(1 row)\n\n"
+        );
         let t = opts(&["-t"]);
         assert_eq!(format_rows(&t, &count, &one), "     2\n\n");
         assert_eq!(format_rows(&t, &count, &[]), "\n");
         // A right-aligned NULL in the last column still pads.
-        let sums = vec![("count".to_string(), Ty::Int8), ("sum".to_string(), Ty::Int8), ("sum".to_string(), Ty::Int8)];
-        assert_eq!(format_rows(&o, &sums, &[vec![Value::Int(0), Value::Null, Value::Null]]), " count | sum | sum \n-------+-----+-----\n     0 |     |    \n(1 row)\n\n");
+        let sums = vec![
+            ("count".to_string(), Ty::Int8),
+            ("sum".to_string(), Ty::Int8),
+            ("sum".to_string(), Ty::Int8),
+        ];
+        assert_eq!(
+            format_rows(&o, &sums, &[vec![Value::Int(0), Value::Null, Value::Null]]),
+            " count | sum | sum \n-------+-----+-----\n     0 |     |    \n(1 row)\n\n"
+        );
     }
 
     #[test]
     fn unaligned_and_csv_output_match_psql() {
-        let rows = vec![vec![Value::Int(1), Value::Text("hello".into())], vec![Value::Int(2), Value::Null]];
-        assert_eq!(format_rows(&opts(&["-A"]), &cols(), &rows), "id|note\n1|hello\n2|\n(2 rows)\n");
-        assert_eq!(format_rows(&opts(&["-At"]), &cols(), &rows), "1|hello\n2|\n");
-        assert_eq!(format_rows(&opts(&["-At", "-F", ","]), &cols(), &rows), "1,hello\n2,\n");
-        assert_eq!(format_rows(&opts(&["-A"]), &cols(), &[]), "id|note\n(0 rows)\n");
+        let rows = vec![
+            vec![Value::Int(1), Value::Text("hello".into())],
+            vec![Value::Int(2), Value::Null],
+        ];
+        assert_eq!(
+            format_rows(&opts(&["-A"]), &cols(), &rows),
+            "id|note\n1|hello\n2|\n(2 rows)\n"
+        );
+        assert_eq!(
+            format_rows(&opts(&["-At"]), &cols(), &rows),
+            "1|hello\n2|\n"
+        );
+        assert_eq!(
+            format_rows(&opts(&["-At", "-F", ","]), &cols(), &rows),
+            "1,hello\n2,\n"
+        );
+        assert_eq!(
+            format_rows(&opts(&["-A"]), &cols(), &[]),
+            "id|note\n(0 rows)\n"
+        );
         assert_eq!(format_rows(&opts(&["-At"]), &cols(), &[]), "");
         let rows = vec![vec![Value::Int(1), Value::Text("a,\"b\"".into())]];
-        assert_eq!(format_rows(&opts(&["--csv"]), &cols(), &rows), "id,note\n1,\"a,\"\"b\"\"\"\n");
+        assert_eq!(
+            format_rows(&opts(&["--csv"]), &cols(), &rows),
+            "id,note\n1,\"a,\"\"b\"\"\"\n"
+        );
     }
 
     #[test]
     fn error_carets_match_libpq() {
-        assert_eq!(error_position("select * from nope", 14), "LINE 1: select * from nope\n                      ^\n");
-        assert_eq!(error_position("select 1 from", 13), "LINE 1: select 1 from\n                     ^\n");
+        assert_eq!(
+            error_position("select * from nope", 14),
+            "LINE 1: select * from nope\n                      ^\n"
+        );
+        assert_eq!(
+            error_position("select 1 from", 13),
+            "LINE 1: select 1 from\n                     ^\n"
+        );
         let q = "select * from markers where note = 'a' and n = 1 and v = 0.5 and ts > '2020-01-01' and id = 'thisisnotanumber' order by id";
         let loc = q.find("'thisisnot").unwrap();
         assert_eq!(
@@ -846,6 +1075,9 @@ mod tests {
         );
         let q = "select this_is_a_very_long_column_name_that_does_not_exist, another_long_identifier_here, third_one from markers where x = 1";
         assert_eq!(error_position(q, 7), "LINE 1: select this_is_a_very_long_column_name_that_does_not_exist, ...\n               ^\n");
-        assert_eq!(error_position("select 1;\nselect *\nfrom nope;", 24), "LINE 3: from nope;\n             ^\n");
+        assert_eq!(
+            error_position("select 1;\nselect *\nfrom nope;", 24),
+            "LINE 3: from nope;\n             ^\n"
+        );
     }
 }

@@ -74,7 +74,9 @@ pub fn lex(q: &str) -> Result<Vec<Token>, PgError> {
             continue;
         }
         let kind = if c.is_alphabetic() || c == '_' {
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$') {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
                 i += 1;
             }
             // E'...' escape strings: treated as plain strings.
@@ -85,7 +87,9 @@ pub fn lex(q: &str) -> Result<Vec<Token>, PgError> {
             } else {
                 Kind::Word(text(start, i).to_lowercase())
             }
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
                 i += 1;
             }
@@ -107,7 +111,13 @@ pub fn lex(q: &str) -> Result<Vec<Token>, PgError> {
                 while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
                     j += 1;
                 }
-                return Err(PgError::syntax_msg(&format!("trailing junk after numeric literal at or near \"{}\"", text(start, j)), start));
+                return Err(PgError::syntax_msg(
+                    &format!(
+                        "trailing junk after numeric literal at or near \"{}\"",
+                        text(start, j)
+                    ),
+                    start,
+                ));
             }
             Kind::Num(text(start, i))
         } else if c == '\'' {
@@ -119,7 +129,9 @@ pub fn lex(q: &str) -> Result<Vec<Token>, PgError> {
             i += 1;
             loop {
                 match chars.get(i) {
-                    None => return Err(PgError::syntax_msg("unterminated quoted identifier", start)),
+                    None => {
+                        return Err(PgError::syntax_msg("unterminated quoted identifier", start))
+                    }
                     Some('"') if chars.get(i + 1) == Some(&'"') => {
                         s.push('"');
                         i += 2;
@@ -135,7 +147,10 @@ pub fn lex(q: &str) -> Result<Vec<Token>, PgError> {
                 }
             }
             if s.is_empty() {
-                return Err(PgError::syntax_msg("zero-length delimited identifier at or near \"\"\"\"", start));
+                return Err(PgError::syntax_msg(
+                    "zero-length delimited identifier at or near \"\"\"\"",
+                    start,
+                ));
             }
             Kind::Quoted(s)
         } else {
@@ -186,7 +201,10 @@ fn string_at(chars: &[char], mut i: usize) -> Result<(String, usize), PgError> {
         match chars.get(i) {
             None => {
                 let rest: String = chars[start..].iter().collect();
-                return Err(PgError::syntax_msg(&format!("unterminated quoted string at or near \"{rest}\""), start));
+                return Err(PgError::syntax_msg(
+                    &format!("unterminated quoted string at or near \"{rest}\""),
+                    start,
+                ));
             }
             Some('\'') if chars.get(i + 1) == Some(&'\'') => {
                 s.push('\'');
@@ -212,20 +230,50 @@ pub enum Expr {
     /// A string literal (type unknown until context decides).
     Str(String, usize),
     /// A column, optionally qualified by a table name.
-    Column { table: Option<String>, name: String, pos: usize },
+    Column {
+        table: Option<String>,
+        name: String,
+        pos: usize,
+    },
     /// `*` (only as `count(*)`'s argument or in a select list).
     Star,
-    Func { name: String, args: Vec<Expr>, star: bool, pos: usize },
+    Func {
+        name: String,
+        args: Vec<Expr>,
+        star: bool,
+        pos: usize,
+    },
     /// `extract(field FROM expr)`
-    Extract { field: String, arg: Box<Expr>, pos: usize },
-    Cast { expr: Box<Expr>, ty: Ty, pos: usize },
-    Binary { op: String, left: Box<Expr>, right: Box<Expr>, pos: usize },
+    Extract {
+        field: String,
+        arg: Box<Expr>,
+        pos: usize,
+    },
+    Cast {
+        expr: Box<Expr>,
+        ty: Ty,
+        pos: usize,
+    },
+    Binary {
+        op: String,
+        left: Box<Expr>,
+        right: Box<Expr>,
+        pos: usize,
+    },
     Neg(Box<Expr>, usize),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    IsNull { expr: Box<Expr>, negated: bool },
-    InList { expr: Box<Expr>, list: Vec<Expr>, negated: bool, pos: usize },
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+        pos: usize,
+    },
     /// `DEFAULT` in an INSERT's VALUES.
     Default,
 }
@@ -234,8 +282,13 @@ impl Expr {
     /// Where the expression starts (for error carets).
     pub fn pos(&self) -> Option<usize> {
         match self {
-            Expr::Null(pos) | Expr::Bool(_, pos) | Expr::Num(_, pos) | Expr::Str(_, pos) => Some(*pos),
-            Expr::Column { pos, .. } | Expr::Func { pos, .. } | Expr::Extract { pos, .. } | Expr::Neg(_, pos) => Some(*pos),
+            Expr::Null(pos) | Expr::Bool(_, pos) | Expr::Num(_, pos) | Expr::Str(_, pos) => {
+                Some(*pos)
+            }
+            Expr::Column { pos, .. }
+            | Expr::Func { pos, .. }
+            | Expr::Extract { pos, .. }
+            | Expr::Neg(_, pos) => Some(*pos),
             Expr::Cast { expr, .. } | Expr::IsNull { expr, .. } | Expr::Not(expr) => expr.pos(),
             Expr::Binary { left, .. } | Expr::And(left, _) | Expr::Or(left, _) => left.pos(),
             Expr::InList { expr, .. } => expr.pos(),
@@ -309,8 +362,13 @@ pub enum Stmt {
         filter: Option<Expr>,
         returning: Vec<SelectItem>,
     },
-    DropTable { names: Vec<(String, usize)>, if_exists: bool },
-    Truncate { names: Vec<(String, usize)> },
+    DropTable {
+        names: Vec<(String, usize)>,
+        if_exists: bool,
+    },
+    Truncate {
+        names: Vec<(String, usize)>,
+    },
     Begin,
     Commit,
     Rollback,
@@ -321,7 +379,12 @@ pub enum Stmt {
 pub fn parse(q: &str) -> Result<Vec<(Stmt, usize)>, PgError> {
     let tokens = lex(q)?;
     let end = q.chars().count();
-    let mut p = Parser { t: &tokens, i: 0, end, src: q };
+    let mut p = Parser {
+        t: &tokens,
+        i: 0,
+        end,
+        src: q,
+    };
     let mut out = Vec::new();
     loop {
         while p.eat(&Kind::Semi) {}
@@ -343,7 +406,12 @@ pub fn parse(q: &str) -> Result<Vec<(Stmt, usize)>, PgError> {
 /// Parses one expression (a column DEFAULT stored as text).
 pub fn parse_expr(q: &str) -> Result<Expr, PgError> {
     let tokens = lex(q)?;
-    let mut p = Parser { t: &tokens, i: 0, end: q.chars().count(), src: q };
+    let mut p = Parser {
+        t: &tokens,
+        i: 0,
+        end: q.chars().count(),
+        src: q,
+    };
     let e = p.expr()?;
     if let Some(t) = p.peek() {
         return Err(PgError::syntax_at(&t.text, t.pos));
@@ -353,9 +421,47 @@ pub fn parse_expr(q: &str) -> Result<Expr, PgError> {
 
 /// Reserved words that cannot name a column without quotes (the subset that matters).
 const RESERVED: &[&str] = &[
-    "all", "and", "as", "asc", "begin", "by", "create", "default", "delete", "desc", "distinct", "drop", "false", "from", "in",
-    "insert", "into", "is", "limit", "not", "null", "offset", "on", "or", "order", "primary", "returning", "select", "set",
-    "table", "true", "unique", "update", "values", "where", "with", "group", "having", "union", "references", "check",
+    "all",
+    "and",
+    "as",
+    "asc",
+    "begin",
+    "by",
+    "create",
+    "default",
+    "delete",
+    "desc",
+    "distinct",
+    "drop",
+    "false",
+    "from",
+    "in",
+    "insert",
+    "into",
+    "is",
+    "limit",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "or",
+    "order",
+    "primary",
+    "returning",
+    "select",
+    "set",
+    "table",
+    "true",
+    "unique",
+    "update",
+    "values",
+    "where",
+    "with",
+    "group",
+    "having",
+    "union",
+    "references",
+    "check",
     "interval",
 ];
 
@@ -373,14 +479,20 @@ impl Parser<'_> {
 
     fn peek_word(&self) -> Option<&str> {
         match self.peek() {
-            Some(Token { kind: Kind::Word(w), .. }) => Some(w),
+            Some(Token {
+                kind: Kind::Word(w),
+                ..
+            }) => Some(w),
             _ => None,
         }
     }
 
     fn peek_word_at(&self, k: usize) -> Option<&str> {
         match self.t.get(self.i + k) {
-            Some(Token { kind: Kind::Word(w), .. }) => Some(w),
+            Some(Token {
+                kind: Kind::Word(w),
+                ..
+            }) => Some(w),
             _ => None,
         }
     }
@@ -439,12 +551,20 @@ impl Parser<'_> {
     /// An identifier (unreserved word or quoted), with its position.
     fn ident(&mut self) -> Result<(String, usize), PgError> {
         match self.peek() {
-            Some(Token { kind: Kind::Word(w), pos, .. }) if !RESERVED.contains(&w.as_str()) => {
+            Some(Token {
+                kind: Kind::Word(w),
+                pos,
+                ..
+            }) if !RESERVED.contains(&w.as_str()) => {
                 let r = (w.clone(), *pos);
                 self.i += 1;
                 Ok(r)
             }
-            Some(Token { kind: Kind::Quoted(w), pos, .. }) => {
+            Some(Token {
+                kind: Kind::Quoted(w),
+                pos,
+                ..
+            }) => {
                 let r = (w.clone(), *pos);
                 self.i += 1;
                 Ok(r)
@@ -460,7 +580,9 @@ impl Parser<'_> {
             let schema = name;
             name = self.ident()?.0;
             if schema != "public" {
-                return Err(PgError::new("3F000", &format!("schema \"{schema}\" does not exist")).at(pos));
+                return Err(
+                    PgError::new("3F000", &format!("schema \"{schema}\" does not exist")).at(pos),
+                );
             }
         }
         Ok((name, pos))
@@ -489,7 +611,7 @@ impl Parser<'_> {
                 while self.eat(&Kind::Comma) {
                     names.push(self.table_name()?);
                 }
-                if self.eat_word("cascade") || self.eat_word("restrict") {}
+                let _ = self.eat_word("cascade") || self.eat_word("restrict");
                 Ok(Stmt::DropTable { names, if_exists })
             }
             "truncate" => {
@@ -534,16 +656,23 @@ impl Parser<'_> {
     fn select(&mut self) -> Result<Stmt, PgError> {
         self.expect_word("select")?;
         let items = self.select_list()?;
-        let from = if self.eat_word("from") { Some(self.table_name()?) } else { None };
+        let from = if self.eat_word("from") {
+            Some(self.table_name()?)
+        } else {
+            None
+        };
         if from.is_some() {
             // An optional alias: `FROM t AS x` / `FROM t x` (the alias is accepted, not used).
-            if self.eat_word("as") {
-                self.ident()?;
-            } else if matches!(self.peek_word(), Some(w) if !RESERVED.contains(&w)) {
+            if self.eat_word("as") || matches!(self.peek_word(), Some(w) if !RESERVED.contains(&w))
+            {
                 self.ident()?;
             }
         }
-        let filter = if self.eat_word("where") { Some(self.expr()?) } else { None };
+        let filter = if self.eat_word("where") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let mut order = Vec::new();
         if self.eat_word("order") {
             self.expect_word("by")?;
@@ -565,7 +694,11 @@ impl Parser<'_> {
                 } else {
                     None
                 };
-                order.push(OrderKey { expr, desc, nulls_first });
+                order.push(OrderKey {
+                    expr,
+                    desc,
+                    nulls_first,
+                });
                 if !self.eat(&Kind::Comma) {
                     break;
                 }
@@ -575,7 +708,11 @@ impl Parser<'_> {
         let mut offset = None;
         loop {
             if self.eat_word("limit") {
-                limit = if self.eat_word("all") { None } else { Some(self.expr()?) };
+                limit = if self.eat_word("all") {
+                    None
+                } else {
+                    Some(self.expr()?)
+                };
             } else if self.eat_word("offset") {
                 offset = Some(self.expr()?);
                 let _ = self.eat_word("rows") || self.eat_word("row");
@@ -583,16 +720,35 @@ impl Parser<'_> {
                 break;
             }
         }
-        Ok(Stmt::Select { items, from, filter, order, limit, offset })
+        Ok(Stmt::Select {
+            items,
+            from,
+            filter,
+            order,
+            limit,
+            offset,
+        })
     }
 
     fn select_list(&mut self) -> Result<Vec<SelectItem>, PgError> {
         let mut items = Vec::new();
         loop {
-            let expr = if self.eat(&Kind::Star) { Expr::Star } else { self.expr()? };
+            let expr = if self.eat(&Kind::Star) {
+                Expr::Star
+            } else {
+                self.expr()?
+            };
             let alias = if self.eat_word("as") {
                 Some(self.ident_or_keyword()?)
-            } else if matches!(self.peek_word(), Some(w) if !RESERVED.contains(&w)) || matches!(self.peek(), Some(Token { kind: Kind::Quoted(_), .. })) {
+            } else if matches!(self.peek_word(), Some(w) if !RESERVED.contains(&w))
+                || matches!(
+                    self.peek(),
+                    Some(Token {
+                        kind: Kind::Quoted(_),
+                        ..
+                    })
+                )
+            {
                 Some(self.ident()?.0)
             } else {
                 None
@@ -608,7 +764,10 @@ impl Parser<'_> {
     /// After AS any word may be a column label.
     fn ident_or_keyword(&mut self) -> Result<String, PgError> {
         match self.next() {
-            Some(Token { kind: Kind::Word(w) | Kind::Quoted(w), .. }) => Ok(w),
+            Some(Token {
+                kind: Kind::Word(w) | Kind::Quoted(w),
+                ..
+            }) => Ok(w),
             _ => {
                 self.i = self.i.saturating_sub(1);
                 Err(self.unexpected())
@@ -681,7 +840,14 @@ impl Parser<'_> {
             on_conflict_nothing = true;
         }
         let returning = self.returning()?;
-        Ok(Stmt::Insert { table, table_pos, columns, rows, on_conflict_nothing, returning })
+        Ok(Stmt::Insert {
+            table,
+            table_pos,
+            columns,
+            rows,
+            on_conflict_nothing,
+            returning,
+        })
     }
 
     fn update(&mut self) -> Result<Stmt, PgError> {
@@ -692,30 +858,55 @@ impl Parser<'_> {
         loop {
             let (col, pos) = self.ident()?;
             match self.next() {
-                Some(Token { kind: Kind::Op(o), .. }) if o == "=" => {}
+                Some(Token {
+                    kind: Kind::Op(o), ..
+                }) if o == "=" => {}
                 _ => {
                     self.i -= 1;
                     return Err(self.unexpected());
                 }
             }
-            let e = if self.eat_word("default") { Expr::Default } else { self.expr()? };
+            let e = if self.eat_word("default") {
+                Expr::Default
+            } else {
+                self.expr()?
+            };
             sets.push((col, pos, e));
             if !self.eat(&Kind::Comma) {
                 break;
             }
         }
-        let filter = if self.eat_word("where") { Some(self.expr()?) } else { None };
+        let filter = if self.eat_word("where") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let returning = self.returning()?;
-        Ok(Stmt::Update { table, table_pos, sets, filter, returning })
+        Ok(Stmt::Update {
+            table,
+            table_pos,
+            sets,
+            filter,
+            returning,
+        })
     }
 
     fn delete(&mut self) -> Result<Stmt, PgError> {
         self.expect_word("delete")?;
         self.expect_word("from")?;
         let (table, table_pos) = self.table_name()?;
-        let filter = if self.eat_word("where") { Some(self.expr()?) } else { None };
+        let filter = if self.eat_word("where") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let returning = self.returning()?;
-        Ok(Stmt::Delete { table, table_pos, filter, returning })
+        Ok(Stmt::Delete {
+            table,
+            table_pos,
+            filter,
+            returning,
+        })
     }
 
     fn create(&mut self) -> Result<Stmt, PgError> {
@@ -752,7 +943,13 @@ impl Parser<'_> {
             }
         }
         self.expect(&Kind::RParen)?;
-        Ok(Stmt::CreateTable { name, if_not_exists, columns, primary_key, uniques })
+        Ok(Stmt::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            primary_key,
+            uniques,
+        })
     }
 
     fn name_list(&mut self) -> Result<Vec<String>, PgError> {
@@ -768,7 +965,15 @@ impl Parser<'_> {
     fn column_spec(&mut self) -> Result<ColumnSpec, PgError> {
         let (name, _) = self.ident()?;
         let (ty, serial) = self.type_name(true)?;
-        let mut spec = ColumnSpec { name, ty, serial, not_null: false, primary_key: false, unique: false, default: None };
+        let mut spec = ColumnSpec {
+            name,
+            ty,
+            serial,
+            not_null: false,
+            primary_key: false,
+            unique: false,
+            default: None,
+        };
         loop {
             if self.eat_word("constraint") {
                 self.ident()?;
@@ -785,7 +990,10 @@ impl Parser<'_> {
             } else if self.eat_word("default") {
                 let from = self.i;
                 self.unary()?;
-                let (a, b) = (self.t[from].pos, self.t.get(self.i).map_or(self.end, |t| t.pos));
+                let (a, b) = (
+                    self.t[from].pos,
+                    self.t.get(self.i).map_or(self.end, |t| t.pos),
+                );
                 let text: String = self.src.chars().skip(a).take(b - a).collect();
                 spec.default = Some(text.trim().to_string());
             } else {
@@ -798,7 +1006,11 @@ impl Parser<'_> {
     /// A type name; `allow_serial` for column definitions. Returns (type, serial).
     fn type_name(&mut self, allow_serial: bool) -> Result<(Ty, bool), PgError> {
         let (word, pos) = match self.peek() {
-            Some(Token { kind: Kind::Word(w) | Kind::Quoted(w), pos, .. }) => (w.clone(), *pos),
+            Some(Token {
+                kind: Kind::Word(w) | Kind::Quoted(w),
+                pos,
+                ..
+            }) => (w.clone(), *pos),
             _ => return Err(self.unexpected()),
         };
         self.i += 1;
@@ -847,14 +1059,18 @@ impl Parser<'_> {
                 }
             }
             other => {
-                return Err(PgError::new("42704", &format!("type \"{other}\" does not exist")).at(pos));
+                return Err(
+                    PgError::new("42704", &format!("type \"{other}\" does not exist")).at(pos),
+                );
             }
         };
         // Type modifiers: varchar(64), numeric(10,2).
         if self.eat(&Kind::LParen) {
             loop {
                 match self.next() {
-                    Some(Token { kind: Kind::Num(_), .. }) => {}
+                    Some(Token {
+                        kind: Kind::Num(_), ..
+                    }) => {}
                     _ => {
                         self.i -= 1;
                         return Err(self.unexpected());
@@ -901,18 +1117,31 @@ impl Parser<'_> {
 
     fn comparison(&mut self) -> Result<Expr, PgError> {
         let left = self.additive()?;
-        if let Some(Token { kind: Kind::Op(op), pos, .. }) = self.peek().cloned() {
+        if let Some(Token {
+            kind: Kind::Op(op),
+            pos,
+            ..
+        }) = self.peek().cloned()
+        {
             if matches!(op.as_str(), "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=") {
                 self.i += 1;
                 let right = self.additive()?;
                 let op = if op == "!=" { "<>".to_string() } else { op };
-                return Ok(Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos });
+                return Ok(Expr::Binary {
+                    op,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    pos,
+                });
             }
         }
         if self.eat_word("is") {
             let negated = self.eat_word("not");
             if self.eat_word("null") {
-                return Ok(Expr::IsNull { expr: Box::new(left), negated });
+                return Ok(Expr::IsNull {
+                    expr: Box::new(left),
+                    negated,
+                });
             }
             return Err(self.unexpected());
         }
@@ -920,7 +1149,12 @@ impl Parser<'_> {
         if negated {
             self.i += 1;
         }
-        if let Some(Token { kind: Kind::Word(w), pos, .. }) = self.peek().cloned() {
+        if let Some(Token {
+            kind: Kind::Word(w),
+            pos,
+            ..
+        }) = self.peek().cloned()
+        {
             if w == "in" {
                 self.i += 1;
                 self.expect(&Kind::LParen)?;
@@ -929,7 +1163,12 @@ impl Parser<'_> {
                     list.push(self.expr()?);
                 }
                 self.expect(&Kind::RParen)?;
-                return Ok(Expr::InList { expr: Box::new(left), list, negated, pos });
+                return Ok(Expr::InList {
+                    expr: Box::new(left),
+                    list,
+                    negated,
+                    pos,
+                });
             }
         }
         Ok(left)
@@ -937,13 +1176,23 @@ impl Parser<'_> {
 
     fn additive(&mut self) -> Result<Expr, PgError> {
         let mut left = self.multiplicative()?;
-        while let Some(Token { kind: Kind::Op(op), pos, .. }) = self.peek().cloned() {
+        while let Some(Token {
+            kind: Kind::Op(op),
+            pos,
+            ..
+        }) = self.peek().cloned()
+        {
             if !matches!(op.as_str(), "+" | "-" | "||") {
                 break;
             }
             self.i += 1;
             let right = self.multiplicative()?;
-            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos };
+            left = Expr::Binary {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+                pos,
+            };
         }
         Ok(left)
     }
@@ -952,19 +1201,37 @@ impl Parser<'_> {
         let mut left = self.unary()?;
         loop {
             let (op, pos) = match self.peek() {
-                Some(Token { kind: Kind::Star, pos, .. }) => ("*".to_string(), *pos),
-                Some(Token { kind: Kind::Op(o), pos, .. }) if o == "/" || o == "%" => (o.clone(), *pos),
+                Some(Token {
+                    kind: Kind::Star,
+                    pos,
+                    ..
+                }) => ("*".to_string(), *pos),
+                Some(Token {
+                    kind: Kind::Op(o),
+                    pos,
+                    ..
+                }) if o == "/" || o == "%" => (o.clone(), *pos),
                 _ => break,
             };
             self.i += 1;
             let right = self.unary()?;
-            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos };
+            left = Expr::Binary {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+                pos,
+            };
         }
         Ok(left)
     }
 
     fn unary(&mut self) -> Result<Expr, PgError> {
-        if let Some(Token { kind: Kind::Op(o), pos, .. }) = self.peek().cloned() {
+        if let Some(Token {
+            kind: Kind::Op(o),
+            pos,
+            ..
+        }) = self.peek().cloned()
+        {
             if o == "-" || o == "+" {
                 self.i += 1;
                 let e = self.unary()?;
@@ -976,10 +1243,19 @@ impl Parser<'_> {
             }
         }
         let mut e = self.primary()?;
-        while let Some(Token { kind: Kind::Cast, pos, .. }) = self.peek().cloned() {
+        while let Some(Token {
+            kind: Kind::Cast,
+            pos,
+            ..
+        }) = self.peek().cloned()
+        {
             self.i += 1;
             let (ty, _) = self.type_name(false)?;
-            e = Expr::Cast { expr: Box::new(e), ty, pos };
+            e = Expr::Cast {
+                expr: Box::new(e),
+                ty,
+                pos,
+            };
         }
         Ok(e)
     }
@@ -1018,7 +1294,8 @@ impl Parser<'_> {
                         self.i += 1;
                         Ok(Expr::Bool(w == "true", t.pos))
                     }
-                    "current_timestamp" | "localtimestamp" | "current_user" | "current_catalog" | "session_user" | "user" => {
+                    "current_timestamp" | "localtimestamp" | "current_user" | "current_catalog"
+                    | "session_user" | "user" => {
                         self.i += 1;
                         if w.ends_with("timestamp") && self.eat(&Kind::LParen) {
                             self.next();
@@ -1029,22 +1306,54 @@ impl Parser<'_> {
                             "current_catalog" => "current_database",
                             _ => "current_user",
                         };
-                        Ok(Expr::Func { name: name.into(), args: Vec::new(), star: false, pos: t.pos })
+                        Ok(Expr::Func {
+                            name: name.into(),
+                            args: Vec::new(),
+                            star: false,
+                            pos: t.pos,
+                        })
                     }
-                    "timestamptz" | "timestamp" | "text" | "integer" | "int" | "bigint" | "jsonb" | "boolean" | "interval"
-                        if matches!(self.t.get(self.i + 1), Some(Token { kind: Kind::Str(_), .. })) =>
+                    "timestamptz" | "timestamp" | "text" | "integer" | "int" | "bigint"
+                    | "jsonb" | "boolean" | "interval"
+                        if matches!(
+                            self.t.get(self.i + 1),
+                            Some(Token {
+                                kind: Kind::Str(_),
+                                ..
+                            })
+                        ) =>
                     {
                         // A typed literal: timestamptz '2024-01-01'.
                         let (ty, _) = self.type_name(false)?;
-                        let Some(Token { kind: Kind::Str(s), pos: spos, .. }) = self.next() else {
+                        let Some(Token {
+                            kind: Kind::Str(s),
+                            pos: spos,
+                            ..
+                        }) = self.next()
+                        else {
                             return Err(self.unexpected());
                         };
-                        Ok(Expr::Cast { expr: Box::new(Expr::Str(s, spos)), ty, pos: t.pos })
+                        Ok(Expr::Cast {
+                            expr: Box::new(Expr::Str(s, spos)),
+                            ty,
+                            pos: t.pos,
+                        })
                     }
-                    "extract" if matches!(self.t.get(self.i + 1), Some(Token { kind: Kind::LParen, .. })) => {
+                    "extract"
+                        if matches!(
+                            self.t.get(self.i + 1),
+                            Some(Token {
+                                kind: Kind::LParen,
+                                ..
+                            })
+                        ) =>
+                    {
                         self.i += 2;
                         let field = match self.next() {
-                            Some(Token { kind: Kind::Word(f) | Kind::Str(f), .. }) => f.to_lowercase(),
+                            Some(Token {
+                                kind: Kind::Word(f) | Kind::Str(f),
+                                ..
+                            }) => f.to_lowercase(),
                             _ => {
                                 self.i -= 1;
                                 return Err(self.unexpected());
@@ -1053,19 +1362,38 @@ impl Parser<'_> {
                         self.expect_word("from")?;
                         let arg = self.expr()?;
                         self.expect(&Kind::RParen)?;
-                        Ok(Expr::Extract { field, arg: Box::new(arg), pos: t.pos })
+                        Ok(Expr::Extract {
+                            field,
+                            arg: Box::new(arg),
+                            pos: t.pos,
+                        })
                     }
                     _ if RESERVED.contains(&w.as_str()) => Err(self.unexpected()),
-                    _ if matches!(self.t.get(self.i + 1), Some(Token { kind: Kind::Str(_), .. })) => {
+                    _ if matches!(
+                        self.t.get(self.i + 1),
+                        Some(Token {
+                            kind: Kind::Str(_),
+                            ..
+                        })
+                    ) =>
+                    {
                         // `frob 'x'`: a typed literal of an unknown type.
-                        Err(PgError::new("42704", &format!("type \"{w}\" does not exist")).at(t.pos))
+                        Err(
+                            PgError::new("42704", &format!("type \"{w}\" does not exist"))
+                                .at(t.pos),
+                        )
                     }
                     _ => {
                         self.i += 1;
                         if self.eat(&Kind::LParen) {
                             if self.eat(&Kind::Star) {
                                 self.expect(&Kind::RParen)?;
-                                return Ok(Expr::Func { name: w, args: Vec::new(), star: true, pos: t.pos });
+                                return Ok(Expr::Func {
+                                    name: w,
+                                    args: Vec::new(),
+                                    star: true,
+                                    pos: t.pos,
+                                });
                             }
                             let mut args = Vec::new();
                             if !self.eat(&Kind::RParen) {
@@ -1077,7 +1405,12 @@ impl Parser<'_> {
                                 }
                                 self.expect(&Kind::RParen)?;
                             }
-                            return Ok(Expr::Func { name: w, args, star: false, pos: t.pos });
+                            return Ok(Expr::Func {
+                                name: w,
+                                args,
+                                star: false,
+                                pos: t.pos,
+                            });
                         }
                         self.column_rest(w, t.pos)
                     }
@@ -1094,14 +1427,26 @@ impl Parser<'_> {
                 return Ok(Expr::Star);
             }
             let (name, _) = self.ident_any()?;
-            return Ok(Expr::Column { table: Some(first), name, pos });
+            return Ok(Expr::Column {
+                table: Some(first),
+                name,
+                pos,
+            });
         }
-        Ok(Expr::Column { table: None, name: first, pos })
+        Ok(Expr::Column {
+            table: None,
+            name: first,
+            pos,
+        })
     }
 
     fn ident_any(&mut self) -> Result<(String, usize), PgError> {
         match self.peek() {
-            Some(Token { kind: Kind::Word(w) | Kind::Quoted(w), pos, .. }) => {
+            Some(Token {
+                kind: Kind::Word(w) | Kind::Quoted(w),
+                pos,
+                ..
+            }) => {
                 let r = (w.clone(), *pos);
                 self.i += 1;
                 Ok(r)
@@ -1133,7 +1478,12 @@ mod tests {
         let s = parse("create table if not exists m (id bigserial primary key, ts timestamptz not null default now(), note text); insert into m (note) values ('a'), ('b') returning id").unwrap();
         assert_eq!(s.len(), 2);
         match &s[0].0 {
-            Stmt::CreateTable { name, if_not_exists, columns, .. } => {
+            Stmt::CreateTable {
+                name,
+                if_not_exists,
+                columns,
+                ..
+            } => {
                 assert_eq!(name, "m");
                 assert!(*if_not_exists);
                 assert_eq!(columns[0].ty, Ty::Int8);
@@ -1144,13 +1494,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match &s[1].0 {
-            Stmt::Insert { rows, returning, .. } => {
+            Stmt::Insert {
+                rows, returning, ..
+            } => {
                 assert_eq!(rows.len(), 2);
                 assert_eq!(returning.len(), 1);
             }
             other => panic!("{other:?}"),
         }
-        let s = parse("SELECT max(ts) AS newest FROM m WHERE id > 3 AND note = 'x' ORDER BY id DESC LIMIT 5").unwrap();
+        let s = parse(
+            "SELECT max(ts) AS newest FROM m WHERE id > 3 AND note = 'x' ORDER BY id DESC LIMIT 5",
+        )
+        .unwrap();
         assert!(matches!(&s[0].0, Stmt::Select { order, limit: Some(_), .. } if order[0].desc));
     }
 
