@@ -163,6 +163,7 @@ impl Twin {
             voldata: Arc::new(voldata::VolumeData::default()),
             ceph: Arc::new(std::sync::Mutex::new(None)),
             seed: opts.seed,
+            names: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
         };
         admission::install(&api, &ctx);
         for doc in serde_yaml::Deserializer::from_str(operators::ASSETS) {

@@ -103,6 +103,8 @@ pub struct Ctx {
     pub ceph: Arc<Mutex<Option<crate::stack::ceph::CephModel>>>,
     /// The run's seed, for choices that must not depend on scheduling order.
     pub seed: u64,
+    /// Generated names per prefix so far (see `workloads::random_suffix`).
+    pub names: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Ctx {

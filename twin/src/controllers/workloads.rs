@@ -26,7 +26,6 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::obj;
@@ -41,13 +40,18 @@ pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
 /// Upstream's generateName/SafeEncodeString alphabet: consonants and digits.
 const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-/// Five random characters from the twin's seeded RNG, as upstream's generateName.
-pub fn random_suffix(ctx: &Ctx) -> String {
-    ctx.with_rng(|r| {
-        (0..5)
-            .map(|_| ALPHANUMS[r.random_range(0..ALPHANUMS.len())] as char)
-            .collect()
-    })
+/// Five characters as upstream's generateName, fixed by the seed, the prefix and
+/// how many names this prefix had: controllers run concurrently, so drawing from one
+/// shared RNG would make names depend on scheduling; this keeps a seeded run's names
+/// reproducible.
+pub fn random_suffix(ctx: &Ctx, prefix: &str) -> String {
+    let n = {
+        let mut counters = ctx.names.lock().unwrap_or_else(|e| e.into_inner());
+        let c = counters.entry(prefix.to_string()).or_insert(0);
+        *c += 1;
+        *c
+    };
+    ctx.name_suffix(&format!("{prefix}#{n}"))
 }
 
 pub fn now() -> DateTime<Utc> {
@@ -213,7 +217,7 @@ pub fn pod_from_template(
 /// Creates a pod named `<prefix><5 random chars>` (retrying on a name clash).
 pub fn create_generated_pod(ctx: &Ctx, mut pod: Value, prefix: &str) -> Option<Value> {
     for _ in 0..5 {
-        let name = format!("{prefix}{}", random_suffix(ctx));
+        let name = format!("{prefix}{}", random_suffix(ctx, prefix));
         pod["metadata"]["name"] = json!(name);
         match ctx.client.create(pod.clone()) {
             Ok(p) => return Some(p),
