@@ -127,7 +127,7 @@ fn lifecycle(ctx: &Ctx) {
             }
         }
         let unknown = stale || obj::condition(&node, "Ready") == Some("Unknown");
-        if unknown && !(ready && !stale) {
+        if unknown && (!ready || stale) {
             want.push(json!({"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": keep_time(UNREACHABLE, "NoSchedule")}));
             want.push(json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": keep_time(UNREACHABLE, "NoExecute")}));
         }

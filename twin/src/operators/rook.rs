@@ -127,6 +127,7 @@ fn owner(o: &Value, kind: &str) -> Value {
     json!([{"apiVersion": "ceph.rook.io/v1", "kind": kind, "name": obj::name(o), "uid": obj::uid(o), "controller": true, "blockOwnerDeletion": true}])
 }
 
+#[allow(clippy::too_many_arguments)] // one call site per daemon kind; a struct would only rename them
 fn ensure_deployment(ctx: &Ctx, ns: &str, name: &str, labels: Value, node: Option<&str>, port: Option<(&str, u16)>, owners: &Value, image: &str) {
     if ctx.client.get("apps", "deployments", Some(ns), name).is_some() {
         return;
@@ -145,6 +146,7 @@ fn ensure_deployment(ctx: &Ctx, ns: &str, name: &str, labels: Value, node: Optio
     }));
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ensure_service(ctx: &Ctx, ns: &str, name: &str, selector: Value, port_name: &str, port: u16, target: u16, owners: &Value) {
     if ctx.client.get("", "services", Some(ns), name).is_some() {
         return;

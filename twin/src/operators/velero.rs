@@ -17,6 +17,7 @@
 //! - Schedule: `Enabled`; a new schedule backs up at once unless `skipImmediately`
 //!   (Velero 1.13), then on its cron (5 fields, UTC); backups are named
 //!   `<schedule>-<yyyyMMddHHmmss>` and labelled `velero.io/schedule-name`.
+//!
 //! Not modelled: volume snapshots through a CSI driver (snapshotVolumes is honoured
 //! as a file-system copy), hooks, resource filters beyond namespaces, TTL garbage
 //! collection of expired backups.
@@ -62,8 +63,11 @@ struct State {
     /// Backups/restores in progress: name -> when the work is due to finish.
     due: HashMap<String, Instant>,
     /// Restores waiting for PVCs to bind before writing their data.
-    pending_volumes: HashMap<String, Vec<(String, String, BTreeMap<String, Vec<u8>>)>>,
+    pending_volumes: HashMap<String, Vec<PendingVolume>>,
 }
+
+/// (namespace, PVC name, the volume's files) to write back once the claim binds.
+type PendingVolume = (String, String, BTreeMap<String, Vec<u8>>);
 
 pub async fn run(ctx: Ctx, store: Arc<ObjectStore>, stop: watch::Receiver<bool>) {
     let mut st = State::default();
@@ -410,7 +414,7 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                         Err(e) => warnings.push(format!("error restoring {} {}: {}", item["kind"].as_str().unwrap_or(""), obj::name(&item), e.message)),
                     }
                 }
-                let volumes: Vec<(String, String, BTreeMap<String, Vec<u8>>)> = stored
+                let volumes: Vec<PendingVolume> = stored
                     .volumes
                     .into_iter()
                     .filter_map(|(k, files)| k.split_once('/').map(|(a, b)| (a.to_string(), b.to_string(), files)))

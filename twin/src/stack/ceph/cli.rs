@@ -138,7 +138,9 @@ impl Reply {
             .unwrap_or(("", ""));
         Reply {
             out: String::new(),
-            err: format!("Invalid command: {why}\n{sig} :  {help}\nError EINVAL: invalid command\n"),
+            err: format!(
+                "Invalid command: {why}\n{sig} :  {help}\nError EINVAL: invalid command\n"
+            ),
             code: EINVAL,
         }
     }
@@ -171,15 +173,14 @@ fn dispatch(model: &mut CephModel, args: &[String], now: Duration) -> Reply {
                 None => {
                     return Reply {
                         out: String::new(),
-                        err: format!("ceph: error: argument -f/--format: expected one argument\n"),
+                        err: "ceph: error: argument -f/--format: expected one argument\n"
+                            .to_string(),
                         code: 2,
                     }
                 }
             }
-        } else if let Some(v) = a.strip_prefix("--format=") {
-            Some(v)
         } else {
-            None
+            a.strip_prefix("--format=")
         };
         if let Some(v) = fmt_value {
             format = match v {
@@ -250,15 +251,13 @@ fn dispatch(model: &mut CephModel, args: &[String], now: Duration) -> Reply {
             model.osd_pool_ls_detail_json(),
         ),
         ["osd", "pool", "get", pool, var] => pool_get(model, pool, var, format),
-        ["osd", "pool", "get", ..] => Reply::invalid(
-            "missing required parameter var(<choices>)",
-            "osd pool get",
-        ),
+        ["osd", "pool", "get", ..] => {
+            Reply::invalid("missing required parameter var(<choices>)", "osd pool get")
+        }
         ["osd", "pool", "set", pool, var, val] => pool_set(model, pool, var, val, really, now),
-        ["osd", "pool", "set", ..] => Reply::invalid(
-            "missing required parameter val(<string>)",
-            "osd pool set",
-        ),
+        ["osd", "pool", "set", ..] => {
+            Reply::invalid("missing required parameter val(<string>)", "osd pool set")
+        }
         ["osd", verb @ ("out" | "in" | "down"), ids @ ..] => mark(model, verb, ids, now),
         ["osd", verb @ ("set" | "unset"), rest @ ..] => flag(model, verb, rest, now),
         ["version"] => Reply::ok(format!("{CEPH_VERSION}\n")),
@@ -289,7 +288,7 @@ fn no_valid_command(words: &[&str]) -> Reply {
             (n, *sig)
         })
         .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     let mut err = String::from("no valid command found; 10 closest matches:\n");
     for (_, sig) in scored.iter().take(10) {
         err.push_str(sig);
@@ -441,7 +440,10 @@ fn pool_set(
 ) -> Reply {
     let choices = choices_of("osd pool set");
     if !choices.contains(&var) {
-        return Reply::invalid(&format!("{var} not in {}", choices.join("|")), "osd pool set");
+        return Reply::invalid(
+            &format!("{var} not in {}", choices.join("|")),
+            "osd pool set",
+        );
     }
     let Some(id) = model.pool_by_name(pool).map(|p| p.id) else {
         return Reply::error(ENOENT, "ENOENT", &format!("unrecognized pool '{pool}'"));

@@ -71,7 +71,12 @@ pub fn place(
     let mut ranked: Vec<(f64, &Bucket)> = hosts
         .iter()
         .map(|b| {
-            let w: f64 = b.leaves.iter().filter(|l| eligible(l)).map(|l| l.weight).sum();
+            let w: f64 = b
+                .leaves
+                .iter()
+                .filter(|l| eligible(l))
+                .map(|l| l.weight)
+                .sum();
             (straw2(hash3(x, b.id as i64 as u64, 1), w), b)
         })
         .filter(|(d, _)| d.is_finite())
@@ -86,7 +91,12 @@ pub fn place(
             .leaves
             .iter()
             .filter(|l| eligible(l) && l.is_in)
-            .map(|l| (straw2(hash3(x, l.id as i64 as u64, 2), l.weight.max(1e-9)), l.id))
+            .map(|l| {
+                (
+                    straw2(hash3(x, l.id as i64 as u64, 2), l.weight.max(1e-9)),
+                    l.id,
+                )
+            })
             .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
         if let Some((_, id)) = leaf {
             out.push(id);

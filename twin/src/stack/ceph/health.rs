@@ -80,7 +80,12 @@ const RESPONSES: &[(u64, Consequence, Stuck, bool)] = &[
     (DOWN, Consequence::Unavailable, Stuck::Immediate, false),
     (DEGRADED, Consequence::Degraded, Stuck::Immediate, false),
     (PEERING, Consequence::Unavailable, Stuck::Peered, false),
-    (INCOMPLETE, Consequence::Unavailable, Stuck::Immediate, false),
+    (
+        INCOMPLETE,
+        Consequence::Unavailable,
+        Stuck::Immediate,
+        false,
+    ),
     (STALE, Consequence::Unavailable, Stuck::Unstale, false),
     (UNDERSIZED, Consequence::Degraded, Stuck::Fullsized, false),
 ];
@@ -161,7 +166,7 @@ impl CephModel {
                 let plural = if down_hosts.len() > 1 { "s" } else { "" };
                 // Detail in reverse bucket-id order (a set<int> walked with rbegin).
                 let mut sorted = down_hosts.clone();
-                sorted.sort_by(|a, b| b.0.cmp(&a.0));
+                sorted.sort_by_key(|h| std::cmp::Reverse(h.0));
                 checks.push(HealthCheck {
                     name: "OSD_HOST_DOWN".into(),
                     severity: HealthStatus::Warn,
@@ -182,12 +187,7 @@ impl CephModel {
                 count: down_in.len() as u64,
                 detail: down_in
                     .iter()
-                    .map(|id| {
-                        format!(
-                            "osd.{id} ({}) is down",
-                            self.location(&self.osds[id].host)
-                        )
-                    })
+                    .map(|id| format!("osd.{id} ({}) is down", self.location(&self.osds[id].host)))
                     .collect(),
             });
         }
@@ -291,7 +291,9 @@ impl CephModel {
         }
         for (consequence, causes) in detected {
             let (name, mut summary) = match consequence {
-                Consequence::Unavailable => ("PG_AVAILABILITY", "Reduced data availability: ".to_string()),
+                Consequence::Unavailable => {
+                    ("PG_AVAILABILITY", "Reduced data availability: ".to_string())
+                }
                 Consequence::Degraded => ("PG_DEGRADED", "Degraded data redundancy: ".to_string()),
             };
             if consequence == Consequence::Degraded {

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::model::{CephModel, FLAG_NAMES, NOBACKFILL, NODEEP_SCRUB, NODOWN, NOIN};
+use super::model::{CephModel, NOBACKFILL, NODEEP_SCRUB, NODOWN, NOIN};
 use super::model::{NOOUT, NOREBALANCE, NORECOVER, NOSCRUB, NOUP};
 use super::pgstate::METRIC_STATES;
 use super::CEPH_VERSION;
@@ -31,10 +31,7 @@ impl Out {
         if labels.is_empty() {
             let _ = writeln!(self.0, "{name} {}", py(v));
         } else {
-            let l: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{v}\""))
-                .collect();
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
             let _ = writeln!(self.0, "{name}{{{}}} {}", l.join(","), py(v));
         }
     }
@@ -65,7 +62,6 @@ impl CephModel {
 
     /// The text served at the mgr's `/metrics`.
     pub fn prometheus_metrics(&self) -> String {
-        debug_assert!(FLAG_NAMES.len() >= OSD_FLAGS.len());
         let checks = self.health_checks();
         let mut o = Out(String::new());
 
@@ -84,14 +80,22 @@ impl CephModel {
                 1.0,
             );
         }
-        o.head("ceph_mgr_status", "MGR status (0=standby, 1=active)", "gauge");
+        o.head(
+            "ceph_mgr_status",
+            "MGR status (0=standby, 1=active)",
+            "gauge",
+        );
         o.sample(
             "ceph_mgr_status",
             &[("ceph_daemon", format!("mgr.{}", self.mgr))],
             1.0,
         );
         for s in &self.mgr_standbys {
-            o.sample("ceph_mgr_status", &[("ceph_daemon", format!("mgr.{s}"))], 0.0);
+            o.sample(
+                "ceph_mgr_status",
+                &[("ceph_daemon", format!("mgr.{s}"))],
+                0.0,
+            );
         }
 
         for (name, bit) in OSD_FLAGS {
@@ -179,7 +183,11 @@ impl CephModel {
         }
         o.head("ceph_osd_weight", "OSD status weight", "untyped");
         for osd in self.osds.values() {
-            o.sample("ceph_osd_weight", &[("ceph_daemon", osd.name())], osd.reweight());
+            o.sample(
+                "ceph_osd_weight",
+                &[("ceph_daemon", osd.name())],
+                osd.reweight(),
+            );
         }
 
         let per_pool: Vec<(u32, Vec<u64>)> = self
@@ -205,7 +213,11 @@ impl CephModel {
 
         let (degraded, _) = self.degraded_objects();
         let (misplaced, _) = self.misplaced_objects();
-        for (what, v) in [("degraded", degraded), ("misplaced", misplaced), ("unfound", 0)] {
+        for (what, v) in [
+            ("degraded", degraded),
+            ("misplaced", misplaced),
+            ("unfound", 0),
+        ] {
             let metric = format!("ceph_num_objects_{what}");
             o.head(&metric, &format!("Number of {what} objects"), "gauge");
             o.sample(&metric, &[], v as f64);

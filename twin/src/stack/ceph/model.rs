@@ -355,6 +355,8 @@ pub(super) struct Host {
 /// Something counted over time for the mgr's rates.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Sample {
+    /// The span the counts accrued over (`from == at` for instant events).
+    pub(super) from: Duration,
     pub(super) at: Duration,
     pub(super) ops: u64,
     pub(super) bytes: u64,
@@ -899,6 +901,7 @@ impl CephModel {
         self.write_cursor.insert(pool, cursor + rem);
         if record && written > 0 {
             self.write_log.push_back(Sample {
+                from: self.now,
                 at: self.now,
                 ops: written,
                 bytes: written * object_bytes,
@@ -1025,12 +1028,11 @@ impl CephModel {
                 }
                 pg.credit = (pg.credit - applied as f64).max(0.0);
                 objects += applied;
-                if n > 0 {
-                    bytes += applied * (pg.bytes / n);
-                }
+                bytes += applied * pg.bytes.checked_div(n).unwrap_or(0);
             }
             if objects > 0 {
                 self.recovery_log.push_back(Sample {
+                    from: self.now,
                     at: until,
                     ops: objects,
                     bytes,
@@ -1160,7 +1162,11 @@ impl CephModel {
     fn placement_signature(&self) -> u64 {
         let mut h = crush::mix(self.pgs.len() as u64);
         for o in self.osds.values() {
-            let host = self.hosts.iter().position(|x| x.name == o.host).unwrap_or(0);
+            let host = self
+                .hosts
+                .iter()
+                .position(|x| x.name == o.host)
+                .unwrap_or(0);
             h = crush::hash3(
                 h,
                 ((o.id as i64 as u64) << 8) | (u64::from(o.in_) << 4) | o.class as u64,
@@ -1247,12 +1253,11 @@ impl CephModel {
         let complete = |o: i32| n == 0 || held(o).is_some_and(|h| h.objects >= n);
         // Async recovery targets are chosen at peering and stay out of the acting set
         // until they are complete (a later, smaller backlog does not bring them back).
-        let kept_async = |o: i32| {
-            pg.up.as_slice() == up && !pg.acting.is_empty() && !pg.acting.contains(&o)
-        };
+        let kept_async =
+            |o: i32| pg.up.as_slice() == up && !pg.acting.is_empty() && !pg.acting.contains(&o);
         let sync = |o: i32| {
             held(o).is_some_and(|h| !h.backfill && n - h.objects.min(n) <= cost)
-                && !(kept_async(o) && !complete(o))
+                && (complete(o) || !kept_async(o))
         };
         let asynch = |o: i32| held(o).is_some_and(|h| !h.backfill && n - h.objects.min(n) > cost);
         let live_holders: Vec<i32> = pg
@@ -1398,11 +1403,14 @@ impl CephModel {
                 *used.entry(m).or_default() += 1;
             }
         }
-        want.sort_by(|a, b| a.0.cmp(&b.0));
+        want.sort_by_key(|w| w.0);
         let mut granted = false;
         for ((_, id), members) in want {
             let members: BTreeSet<i32> = members.into_iter().collect();
-            if members.iter().all(|m| used.get(m).copied().unwrap_or(0) < max) {
+            if members
+                .iter()
+                .all(|m| used.get(m).copied().unwrap_or(0) < max)
+            {
                 for m in &members {
                     *used.entry(*m).or_default() += 1;
                 }
@@ -1447,11 +1455,7 @@ impl CephModel {
             }
         }
         let keep = self.params.stats_window;
-        while self
-            .recovery_log
-            .front()
-            .is_some_and(|s| s.at + keep < t)
-        {
+        while self.recovery_log.front().is_some_and(|s| s.at + keep < t) {
             self.recovery_log.pop_front();
         }
         while self.write_log.front().is_some_and(|s| s.at + keep < t) {
@@ -1554,7 +1558,11 @@ impl CephModel {
         let (rec, bf) = self.targets(pg);
         let (degraded, _) = self.pg_counts(pg);
         let n_act = pg.acting.len() as u32;
-        let mut b = if n_act >= pool.min_size { ACTIVE } else { PEERED };
+        let mut b = if n_act >= pool.min_size {
+            ACTIVE
+        } else {
+            PEERED
+        };
         if n_act < pool.size {
             b |= UNDERSIZED;
         }
@@ -1565,9 +1573,17 @@ impl CephModel {
             b |= REMAPPED;
         }
         if !rec.is_empty() {
-            b |= if pg.reserved { RECOVERING } else { RECOVERY_WAIT };
+            b |= if pg.reserved {
+                RECOVERING
+            } else {
+                RECOVERY_WAIT
+            };
         } else if !bf.is_empty() {
-            b |= if pg.reserved { BACKFILLING } else { BACKFILL_WAIT };
+            b |= if pg.reserved {
+                BACKFILLING
+            } else {
+                BACKFILL_WAIT
+            };
         }
         if b & ACTIVE != 0 && n_act >= pool.size && degraded == 0 && rec.is_empty() && bf.is_empty()
         {

@@ -64,16 +64,8 @@ impl CephModel {
             (acc.0 + o.size_bytes, acc.1 + self.osd_used_bytes(o.id))
         });
         let window = self.params.stats_window.as_secs_f64().max(1e-3);
-        let (rec_objects, rec_bytes) = self
-            .recovery_log
-            .iter()
-            .filter(|s| s.at + self.params.stats_window >= self.now)
-            .fold((0, 0), |a, s| (a.0 + s.ops, a.1 + s.bytes));
-        let (wr_ops, wr_bytes) = self
-            .write_log
-            .iter()
-            .filter(|s| s.at + self.params.stats_window >= self.now)
-            .fold((0, 0), |a, s| (a.0 + s.ops, a.1 + s.bytes));
+        let (rec_objects, rec_bytes) = self.window_sum(&self.recovery_log);
+        let (wr_ops, wr_bytes) = self.window_sum(&self.write_log);
         let (degraded, copies) = self.degraded_objects();
         Stats {
             num_pgs: self.pgs.len() as u64,
@@ -95,6 +87,26 @@ impl CephModel {
             wr_bytes_sec: (wr_bytes as f64 / window) as u64,
             writes: wr_ops > 0,
         }
+    }
+
+    /// What accrued within the stats window (spans cut at its start, pro rata).
+    fn window_sum(&self, log: &std::collections::VecDeque<super::model::Sample>) -> (u64, u64) {
+        let start = self.now.saturating_sub(self.params.stats_window);
+        let (mut ops, mut bytes) = (0.0, 0.0);
+        for s in log {
+            if s.at < start || s.at > self.now {
+                continue;
+            }
+            let span = s.at.saturating_sub(s.from).as_secs_f64();
+            let part = if span <= 0.0 {
+                1.0
+            } else {
+                s.at.saturating_sub(s.from.max(start)).as_secs_f64() / span
+            };
+            ops += s.ops as f64 * part;
+            bytes += s.bytes as f64 * part;
+        }
+        (ops.round() as u64, bytes.round() as u64)
     }
 
     /// Raw bytes used on an OSD: its overhead plus the copies it holds.
@@ -119,12 +131,8 @@ impl CephModel {
                 "muted": false,
             });
             if detail {
-                v["detail"] = Value::Array(
-                    c.detail
-                        .iter()
-                        .map(|d| json!({ "message": d }))
-                        .collect(),
-                );
+                v["detail"] =
+                    Value::Array(c.detail.iter().map(|d| json!({ "message": d })).collect());
             }
             m.insert(c.name.clone(), v);
         }
@@ -166,7 +174,10 @@ impl CephModel {
     /// the stats window).
     fn recovery_rate_keys(&self, s: &Stats, m: &mut Map<String, Value>) {
         if s.rec_objects > 0 {
-            m.insert("recovering_objects_per_sec".into(), s.rec_objects_sec.into());
+            m.insert(
+                "recovering_objects_per_sec".into(),
+                s.rec_objects_sec.into(),
+            );
             m.insert("recovering_bytes_per_sec".into(), s.rec_bytes_sec.into());
             m.insert("recovering_keys_per_sec".into(), 0.into());
             m.insert("num_objects_recovered".into(), s.rec_objects.into());
@@ -371,7 +382,10 @@ impl CephModel {
                     let pairs: Vec<(&str, Value)> = vec![
                         ("pool_id", json!(p.id)),
                         ("pool_name", json!(p.name)),
-                        ("create_time", json!(self.timestamp(std::time::Duration::ZERO))),
+                        (
+                            "create_time",
+                            json!(self.timestamp(std::time::Duration::ZERO)),
+                        ),
                         ("flags", json!(1)),
                         ("flags_names", json!("hashpspool")),
                         ("type", json!(1)),
@@ -412,12 +426,7 @@ impl CephModel {
                         ("options", json!({})),
                         ("application_metadata", json!(app_metadata(&p.application))),
                     ];
-                    Value::Object(
-                        pairs
-                            .into_iter()
-                            .map(|(k, v)| (k.to_string(), v))
-                            .collect(),
-                    )
+                    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
                 })
                 .collect(),
         )
@@ -459,7 +468,9 @@ impl CephModel {
                 .osds
                 .values()
                 .filter(|o| o.in_ && o.class == c)
-                .fold((0, 0), |a, o| (a.0 + o.size_bytes, a.1 + self.osd_used_bytes(o.id)));
+                .fold((0, 0), |a, o| {
+                    (a.0 + o.size_bytes, a.1 + self.osd_used_bytes(o.id))
+                });
             by_class.insert(
                 c.as_str().into(),
                 json!({

@@ -138,9 +138,15 @@ mod t {
             pg_state_string(ACTIVE | RECOVERY_WAIT | UNDERSIZED | DEGRADED | REMAPPED),
             "active+recovery_wait+undersized+degraded+remapped"
         );
-        assert_eq!(pg_state_string(STALE | ACTIVE | CLEAN), "stale+active+clean");
+        assert_eq!(
+            pg_state_string(STALE | ACTIVE | CLEAN),
+            "stale+active+clean"
+        );
         assert_eq!(pg_state_string(REMAPPED | PEERING), "remapped+peering");
-        assert_eq!(pg_state_string(ACTIVE | CLEAN | REMAPPED), "active+clean+remapped");
+        assert_eq!(
+            pg_state_string(ACTIVE | CLEAN | REMAPPED),
+            "active+clean+remapped"
+        );
         assert_eq!(
             pg_state_string(UNDERSIZED | DEGRADED | PEERED),
             "undersized+degraded+peered"

@@ -83,42 +83,110 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ("healthy", "tree", fixture!("healthy-osd-tree.json")),
     ("healthy", "pgstat", fixture!("healthy-pg-stat.json")),
     ("osd-down", "status", fixture!("osd-down-status.json")),
-    ("osd-down", "health", fixture!("osd-down-health-detail.json")),
+    (
+        "osd-down",
+        "health",
+        fixture!("osd-down-health-detail.json"),
+    ),
     ("osd-down", "tree", fixture!("osd-down-osd-tree.json")),
     ("osd-down", "pgstat", fixture!("osd-down-pg-stat.json")),
-    ("osd-down-stale", "status", fixture!("osd-down-stale-status.json")),
-    ("osd-down-stale", "pgstat", fixture!("osd-down-stale-pg-stat.json")),
+    (
+        "osd-down-stale",
+        "status",
+        fixture!("osd-down-stale-status.json"),
+    ),
+    (
+        "osd-down-stale",
+        "pgstat",
+        fixture!("osd-down-stale-pg-stat.json"),
+    ),
     ("peering", "status", fixture!("peering-status.json")),
     ("peering", "health", fixture!("peering-health-detail.json")),
     ("peering", "tree", fixture!("peering-osd-tree.json")),
     ("peering", "pgstat", fixture!("peering-pg-stat.json")),
     ("degraded", "status", fixture!("degraded-status.json")),
-    ("degraded", "health", fixture!("degraded-health-detail.json")),
+    (
+        "degraded",
+        "health",
+        fixture!("degraded-health-detail.json"),
+    ),
     ("degraded", "tree", fixture!("degraded-osd-tree.json")),
     ("degraded", "pgstat", fixture!("degraded-pg-stat.json")),
-    ("osd-restarted", "status", fixture!("osd-restarted-status.json")),
-    ("osd-restarted", "health", fixture!("osd-restarted-health-detail.json")),
-    ("osd-restarted", "tree", fixture!("osd-restarted-osd-tree.json")),
-    ("osd-restarted", "pgstat", fixture!("osd-restarted-pg-stat.json")),
+    (
+        "osd-restarted",
+        "status",
+        fixture!("osd-restarted-status.json"),
+    ),
+    (
+        "osd-restarted",
+        "health",
+        fixture!("osd-restarted-health-detail.json"),
+    ),
+    (
+        "osd-restarted",
+        "tree",
+        fixture!("osd-restarted-osd-tree.json"),
+    ),
+    (
+        "osd-restarted",
+        "pgstat",
+        fixture!("osd-restarted-pg-stat.json"),
+    ),
     ("recovering", "status", fixture!("recovering-status.json")),
-    ("recovering", "health", fixture!("recovering-health-detail.json")),
+    (
+        "recovering",
+        "health",
+        fixture!("recovering-health-detail.json"),
+    ),
     ("recovering", "tree", fixture!("recovering-osd-tree.json")),
     ("recovering", "pgstat", fixture!("recovering-pg-stat.json")),
     ("recovered", "status", fixture!("recovered-status.json")),
-    ("recovered", "health", fixture!("recovered-health-detail.json")),
+    (
+        "recovered",
+        "health",
+        fixture!("recovered-health-detail.json"),
+    ),
     ("recovered", "tree", fixture!("recovered-osd-tree.json")),
     ("recovered", "pgstat", fixture!("recovered-pg-stat.json")),
     ("osd-out", "status", fixture!("osd-out-status.json")),
     ("osd-out", "health", fixture!("osd-out-health-detail.json")),
     ("osd-out", "tree", fixture!("osd-out-osd-tree.json")),
     ("osd-out", "pgstat", fixture!("osd-out-pg-stat.json")),
-    ("osd-in-peering", "status", fixture!("osd-in-peering-status.json")),
-    ("osd-in-peering", "health", fixture!("osd-in-peering-health-detail.json")),
-    ("osd-in-peering", "tree", fixture!("osd-in-peering-osd-tree.json")),
-    ("osd-in-peering", "pgstat", fixture!("osd-in-peering-pg-stat.json")),
-    ("healthok-but-peering", "status", fixture!("healthok-but-peering-status.json")),
-    ("healthok-but-peering", "health", fixture!("healthok-but-peering-health-detail.json")),
-    ("healthok-but-peering", "pgstat", fixture!("healthok-but-peering-pg-stat.json")),
+    (
+        "osd-in-peering",
+        "status",
+        fixture!("osd-in-peering-status.json"),
+    ),
+    (
+        "osd-in-peering",
+        "health",
+        fixture!("osd-in-peering-health-detail.json"),
+    ),
+    (
+        "osd-in-peering",
+        "tree",
+        fixture!("osd-in-peering-osd-tree.json"),
+    ),
+    (
+        "osd-in-peering",
+        "pgstat",
+        fixture!("osd-in-peering-pg-stat.json"),
+    ),
+    (
+        "healthok-but-peering",
+        "status",
+        fixture!("healthok-but-peering-status.json"),
+    ),
+    (
+        "healthok-but-peering",
+        "health",
+        fixture!("healthok-but-peering-health-detail.json"),
+    ),
+    (
+        "healthok-but-peering",
+        "pgstat",
+        fixture!("healthok-but-peering-pg-stat.json"),
+    ),
 ];
 
 /// A drill like the lab's, on the documented stack, with osd.2 as the victim: stopped at
@@ -129,8 +197,13 @@ fn drill(params: CephParams, writes: u64) -> (CephModel, f64) {
     let mut m = CephModel::documented_stack(42, params);
     m.set_osd_running(2, false, s(10.0)).unwrap();
     if writes > 0 {
-        let n = m.write_objects("nvme-pool", writes, 65536, s(write_at)).unwrap();
-        assert_eq!(n, writes, "writes to an undersized but active pool go through");
+        let n = m
+            .write_objects("nvme-pool", writes, 65536, s(write_at))
+            .unwrap();
+        assert_eq!(
+            n, writes,
+            "writes to an undersized but active pool go through"
+        );
     }
     let restart = write_at + 10.0;
     m.set_osd_running(2, true, s(restart)).unwrap();
@@ -272,7 +345,11 @@ fn fixture_states_mean_what_their_names_say() {
     let avail = check(&checks, "PG_AVAILABILITY").expect("stuck peering reported");
     assert!(avail.message.starts_with("Reduced data availability: "));
     assert!(avail.message.contains("pgs peering"), "{}", avail.message);
-    assert!(avail.detail[0].contains("is stuck peering for"), "{:?}", avail.detail);
+    assert!(
+        avail.detail[0].contains("is stuck peering for"),
+        "{:?}",
+        avail.detail
+    );
 
     let m = state("degraded");
     let st = m.status_json();
@@ -286,7 +363,9 @@ fn fixture_states_mean_what_their_names_say() {
     let m = state("recovering");
     let states = m.pg_states();
     assert!(
-        states.keys().any(|k| k.contains("recovering") || k.contains("recovery_wait")),
+        states
+            .keys()
+            .any(|k| k.contains("recovering") || k.contains("recovery_wait")),
         "{states:?}"
     );
 
@@ -306,7 +385,12 @@ fn fixture_states_mean_what_their_names_say() {
     assert!(avail.message.contains("inactive") && avail.message.contains("peering"));
 
     let m = state("healthok-but-peering");
-    assert!(m.status_json()["pgmap"]["inactive_pgs_ratio"].as_f64().unwrap() > 0.0);
+    assert!(
+        m.status_json()["pgmap"]["inactive_pgs_ratio"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }
 
 // ----- drills -----
@@ -322,7 +406,10 @@ fn stopped_osd_goes_down_degrades_then_peers_and_recovers() {
     m.set_osd_running(3, false, s(10.0)).unwrap();
     m.advance(s(10.5));
     assert!(m.osd(3).unwrap().is_up(), "not yet noticed");
-    assert!(m.pool_io_blocked("hdd-pool"), "I/O hangs on the dead replica");
+    assert!(
+        m.pool_io_blocked("hdd-pool"),
+        "I/O hangs on the dead replica"
+    );
     m.advance(s(11.5));
     assert!(!m.osd(3).unwrap().is_up());
     let checks = m.health_checks();
@@ -334,7 +421,10 @@ fn stopped_osd_goes_down_degrades_then_peers_and_recovers() {
 
     m.advance(s(20.0));
     let hdd = pool_states(&m, 3);
-    assert!(hdd.iter().all(|st| st == "active+undersized+degraded"), "{hdd:?}");
+    assert!(
+        hdd.iter().all(|st| st == "active+undersized+degraded"),
+        "{hdd:?}"
+    );
     assert!(!m.pool_io_blocked("hdd-pool"), "2 replicas >= min_size 2");
     assert!(m.pool_active("hdd-pool"));
     let checks = m.health_checks();
@@ -372,7 +462,12 @@ fn stopped_osd_goes_down_degrades_then_peers_and_recovers() {
         m.pg_states()
     );
     m.advance(s(130.0));
-    assert_eq!(m.health_status(), HealthStatus::Ok, "{:?}", m.health_checks());
+    assert_eq!(
+        m.health_status(),
+        HealthStatus::Ok,
+        "{:?}",
+        m.health_checks()
+    );
     assert!(m.all_pgs_active_clean(), "{:?}", m.pg_states());
 }
 
@@ -381,7 +476,10 @@ fn down_past_the_interval_is_marked_out_and_backfilled_while_still_down() {
     let mut m = stack();
     m.set_osd_running(2, false, s(10.0)).unwrap();
     m.advance(s(11.0 + 599.0));
-    assert!(m.osd(2).unwrap().is_in(), "not before mon_osd_down_out_interval");
+    assert!(
+        m.osd(2).unwrap().is_in(),
+        "not before mon_osd_down_out_interval"
+    );
     let degraded_before = m.degraded_objects().0;
     assert!(degraded_before > 0);
 
@@ -407,8 +505,16 @@ fn down_past_the_interval_is_marked_out_and_backfilled_while_still_down() {
     assert!(saw_backfill);
     // nvme-pool had ~2/3 of 2 400 objects on osd.2, backfilled at 300 objects/s.
     assert!(t - 611.0 >= 4.0, "faster than the rate allows: {t}");
-    assert_eq!(m.health_status(), HealthStatus::Ok, "{:?}", m.health_checks());
-    assert!(!m.osd(2).unwrap().is_up(), "clean while the OSD is still down");
+    assert_eq!(
+        m.health_status(),
+        HealthStatus::Ok,
+        "{:?}",
+        m.health_checks()
+    );
+    assert!(
+        !m.osd(2).unwrap().is_up(),
+        "clean while the OSD is still down"
+    );
     for pg in m.pg_summaries() {
         assert!(!pg.acting.contains(&2));
     }
@@ -418,7 +524,10 @@ fn down_past_the_interval_is_marked_out_and_backfilled_while_still_down() {
 fn noout_keeps_a_down_osd_in_and_is_reported() {
     let mut m = stack();
     let (out, err, code) = run_ceph_command(&mut m, &args("ceph osd set noout"), s(5.0));
-    assert_eq!((out.as_str(), err.as_str(), code), ("", "noout is set\n", 0));
+    assert_eq!(
+        (out.as_str(), err.as_str(), code),
+        ("", "noout is set\n", 0)
+    );
     m.set_osd_running(2, false, s(10.0)).unwrap();
     m.advance(s(3000.0));
     assert!(m.osd(2).unwrap().is_in());
@@ -442,7 +551,9 @@ fn size_one_pool_blocks_when_its_osd_is_down() {
         .unwrap();
     m.advance(s(10.0));
     let scratch = m.pool_by_name("scratch").unwrap().id;
-    assert!(pool_states(&m, scratch).iter().all(|st| st == "active+clean"));
+    assert!(pool_states(&m, scratch)
+        .iter()
+        .all(|st| st == "active+clean"));
     let checks = m.health_checks();
     assert_eq!(
         check(&checks, "POOL_NO_REDUNDANCY").unwrap().message,
@@ -454,12 +565,18 @@ fn size_one_pool_blocks_when_its_osd_is_down() {
     m.set_osd_running(0, false, s(20.0)).unwrap();
     m.advance(s(25.0));
     let states = pool_states(&m, scratch);
-    assert!(states.iter().any(|st| st.starts_with("stale+")), "{states:?}");
+    assert!(
+        states.iter().any(|st| st.starts_with("stale+")),
+        "{states:?}"
+    );
     assert!(!m.pool_active("scratch"));
     assert!(m.pool_io_blocked("scratch"));
     assert!(m.pool_blocked_ratio("scratch") > 0.0 && m.pool_blocked_ratio("scratch") < 1.0);
     assert!(m.write_objects("scratch", 80, 4096, s(25.0)).unwrap() < 80);
-    assert!(!m.pool_io_blocked("nvme-pool"), "size 2 min_size 1 keeps going");
+    assert!(
+        !m.pool_io_blocked("nvme-pool"),
+        "size 2 min_size 1 keeps going"
+    );
 
     // Stale for longer than mon_pg_stuck_threshold: reduced availability.
     m.advance(s(90.0));
@@ -495,12 +612,19 @@ fn size_three_pool_below_min_size_is_peered_not_active() {
     m.set_osd_running(3, false, s(10.0)).unwrap();
     m.advance(s(20.0));
     let hdd = pool_states(&m, 3);
-    assert!(hdd.iter().all(|st| st == "undersized+degraded+peered"), "{hdd:?}");
+    assert!(
+        hdd.iter().all(|st| st == "undersized+degraded+peered"),
+        "{hdd:?}"
+    );
     assert!(m.pool_io_blocked("hdd-pool"));
     m.advance(s(90.0));
     let checks = m.health_checks();
     let avail = check(&checks, "PG_AVAILABILITY").unwrap();
-    assert!(avail.message.contains("32 pgs inactive"), "{}", avail.message);
+    assert!(
+        avail.message.contains("32 pgs inactive"),
+        "{}",
+        avail.message
+    );
 }
 
 #[test]
@@ -556,7 +680,11 @@ fn osd_out_of_a_running_osd_backfills_misplaced_then_in_again() {
     let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd out osd.2"), s(10.5));
     assert_eq!((err.as_str(), code), ("osd.2 is already out. \n", 0));
     m.advance(s(13.5));
-    assert_eq!(m.degraded_objects().0, 0, "no copy is missing, only misplaced");
+    assert_eq!(
+        m.degraded_objects().0,
+        0,
+        "no copy is missing, only misplaced"
+    );
     assert!(m.misplaced_objects().0 > 0);
     let tree = m.osd_tree_json();
     let osd2 = tree["nodes"]
@@ -586,9 +714,18 @@ fn plain_status_has_the_usual_lines() {
     let (out, err, code) = run_ceph_command(&mut m, &args("ceph -s"), s(20.0));
     assert_eq!((err.as_str(), code), ("", 0));
     assert!(out.starts_with("  cluster:\n    id:     "), "{out}");
-    assert!(out.contains("    health: HEALTH_WARN\n            1 osds down\n"), "{out}");
-    assert!(out.contains("    mon: 3 daemons, quorum a,b,c (age 20s)\n"), "{out}");
-    assert!(out.contains("    osd: 6 osds: 5 up (since 9s), 6 in (since 20s)\n"), "{out}");
+    assert!(
+        out.contains("    health: HEALTH_WARN\n            1 osds down\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    mon: 3 daemons, quorum a,b,c (age 20s)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    osd: 6 osds: 5 up (since 9s), 6 in (since 20s)\n"),
+        "{out}"
+    );
     assert!(out.contains("    pools:   3 pools, 65 pgs\n"), "{out}");
     assert!(out.contains("    pgs:     "), "{out}");
     assert!(out.contains("objects degraded ("), "{out}");
@@ -597,15 +734,21 @@ fn plain_status_has_the_usual_lines() {
 
     let text = m.health_text(true);
     assert!(text.starts_with("HEALTH_WARN 1 osds down; Degraded data redundancy: "));
-    assert!(text.contains("\n[WRN] OSD_DOWN: 1 osds down\n    osd.2 (root=default,host=dirqual2) is down\n"));
+    assert!(text.contains(
+        "\n[WRN] OSD_DOWN: 1 osds down\n    osd.2 (root=default,host=dirqual2) is down\n"
+    ));
     let tree = m.osd_tree_text();
     assert!(tree.starts_with("ID  CLASS  WEIGHT    TYPE NAME"), "{tree}");
     assert!(tree.contains("host dirqual2"));
-    assert!(tree.lines().any(|l| l.contains("osd.2") && l.contains("down")));
+    assert!(tree
+        .lines()
+        .any(|l| l.contains("osd.2") && l.contains("down")));
     let pg = m.pg_stat_text();
     assert!(pg.starts_with("65 pgs: "), "{pg}");
     assert!(m.df_text().contains("--- POOLS ---"));
-    assert!(m.osd_pool_ls_detail_text().contains("pool 2 'nvme-pool' replicated size 2 min_size 1"));
+    assert!(m
+        .osd_pool_ls_detail_text()
+        .contains("pool 2 'nvme-pool' replicated size 2 min_size 1"));
 }
 
 #[test]
@@ -617,11 +760,17 @@ fn healthy_outputs_look_like_a_healthy_cluster() {
     assert_eq!(st["pgmap"]["pgs_by_state"][0]["state_name"], "active+clean");
     assert_eq!(st["pgmap"]["pgs_by_state"][0]["count"], 65);
     assert_eq!(st["pgmap"]["num_objects"], 8402);
-    assert!(st["pgmap"].get("degraded_objects").is_none(), "absent when zero");
+    assert!(
+        st["pgmap"].get("degraded_objects").is_none(),
+        "absent when zero"
+    );
     assert!(st["pgmap"].get("inactive_pgs_ratio").is_none());
     assert_eq!(st["osdmap"]["num_osds"], 6);
     assert_eq!(st["monmap"]["num_mons"], 3);
-    assert_eq!(m.health_detail_json(), serde_json::json!({"status":"HEALTH_OK","checks":{},"mutes":[]}));
+    assert_eq!(
+        m.health_detail_json(),
+        serde_json::json!({"status":"HEALTH_OK","checks":{},"mutes":[]})
+    );
     assert!(m.pg_stat_text().starts_with("65 pgs: 65 active+clean; "));
     let pools = m.osd_pool_ls_detail_json();
     let names: Vec<&str> = pools
@@ -637,14 +786,31 @@ fn healthy_outputs_look_like_a_healthy_cluster() {
         .unwrap()
         .iter()
         .filter(|n| n["type"] == "osd")
-        .map(|n| (n["id"].as_i64().unwrap(), n["device_class"].as_str().unwrap()))
+        .map(|n| {
+            (
+                n["id"].as_i64().unwrap(),
+                n["device_class"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         classes,
-        [(0, "nvme"), (1, "hdd"), (2, "nvme"), (3, "hdd"), (4, "nvme"), (5, "hdd")]
+        [
+            (0, "nvme"),
+            (1, "hdd"),
+            (2, "nvme"),
+            (3, "hdd"),
+            (4, "nvme"),
+            (5, "hdd")
+        ]
     );
     let df = m.df_json();
-    assert!(df["stats_by_class"]["nvme"]["total_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        df["stats_by_class"]["nvme"]["total_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
@@ -665,7 +831,10 @@ fn prometheus_exposition() {
     assert!(txt.contains("# HELP ceph_health_status Cluster health status\n# TYPE ceph_health_status untyped\nceph_health_status 0.0\n"));
     assert!(txt.contains("ceph_pg_total{pool_id=\"2\"} 32.0\n"));
     assert!(txt.contains("ceph_pg_clean{pool_id=\"3\"} 32.0\n"));
-    assert!(!txt.contains("ceph_health_detail{"), "no samples before a check fired");
+    assert!(
+        !txt.contains("ceph_health_detail{"),
+        "no samples before a check fired"
+    );
     assert!(txt.contains("ceph_osd_metadata{back_iface=\"\",ceph_daemon=\"osd.0\","));
     assert!(txt.contains("device_class=\"nvme\""));
     assert!(txt.contains("ceph_pool_metadata{pool_id=\"2\",name=\"nvme-pool\""));
@@ -694,7 +863,10 @@ fn prometheus_exposition() {
     // Every line is a comment or `name{labels} value`.
     for l in txt.lines() {
         assert!(
-            l.starts_with("# HELP ") || l.starts_with("# TYPE ") || l.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<f64>().is_ok()),
+            l.starts_with("# HELP ")
+                || l.starts_with("# TYPE ")
+                || l.rsplit_once(' ')
+                    .is_some_and(|(_, v)| v.parse::<f64>().is_ok()),
             "bad line {l}"
         );
     }
@@ -710,7 +882,11 @@ fn cli_formats() {
     assert!(out.starts_with("\n{"), "Pacific prints a newline first");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["fsid"], m.fsid());
-    let (out, _, _) = run_ceph_command(&mut m, &args("ceph --format=json-pretty health detail"), s(5.0));
+    let (out, _, _) = run_ceph_command(
+        &mut m,
+        &args("ceph --format=json-pretty health detail"),
+        s(5.0),
+    );
     assert!(out.contains("\n    \"status\": \"HEALTH_OK\""), "{out}");
     for cmd in [
         "ceph osd tree -f json",
@@ -730,7 +906,8 @@ fn cli_formats() {
     let (_, err, code) = run_ceph_command(&mut m, &args("ceph -s -f bogus"), s(5.0));
     assert_eq!(code, 2);
     assert!(err.contains("invalid choice: 'bogus'"));
-    let (out, _, code) = run_ceph_command(&mut m, &args("ceph --connect-timeout 10 health"), s(5.0));
+    let (out, _, code) =
+        run_ceph_command(&mut m, &args("ceph --connect-timeout 10 health"), s(5.0));
     assert_eq!((out.as_str(), code), ("HEALTH_OK\n", 0));
 }
 
@@ -740,18 +917,29 @@ fn cli_errors_like_the_real_one() {
     let (out, err, code) = run_ceph_command(&mut m, &args("ceph osd frobnicate"), s(5.0));
     assert_eq!(code, 22);
     assert!(out.is_empty());
-    assert!(err.starts_with("no valid command found; 10 closest matches:\nosd "), "{err}");
+    assert!(
+        err.starts_with("no valid command found; 10 closest matches:\nosd "),
+        "{err}"
+    );
     assert!(err.ends_with("Error EINVAL: invalid command\n"));
     assert_eq!(err.lines().count(), 12);
 
     // OSDMonitor replies 0 when nothing changed, with the reason.
     let (out, err, code) = run_ceph_command(&mut m, &args("ceph osd out 99"), s(5.0));
-    assert_eq!((out.as_str(), err.as_str(), code), ("", "osd.99 does not exist. \n", 0));
+    assert_eq!(
+        (out.as_str(), err.as_str(), code),
+        ("", "osd.99 does not exist. \n", 0)
+    );
     let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd out"), s(5.0));
     assert_eq!(code, 22);
-    assert!(err.starts_with("Invalid command: missing required parameter ids(<string>)\nosd out <ids>... :  "));
+    assert!(err.starts_with(
+        "Invalid command: missing required parameter ids(<string>)\nosd out <ids>... :  "
+    ));
     let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd out abc"), s(5.0));
-    assert_eq!((err.as_str(), code), ("Error EINVAL: invalid osd id-1\n", 22));
+    assert_eq!(
+        (err.as_str(), code),
+        ("Error EINVAL: invalid osd id-1\n", 22)
+    );
     let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd set nosuchflag"), s(5.0));
     assert_eq!(code, 22);
     assert!(err.starts_with("Invalid command: nosuchflag not in full|pause|noup|"));
@@ -761,27 +949,54 @@ fn cli_errors_like_the_real_one() {
     assert_eq!((err.as_str(), code), ("pauserd,pausewr is set\n", 0));
     assert!(m.pool_io_blocked("nvme-pool"));
 
-    let (out, err, code) = run_ceph_command(&mut m, &args("ceph osd pool get hdd-pool size"), s(6.0));
+    let (out, err, code) =
+        run_ceph_command(&mut m, &args("ceph osd pool get hdd-pool size"), s(6.0));
     assert_eq!((out.as_str(), err.as_str(), code), ("size: 3\n", "", 0));
-    let (out, _, _) = run_ceph_command(&mut m, &args("ceph osd pool get nvme-pool min_size -f json"), s(6.0));
+    let (out, _, _) = run_ceph_command(
+        &mut m,
+        &args("ceph osd pool get nvme-pool min_size -f json"),
+        s(6.0),
+    );
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v, serde_json::json!({"pool": "nvme-pool", "pool_id": 2, "min_size": 1}));
-    let (out, _, _) = run_ceph_command(&mut m, &args("ceph osd pool get nvme-pool crush_rule"), s(6.0));
+    assert_eq!(
+        v,
+        serde_json::json!({"pool": "nvme-pool", "pool_id": 2, "min_size": 1})
+    );
+    let (out, _, _) = run_ceph_command(
+        &mut m,
+        &args("ceph osd pool get nvme-pool crush_rule"),
+        s(6.0),
+    );
     assert_eq!(out, "crush_rule: nvme-pool\n");
     let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd pool get nope size"), s(6.0));
-    assert_eq!((err.as_str(), code), ("Error ENOENT: unrecognized pool 'nope'\n", 2));
-    let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd pool get hdd-pool colour"), s(6.0));
-    assert_eq!(code, 22);
-    assert!(err.starts_with("Invalid command: colour not in size|min_size|"));
-    let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd pool set hdd-pool size 1"), s(6.0));
     assert_eq!(
         (err.as_str(), code),
-        ("Error EPERM: configuring pool size as 1 is disabled by default.\n", 1)
+        ("Error ENOENT: unrecognized pool 'nope'\n", 2)
     );
-    let (_, err, code) = run_ceph_command(&mut m, &args("ceph osd pool set hdd-pool min_size 3"), s(6.0));
+    let (_, err, code) =
+        run_ceph_command(&mut m, &args("ceph osd pool get hdd-pool colour"), s(6.0));
+    assert_eq!(code, 22);
+    assert!(err.starts_with("Invalid command: colour not in size|min_size|"));
+    let (_, err, code) =
+        run_ceph_command(&mut m, &args("ceph osd pool set hdd-pool size 1"), s(6.0));
+    assert_eq!(
+        (err.as_str(), code),
+        (
+            "Error EPERM: configuring pool size as 1 is disabled by default.\n",
+            1
+        )
+    );
+    let (_, err, code) = run_ceph_command(
+        &mut m,
+        &args("ceph osd pool set hdd-pool min_size 3"),
+        s(6.0),
+    );
     assert_eq!((err.as_str(), code), ("set pool 3 min_size to 3\n", 0));
     let (out, _, code) = run_ceph_command(&mut m, &args("ceph version"), s(6.0));
-    assert_eq!((out.as_str(), code), (format!("{CEPH_VERSION}\n").as_str(), 0));
+    assert_eq!(
+        (out.as_str(), code),
+        (format!("{CEPH_VERSION}\n").as_str(), 0)
+    );
 }
 
 #[test]

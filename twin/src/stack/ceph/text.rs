@@ -10,6 +10,8 @@ use super::pgstate::pg_state_string;
 
 /// Ceph's `format_u`: a number with a unit, at most 7 characters with the unit when it
 /// has a fraction (so `1.6 GiB`, `316 MiB`, `5.06k`).
+// `is_multiple_of` is newer than the workspace's rust-version (1.85).
+#[allow(clippy::manual_is_multiple_of)]
 fn format_u(v: u64, n: u64, index: usize, mult: u64, unit: &str) -> String {
     if index == 0 || v % mult == 0 {
         return format!("{n}{unit}");
@@ -432,7 +434,10 @@ impl CephModel {
 
     /// `ceph osd pool ls`.
     pub fn osd_pool_ls_text(&self) -> String {
-        self.pools.values().map(|p| format!("{}\n", p.name)).collect()
+        self.pools
+            .values()
+            .map(|p| format!("{}\n", p.name))
+            .collect()
     }
 
     /// `ceph osd pool ls detail`.
@@ -474,7 +479,9 @@ impl CephModel {
                 .osds
                 .values()
                 .filter(|o| o.in_ && o.class == c)
-                .fold((0, 0), |a, o| (a.0 + o.size_bytes, a.1 + self.osd_used_bytes(o.id)));
+                .fold((0, 0), |a, o| {
+                    (a.0 + o.size_bytes, a.1 + self.osd_used_bytes(o.id))
+                });
             raw.row(vec![
                 c.as_str().into(),
                 byte_u(t),
