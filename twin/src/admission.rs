@@ -115,7 +115,10 @@ fn default_toleration_seconds(req: &Request<'_>, pod: &mut Value, seconds: i64) 
         })
     };
     let mut added = Vec::new();
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !tolerates(key) {
             added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
@@ -414,9 +417,7 @@ pub fn constraint_crd(template: &Value) -> Option<Value> {
             "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
         },
     }});
-    let version = |name: &str, storage: bool| {
-        json!({"name": name, "served": true, "storage": storage, "schema": schema, "subresources": {"status": {}}})
-    };
+    let version = |name: &str, storage: bool| json!({"name": name, "served": true, "storage": storage, "schema": schema, "subresources": {"status": {}}});
     let mut names = json!({
         "kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": plural,
         "categories": ["constraint", "constraints"],
@@ -473,10 +474,18 @@ fn reconcile_gatekeeper(ctx: &Ctx) {
         };
         let crd_name = obj::name(&crd).to_string();
         let exists = c
-            .get("apiextensions.k8s.io", "customresourcedefinitions", None, &crd_name)
+            .get(
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                None,
+                &crd_name,
+            )
             .is_some();
         let created = exists || c.create(crd).is_ok();
-        let generation = t.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+        let generation = t
+            .pointer("/metadata/generation")
+            .cloned()
+            .unwrap_or(json!(1));
         let status = json!({
             "created": created,
             "byPod": [{"id": POD_ID, "observedGeneration": generation,
@@ -494,7 +503,10 @@ fn reconcile_gatekeeper(ctx: &Ctx) {
         }
     }
     for k in c.list(CONSTRAINTS, "k8sdisallowedtags", None, None) {
-        let generation = k.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+        let generation = k
+            .pointer("/metadata/generation")
+            .cloned()
+            .unwrap_or(json!(1));
         let by_pod = json!([{"id": POD_ID, "enforced": true, "observedGeneration": generation,
                              "operations": ["audit", "mutation-status", "status", "webhook"],
                              "constraintUID": obj::uid(&k)}]);

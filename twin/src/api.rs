@@ -269,7 +269,11 @@ impl Api {
     }
 
     fn admit(&self, req: &crate::admission::Request<'_>, obj: &mut Value) -> Result<(), ApiError> {
-        let hooks = self.admission.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let hooks = self
+            .admission
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         hooks.iter().try_for_each(|hook| hook(req, obj))
     }
 
@@ -552,7 +556,8 @@ impl Api {
         }
         self.apply_defaults(info, &mut obj);
         let list = |g: &str, p: &str| self.store.lock().list(&ResKey::new(g, p), None);
-        let req = crate::admission::Request::new(info, crate::admission::Operation::Create, None, &list);
+        let req =
+            crate::admission::Request::new(info, crate::admission::Operation::Create, None, &list);
         self.admit(&req, &mut obj)?;
         self.validate(info, &obj)?;
         {
@@ -772,7 +777,12 @@ impl Api {
         }
         if sub == Subresource::Main {
             let list = |g: &str, p: &str| txn.list(&ResKey::new(g, p), None);
-            let req = crate::admission::Request::new(info, crate::admission::Operation::Update, Some(old), &list);
+            let req = crate::admission::Request::new(
+                info,
+                crate::admission::Operation::Update,
+                Some(old),
+                &list,
+            );
             self.admit(&req, &mut new)?;
         }
         let generation = old

@@ -9,6 +9,7 @@ pub mod api;
 pub mod client;
 pub mod controllers;
 pub mod dataplane;
+pub mod defects;
 pub mod discovery;
 pub mod error;
 pub mod eviction;
@@ -53,6 +54,8 @@ pub enum TwinError {
     Tls(#[from] tls::TlsError),
     #[error("cannot start the API data plane")]
     DataPlane(#[source] dataplane::DataPlaneError),
+    #[error(transparent)]
+    Defect(#[from] defects::DefectError),
     #[error("the twin's bootstrap object {what} was rejected")]
     Bootstrap {
         what: String,
@@ -76,6 +79,8 @@ pub struct TwinOptions {
     pub bookmark_interval: Duration,
     /// Delays of the simulated cluster (`fast` or `realistic`).
     pub timing: timing::Timing,
+    /// Named misconfigurations to run with (`defects::catalog`); unknown names are refused.
+    pub defects: Vec<String>,
 }
 
 impl Default for TwinOptions {
@@ -87,6 +92,7 @@ impl Default for TwinOptions {
             history: 10_000,
             bookmark_interval: Duration::from_secs(5),
             timing: timing::Timing::fast(),
+            defects: Vec::new(),
         }
     }
 }
@@ -108,6 +114,7 @@ const BOOTSTRAP: &str = include_str!("../assets/bootstrap.yaml");
 
 impl Twin {
     pub async fn start(opts: TwinOptions) -> Result<Twin, TwinError> {
+        let defect_set = Arc::new(defects::Defects::new(&opts.defects)?);
         let tls = tls::TwinTls::generate()?;
         let listener = TcpListener::bind(("127.0.0.1", opts.port))
             .await
@@ -164,8 +171,10 @@ impl Twin {
             ceph: Arc::new(std::sync::Mutex::new(None)),
             seed: opts.seed,
             names: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
+            defects: defect_set,
         };
         admission::install(&api, &ctx);
+        defects::install(&api, &ctx);
         for doc in serde_yaml::Deserializer::from_str(operators::ASSETS) {
             let obj: serde_json::Value =
                 serde::Deserialize::deserialize(doc).map_err(|e| TwinError::Bootstrap {
@@ -194,6 +203,9 @@ impl Twin {
         let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
         controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
         stack::postgres::install(&ctx);
+        stack::harbor::install(&ctx);
+        controllers.extend(stack::observability::start(&ctx, stopped.clone()));
+        controllers.push(tokio::spawn(defects::run(ctx.clone(), stopped.clone())));
         controllers.push(tokio::spawn(stack::postgres::run(ctx.clone(), stopped.clone())));
         let api_addr = dataplane::start(ctx.clone(), dataplane::LatencyModel::default(), opts.seed, stopped.clone())
             .await

@@ -13,6 +13,8 @@ use kube::{
 };
 use stormdrill_twin::{Twin, TwinError, TwinOptions};
 
+pub mod power;
+
 /// How long the reachability check waits for `/version`.
 pub const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -134,10 +136,26 @@ impl Connected {
         &self.version
     }
 
+    pub fn kind(&self) -> TargetKind {
+        match self.target {
+            Target::Twin(_) => TargetKind::Twin,
+            Target::Cluster => TargetKind::Cluster,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self.target {
             Target::Twin(_) => TargetKind::Twin.as_str(),
             Target::Cluster => TargetKind::Cluster.as_str(),
+        }
+    }
+
+    /// How this target powers nodes off and on: the twin's provider endpoint, or the
+    /// cluster's commands from its target config.
+    pub fn node_power(&self, config: &power::TargetConfig) -> std::sync::Arc<dyn power::NodePower> {
+        match self.target {
+            Target::Twin(_) => std::sync::Arc::new(power::TwinPower::new(self.client.clone())),
+            Target::Cluster => config.cluster_power(),
         }
     }
 
@@ -250,7 +268,10 @@ async fn client_for_twin(twin: &Twin) -> Result<(Client, String), TargetError> {
     client_from_config(config)
 }
 
-fn client_from_config(config: Config) -> Result<(Client, String), TargetError> {
+fn client_from_config(mut config: Config) -> Result<(Client, String), TargetError> {
+    // kube retries 429/503/504 up to 15 times with back-off (minutes): a drill must
+    // see a PDB's 429 or a 503 at once, and every wait in the harness has its own deadline.
+    config.default_retry = false;
     let server = config
         .cluster_url
         .to_string()

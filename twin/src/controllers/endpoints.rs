@@ -124,7 +124,12 @@ fn pod_ports(pod: &Value, svc: &Value) -> Vec<Value> {
             Some(ep)
         })
         .collect();
-    out.sort_by_key(|p| (p["name"].as_str().unwrap_or("").to_string(), p["port"].as_i64()));
+    out.sort_by_key(|p| {
+        (
+            p["name"].as_str().unwrap_or("").to_string(),
+            p["port"].as_i64(),
+        )
+    });
     out
 }
 
@@ -149,9 +154,15 @@ fn sort_key(v: &Value) -> (String, String) {
         .or_else(|| v.pointer("/addresses/0"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    let n = v.pointer("/targetRef/name").and_then(Value::as_str).unwrap_or("");
+    let n = v
+        .pointer("/targetRef/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     (a.to_string(), n.to_string())
 }
+
+/// A subset being built: (ports, ready addresses, not-ready addresses).
+type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
 
 /// The Endpoints subsets for a Service and its selected pods.
 fn subsets(svc: &Value, pods: &[&Value]) -> Vec<Value> {
@@ -161,7 +172,7 @@ fn subsets(svc: &Value, pods: &[&Value]) -> Vec<Value> {
         .and_then(Value::as_array)
         .is_some_and(|p| !p.is_empty());
     // port set (as JSON) -> (ports, ready, not ready)
-    let mut groups: BTreeMap<String, (Vec<Value>, Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Subset> = BTreeMap::new();
     for pod in pods {
         if !should_be_in_endpoints(pod, publish) {
             continue;
@@ -343,7 +354,9 @@ fn reconcile(ctx: &Ctx) {
         .list("", "nodes", None, None)
         .iter()
         .filter_map(|n| {
-            let z = n.pointer("/metadata/labels/topology.kubernetes.io~1zone")?.as_str()?;
+            let z = n
+                .pointer("/metadata/labels/topology.kubernetes.io~1zone")?
+                .as_str()?;
             Some((obj::name(n).to_string(), z.to_string()))
         })
         .collect();
@@ -444,7 +457,7 @@ fn reconcile(ctx: &Ctx) {
         if labels(e).get(SKIP_MIRROR).and_then(Value::as_str) != Some("true") {
             continue;
         }
-        if by_name.get(&svc_key(e)).is_none() {
+        if !by_name.contains_key(&svc_key(e)) {
             let _ = c.delete("", "endpoints", Some(obj::namespace(e)), obj::name(e), None);
         }
     }
@@ -454,7 +467,13 @@ fn reconcile(ctx: &Ctx) {
     for svc in services.iter().filter(|s| selector(s).is_none()) {
         let (ns, name) = (obj::namespace(svc), obj::name(svc));
         for s in managed_slices(ns, name, SLICE_CONTROLLER) {
-            let _ = c.delete("discovery.k8s.io", "endpointslices", Some(ns), obj::name(s), None);
+            let _ = c.delete(
+                "discovery.k8s.io",
+                "endpointslices",
+                Some(ns),
+                obj::name(s),
+                None,
+            );
         }
         let Some(ep) = endpoints.iter().find(|e| {
             obj::namespace(e) == ns
@@ -477,7 +496,12 @@ fn reconcile(ctx: &Ctx) {
                            "protocol": p["protocol"].as_str().unwrap_or("TCP")})
                 })
                 .collect();
-            ports.sort_by_key(|p| (p["name"].as_str().unwrap_or("").to_string(), p["port"].as_i64()));
+            ports.sort_by_key(|p| {
+                (
+                    p["name"].as_str().unwrap_or("").to_string(),
+                    p["port"].as_i64(),
+                )
+            });
             let g = desired
                 .entry(Value::Array(ports.clone()).to_string())
                 .or_insert_with(|| (ports, Vec::new()));
@@ -525,7 +549,13 @@ fn reconcile(ctx: &Ctx) {
             .and_then(|k| by_name.get(&k).copied())
             .is_some_and(|svc| selector(svc).is_none());
         if !keep {
-            let _ = c.delete("discovery.k8s.io", "endpointslices", Some(obj::namespace(s)), obj::name(s), None);
+            let _ = c.delete(
+                "discovery.k8s.io",
+                "endpointslices",
+                Some(obj::namespace(s)),
+                obj::name(s),
+                None,
+            );
         }
     }
 }
@@ -549,10 +579,30 @@ mod tests {
             "metadata": {"name": "web", "namespace": "ns"},
             "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
         });
-        let a = pod("a", "10.0.0.2", true, json!([{"name": "http", "containerPort": 8080}]));
-        let b = pod("b", "10.0.0.1", false, json!([{"name": "http", "containerPort": 8080}]));
-        let c = pod("c", "10.0.0.3", true, json!([{"name": "metrics", "containerPort": 9090}]));
-        let mut d = pod("d", "10.0.0.4", true, json!([{"name": "http", "containerPort": 8080}]));
+        let a = pod(
+            "a",
+            "10.0.0.2",
+            true,
+            json!([{"name": "http", "containerPort": 8080}]),
+        );
+        let b = pod(
+            "b",
+            "10.0.0.1",
+            false,
+            json!([{"name": "http", "containerPort": 8080}]),
+        );
+        let c = pod(
+            "c",
+            "10.0.0.3",
+            true,
+            json!([{"name": "metrics", "containerPort": 9090}]),
+        );
+        let mut d = pod(
+            "d",
+            "10.0.0.4",
+            true,
+            json!([{"name": "http", "containerPort": 8080}]),
+        );
         d["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
         let got = subsets(&svc, &[&a, &b, &c, &d]);
         assert_eq!(got.len(), 1);
@@ -560,10 +610,19 @@ mod tests {
         assert_eq!(got[0]["addresses"][0]["targetRef"]["name"], "a");
         assert_eq!(got[0]["addresses"].as_array().unwrap().len(), 1);
         assert_eq!(got[0]["notReadyAddresses"][0]["ip"], "10.0.0.1");
-        assert_eq!(got[0]["ports"], json!([{"name": "http", "port": 8080, "protocol": "TCP"}]));
+        assert_eq!(
+            got[0]["ports"],
+            json!([{"name": "http", "port": 8080, "protocol": "TCP"}])
+        );
         let slices = slice_groups(&svc, &[&a, &b, &c, &d], &HashMap::new());
-        let (_, eps) = slices.values().next().unwrap();
-        let terminating = eps.iter().find(|e| e["targetRef"]["name"] == "d").unwrap();
+        // Pod c serves none of the ports: a slice of its own without ports.
+        assert_eq!(slices.len(), 2);
+        assert_eq!(slices["[]"].1[0]["targetRef"]["name"], "c");
+        let terminating = slices
+            .values()
+            .flat_map(|g| &g.1)
+            .find(|e| e["targetRef"]["name"] == "d")
+            .unwrap();
         assert_eq!(
             terminating["conditions"],
             json!({"ready": false, "serving": true, "terminating": true})

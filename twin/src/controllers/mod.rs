@@ -105,6 +105,8 @@ pub struct Ctx {
     pub seed: u64,
     /// Generated names per prefix so far (see `workloads::random_suffix`).
     pub names: Arc<Mutex<HashMap<String, u64>>>,
+    /// The misconfigurations the twin runs with (`crate::defects`).
+    pub defects: Arc<crate::defects::Defects>,
 }
 
 impl Ctx {

@@ -162,8 +162,8 @@ pub fn compute(client: &Client, pdb: &Value, pods: &[Value], now: DateTime<Utc>)
             let live = pods
                 .iter()
                 .any(|p| obj::name(p) == name && !obj::is_terminating(p));
-            let fresh = parse_time(ts)
-                .is_some_and(|t| (now - t).num_seconds() < DELETION_TIMEOUT_SECS);
+            let fresh =
+                parse_time(ts).is_some_and(|t| (now - t).num_seconds() < DELETION_TIMEOUT_SECS);
             if live && fresh {
                 disrupted.insert(name.clone(), ts.clone());
             }
@@ -172,9 +172,7 @@ pub fn compute(client: &Client, pdb: &Value, pods: &[Value], now: DateTime<Utc>)
     let current = pods
         .iter()
         .filter(|p| {
-            !obj::is_terminating(p)
-                && !disrupted.contains_key(obj::name(p))
-                && obj::is_pod_ready(p)
+            !obj::is_terminating(p) && !disrupted.contains_key(obj::name(p)) && obj::is_pod_ready(p)
         })
         .count() as i64;
     Budget {

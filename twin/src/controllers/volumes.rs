@@ -87,7 +87,12 @@ impl Provisioners {
     }
 
     /// Asks the provisioner's backend; provisioners without one always can.
-    pub fn can_provision(&self, provisioner: &str, class: &Value, pvc: &Value) -> Result<(), String> {
+    pub fn can_provision(
+        &self,
+        provisioner: &str,
+        class: &Value,
+        pvc: &Value,
+    ) -> Result<(), String> {
         match self.get(provisioner) {
             Some(b) => b.can_provision(class, pvc),
             None => Ok(()),
@@ -192,7 +197,9 @@ fn reserved_for(pv: &Value, pvc: &Value) -> bool {
     };
     r["namespace"] == obj::namespace(pvc)
         && r["name"] == obj::name(pvc)
-        && r["uid"].as_str().is_none_or(|u| u.is_empty() || u == obj::uid(pvc))
+        && r["uid"]
+            .as_str()
+            .is_none_or(|u| u.is_empty() || u == obj::uid(pvc))
 }
 
 /// Records a core/v1 Event on `involved`, aggregated as upstream's recorder does:
@@ -272,8 +279,22 @@ impl State {
             let volume = obj::str_at(pvc, "/spec/volumeName").unwrap_or("");
             if phase(pvc) == "Bound" {
                 if !volume.is_empty() && !pvs.iter().any(|pv| obj::name(pv) == volume) {
-                    let _ = c.patch_status("", "persistentvolumeclaims", Some(ns), name, json!({"phase": "Lost"}));
-                    record_event(ctx, pvc, "Warning", "ClaimLost", "Bound claim has lost its PersistentVolume. Data on the volume is lost!", PV_CONTROLLER, true);
+                    let _ = c.patch_status(
+                        "",
+                        "persistentvolumeclaims",
+                        Some(ns),
+                        name,
+                        json!({"phase": "Lost"}),
+                    );
+                    record_event(
+                        ctx,
+                        pvc,
+                        "Warning",
+                        "ClaimLost",
+                        "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
+                        PV_CONTROLLER,
+                        true,
+                    );
                 }
                 continue;
             }
@@ -283,7 +304,10 @@ impl State {
             // A PV reserved for this claim (pre-bound, or provisioned for it).
             if let Some(pv) = pvs.iter().find(|pv| {
                 !obj::is_terminating(pv)
-                    && (reserved_for(pv, pvc) || (!volume.is_empty() && obj::name(pv) == volume && pv.pointer("/spec/claimRef").is_none_or(Value::is_null)))
+                    && (reserved_for(pv, pvc)
+                        || (!volume.is_empty()
+                            && obj::name(pv) == volume
+                            && pv.pointer("/spec/claimRef").is_none_or(Value::is_null)))
             }) {
                 self.bind(ctx, pvc, pv);
                 taken.insert(obj::name(pv).to_string());
@@ -292,9 +316,18 @@ impl State {
             if !volume.is_empty() {
                 continue; // waits for the named PV
             }
-            if pvc.pointer("/spec/storageClassName").is_none_or(Value::is_null) {
+            if pvc
+                .pointer("/spec/storageClassName")
+                .is_none_or(Value::is_null)
+            {
                 if let Some(default) = crate::admission::default_class(classes.iter()) {
-                    let _ = c.patch("", "persistentvolumeclaims", Some(ns), name, json!({"spec": {"storageClassName": default}}));
+                    let _ = c.patch(
+                        "",
+                        "persistentvolumeclaims",
+                        Some(ns),
+                        name,
+                        json!({"spec": {"storageClassName": default}}),
+                    );
                     continue;
                 }
             }
@@ -306,9 +339,15 @@ impl State {
                 pods.iter()
                     .filter(|p| obj::namespace(p) == ns && !obj::is_terminating(p))
                     .filter(|p| {
-                        p.pointer("/spec/volumes").and_then(Value::as_array).is_some_and(|vs| {
-                            vs.iter().any(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) == Some(name))
-                        })
+                        p.pointer("/spec/volumes")
+                            .and_then(Value::as_array)
+                            .is_some_and(|vs| {
+                                vs.iter().any(|v| {
+                                    v.pointer("/persistentVolumeClaim/claimName")
+                                        .and_then(Value::as_str)
+                                        == Some(name)
+                                })
+                            })
                     })
                     .find_map(|p| obj::str_at(p, "/spec/nodeName").filter(|n| !n.is_empty()))
                     .map(String::from)
@@ -316,11 +355,22 @@ impl State {
                 None
             };
             if wffc && consumer_node.is_none() {
-                record_event(ctx, pvc, "Normal", "WaitForFirstConsumer", "waiting for first consumer to be created before binding", PV_CONTROLLER, true);
+                record_event(
+                    ctx,
+                    pvc,
+                    "Normal",
+                    "WaitForFirstConsumer",
+                    "waiting for first consumer to be created before binding",
+                    PV_CONTROLLER,
+                    true,
+                );
                 continue;
             }
             // Static binding: the smallest fitting Available PV of the class.
-            let want = request(pvc).and_then(Value::as_str).and_then(quantity).unwrap_or(0.0);
+            let want = request(pvc)
+                .and_then(Value::as_str)
+                .and_then(quantity)
+                .unwrap_or(0.0);
             let modes = access_modes(pvc);
             let fit = pvs
                 .iter()
@@ -334,45 +384,107 @@ impl State {
                         && modes.iter().all(|m| access_modes(pv).contains(m))
                 })
                 .filter_map(|pv| {
-                    let cap = pv.pointer("/spec/capacity/storage").and_then(Value::as_str).and_then(quantity)?;
+                    let cap = pv
+                        .pointer("/spec/capacity/storage")
+                        .and_then(Value::as_str)
+                        .and_then(quantity)?;
                     (cap >= want).then_some((cap, pv))
                 })
-                .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| obj::name(a.1).cmp(obj::name(b.1))));
+                .min_by(|a, b| {
+                    a.0.total_cmp(&b.0)
+                        .then_with(|| obj::name(a.1).cmp(obj::name(b.1)))
+                });
             if let Some((_, pv)) = fit {
                 taken.insert(obj::name(pv).to_string());
                 self.bind(ctx, pvc, pv);
                 continue;
             }
             if class_name.is_empty() {
-                record_event(ctx, pvc, "Normal", "FailedBinding", "no persistent volumes available for this claim and no storage class is set", PV_CONTROLLER, true);
+                record_event(
+                    ctx,
+                    pvc,
+                    "Normal",
+                    "FailedBinding",
+                    "no persistent volumes available for this claim and no storage class is set",
+                    PV_CONTROLLER,
+                    true,
+                );
                 continue;
             }
             let Some(class) = class else {
-                record_event(ctx, pvc, "Warning", "ProvisioningFailed", &format!("storageclass.storage.k8s.io \"{class_name}\" not found"), PV_CONTROLLER, true);
+                record_event(
+                    ctx,
+                    pvc,
+                    "Warning",
+                    "ProvisioningFailed",
+                    &format!("storageclass.storage.k8s.io \"{class_name}\" not found"),
+                    PV_CONTROLLER,
+                    true,
+                );
                 continue;
             };
             let provisioner = class["provisioner"].as_str().unwrap_or("");
             self.annotate(ctx, pvc, provisioner, consumer_node.as_deref());
             let msg = format!("Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.");
-            record_event(ctx, pvc, "Normal", "ExternalProvisioning", &msg, PV_CONTROLLER, true);
-            let attempt = self.provisioning.entry(obj::uid(pvc).to_string()).or_insert(Attempt { next: now + provision, failures: 0 });
+            record_event(
+                ctx,
+                pvc,
+                "Normal",
+                "ExternalProvisioning",
+                &msg,
+                PV_CONTROLLER,
+                true,
+            );
+            let attempt = self
+                .provisioning
+                .entry(obj::uid(pvc).to_string())
+                .or_insert(Attempt {
+                    next: now + provision,
+                    failures: 0,
+                });
             if now < attempt.next {
                 continue;
             }
             let component = format!("{provisioner}_twin-provisioner");
-            record_event(ctx, pvc, "Normal", "Provisioning", &format!("External provisioner is provisioning volume for claim \"{ns}/{name}\""), &component, false);
+            record_event(
+                ctx,
+                pvc,
+                "Normal",
+                "Provisioning",
+                &format!("External provisioner is provisioning volume for claim \"{ns}/{name}\""),
+                &component,
+                false,
+            );
             match ctx.provisioners.can_provision(provisioner, class, pvc) {
                 Err(why) => {
                     attempt.failures += 1;
                     // Exponential back-off from `provision`, capped at 10x.
                     let factor = 2u32.saturating_pow(attempt.failures.min(8)).min(10);
                     attempt.next = now + provision.max(Duration::from_millis(10)) * factor;
-                    record_event(ctx, pvc, "Warning", "ProvisioningFailed", &format!("failed to provision volume with StorageClass \"{class_name}\": {why}"), &component, false);
+                    record_event(
+                        ctx,
+                        pvc,
+                        "Warning",
+                        "ProvisioningFailed",
+                        &format!(
+                            "failed to provision volume with StorageClass \"{class_name}\": {why}"
+                        ),
+                        &component,
+                        false,
+                    );
                 }
                 Ok(()) => {
                     if let Some(pv) = self.provision(ctx, class, pvc) {
                         self.provisioning.remove(obj::uid(pvc));
-                        record_event(ctx, pvc, "Normal", "ProvisioningSucceeded", &format!("Successfully provisioned volume {}", obj::name(&pv)), &component, true);
+                        record_event(
+                            ctx,
+                            pvc,
+                            "Normal",
+                            "ProvisioningSucceeded",
+                            &format!("Successfully provisioned volume {}", obj::name(&pv)),
+                            &component,
+                            true,
+                        );
                         self.bind(ctx, pvc, &pv);
                     }
                 }
@@ -382,7 +494,10 @@ impl State {
 
     /// The provisioner annotations the PV controller and the scheduler put on a claim.
     fn annotate(&self, ctx: &Ctx, pvc: &Value, provisioner: &str, node: Option<&str>) {
-        let ann = pvc.pointer("/metadata/annotations").cloned().unwrap_or(json!({}));
+        let ann = pvc
+            .pointer("/metadata/annotations")
+            .cloned()
+            .unwrap_or(json!({}));
         let mut want = json!({
             "volume.kubernetes.io/storage-provisioner": provisioner,
             "volume.beta.kubernetes.io/storage-provisioner": provisioner,
@@ -390,9 +505,17 @@ impl State {
         if let Some(n) = node {
             want["volume.kubernetes.io/selected-node"] = json!(n);
         }
-        let missing = want.as_object().is_some_and(|w| w.iter().any(|(k, v)| ann.get(k) != Some(v)));
+        let missing = want
+            .as_object()
+            .is_some_and(|w| w.iter().any(|(k, v)| ann.get(k) != Some(v)));
         if missing {
-            let _ = ctx.client.patch("", "persistentvolumeclaims", Some(obj::namespace(pvc)), obj::name(pvc), json!({"metadata": {"annotations": want}}));
+            let _ = ctx.client.patch(
+                "",
+                "persistentvolumeclaims",
+                Some(obj::namespace(pvc)),
+                obj::name(pvc),
+                json!({"metadata": {"annotations": want}}),
+            );
         }
     }
 
@@ -408,8 +531,12 @@ impl State {
                 }
             }
         }
-        attributes.insert("storage.kubernetes.io/csiProvisionerIdentity".into(), json!(format!("1700000000000-8081-{provisioner}")));
-        let mut csi = json!({"driver": provisioner, "volumeHandle": name, "volumeAttributes": attributes});
+        attributes.insert(
+            "storage.kubernetes.io/csiProvisionerIdentity".into(),
+            json!(format!("1700000000000-8081-{provisioner}")),
+        );
+        let mut csi =
+            json!({"driver": provisioner, "volumeHandle": name, "volumeAttributes": attributes});
         if let Some(fs) = class.pointer("/parameters/csi.storage.k8s.io~1fstype") {
             csi["fsType"] = fs.clone();
         }
@@ -444,24 +571,44 @@ impl State {
     fn bind(&self, ctx: &Ctx, pvc: &Value, pv: &Value) {
         let c = &ctx.client;
         let pv_name = obj::name(pv);
-        if !reserved_for(pv, pvc) || pv.pointer("/spec/claimRef/uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if !reserved_for(pv, pvc)
+            || pv
+                .pointer("/spec/claimRef/uid")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
             let mut patch = json!({"spec": {"claimRef": claim_ref(pvc)}});
             if pv.pointer("/spec/claimRef").is_none_or(Value::is_null) {
-                patch["metadata"] = json!({"annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}});
+                patch["metadata"] =
+                    json!({"annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}});
             }
-            if c.patch("", "persistentvolumes", None, pv_name, patch).is_err() {
+            if c.patch("", "persistentvolumes", None, pv_name, patch)
+                .is_err()
+            {
                 return;
             }
         }
         if phase(pv) != "Bound" {
-            let _ = c.patch_status("", "persistentvolumes", None, pv_name, json!({"phase": "Bound"}));
+            let _ = c.patch_status(
+                "",
+                "persistentvolumes",
+                None,
+                pv_name,
+                json!({"phase": "Bound"}),
+            );
         }
         let (ns, name) = (obj::namespace(pvc), obj::name(pvc));
         let mut ann = json!({"pv.kubernetes.io/bind-completed": "yes"});
         if obj::str_at(pvc, "/spec/volumeName").is_none_or(str::is_empty) {
             ann["pv.kubernetes.io/bound-by-controller"] = json!("yes");
         }
-        let patched = c.patch("", "persistentvolumeclaims", Some(ns), name, json!({"metadata": {"annotations": ann}, "spec": {"volumeName": pv_name}}));
+        let patched = c.patch(
+            "",
+            "persistentvolumeclaims",
+            Some(ns),
+            name,
+            json!({"metadata": {"annotations": ann}, "spec": {"volumeName": pv_name}}),
+        );
         if patched.is_ok() {
             let _ = c.patch_status(
                 "",
@@ -501,9 +648,19 @@ impl State {
             }
             let name = obj::name(pv);
             if phase(pv) != "Released" && phase(pv) != "Failed" {
-                let _ = c.patch_status("", "persistentvolumes", None, name, json!({"phase": "Released"}));
+                let _ = c.patch_status(
+                    "",
+                    "persistentvolumes",
+                    None,
+                    name,
+                    json!({"phase": "Released"}),
+                );
             }
-            if pv.pointer("/spec/persistentVolumeReclaimPolicy").and_then(Value::as_str) == Some("Delete") {
+            if pv
+                .pointer("/spec/persistentVolumeReclaimPolicy")
+                .and_then(Value::as_str)
+                == Some("Delete")
+            {
                 let since = *self.released.entry(name.to_string()).or_insert(now);
                 if now.duration_since(since) >= ctx.timing.provision {
                     let _ = c.delete("", "persistentvolumes", None, name, None);
