@@ -235,6 +235,7 @@ impl Twin {
                 });
             }
         });
+        settle(&ctx).await;
         Ok(Twin {
             addr,
             ca_pem: tls.ca_pem,
@@ -298,6 +299,29 @@ impl Twin {
         for c in self.controllers.drain(..) {
             let _ = c.await;
         }
+    }
+}
+
+/// Waits (bounded) until the bare cluster is up — kube-system pods and the stack
+/// operators' Deployments Ready — as `kind create cluster` returns a usable cluster.
+async fn settle(ctx: &controllers::Ctx) {
+    let bound = ctx.timing.container_start.1 + ctx.timing.readiness.1 + ctx.timing.node_boot + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let pods = ctx.client.list("", "pods", Some("kube-system"), None);
+        let pods_ready = !pods.is_empty() && pods.iter().all(controllers::obj::is_pod_ready);
+        let deployments = ctx.client.list("apps", "deployments", None, None);
+        let deployments_ready = deployments.iter().all(|d| {
+            let want = d.pointer("/spec/replicas").and_then(serde_json::Value::as_i64).unwrap_or(1);
+            d.pointer("/status/availableReplicas").and_then(serde_json::Value::as_i64).unwrap_or(0) >= want
+        });
+        if (pods_ready && deployments_ready) || std::time::Instant::now() >= deadline {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!("the twin's bare cluster was not fully Ready after {bound:?}");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -11,7 +11,8 @@ use stormdrill_twin::sim::{ExecOutput, HttpResponse};
 use stormdrill_twin::{Twin, TwinOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const COREDNS: &str = "coredns-7db6d8ff4d-4xk2p";
+/// A CoreDNS pod of the bare twin: generated names are fixed by the seed (0 here).
+const COREDNS: &str = "coredns-779dfcfc88-gxdmj";
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn twin() -> (Twin, Client) {
@@ -328,7 +329,8 @@ async fn logs_and_follow() {
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
     let all = pods.logs(COREDNS, &LogParams::default()).await.unwrap();
-    assert_eq!(all, "line 1\nline 2\nline 3\nline 4\nline 5\n");
+    // The kubelet's own line comes first, then what the container wrote.
+    assert_eq!(all, "Started container\nline 1\nline 2\nline 3\nline 4\nline 5\n");
     let tail = pods
         .logs(
             COREDNS,

@@ -73,6 +73,10 @@ fn reconcile(ctx: &Ctx, cas: &mut HashMap<String, IssuerCa>) {
             set_status(ctx, "cert-manager.io", "certificates", &cert, json!({"conditions": ready_condition(&cert, "Ready", false, "DoesNotExist", &msg)}));
             continue;
         };
+        if let Some(failed) = crate::defects::certificate_failure(ctx, &cert, &issuer) {
+            set_status(ctx, "cert-manager.io", "certificates", &cert, failed);
+            continue;
+        }
         let secret_name = cert.pointer("/spec/secretName").and_then(Value::as_str).unwrap_or("").to_string();
         let have = ctx.client.get("", "secrets", Some(&ns), &secret_name).is_some_and(|s| s.pointer("/data/tls.crt").is_some());
         if !have {

@@ -2,4 +2,7 @@
 //! driven by the twin's simulated operators and answering the tools' commands.
 
 pub mod ceph;
+pub mod harbor;
+pub mod observability;
 pub mod postgres;
+pub mod promql;

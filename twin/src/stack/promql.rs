@@ -362,7 +362,7 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
             continue;
         }
         let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
-        let op2 = ["!=", "=~", "!~", "==", ">=", "<="].into_iter().find(|o| *o == two);
+        let op2 = ["!=", "=~", "!~", "==", ">=", "<=", "|=", "|~"].into_iter().find(|o| *o == two);
         if let Some(o) = op2 {
             toks.push((Tok::Op(o), col));
             i += 2;
@@ -385,6 +385,9 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
             '%' => Some(Tok::Op("%")),
             '^' => Some(Tok::Op("^")),
             '@' => Some(Tok::Op("@")),
+            '|' => Some(Tok::Op("|")),
+            ']' => Some(Tok::Op("]")),
+            ':' => Some(Tok::Op(":")),
             _ => None,
         };
         if let Some(t) = single {
@@ -730,6 +733,97 @@ impl Parser {
     }
 }
 
+// ----- LogQL -----------------------------------------------------------------------
+
+/// A line filter of a LogQL pipeline.
+#[derive(Clone, Debug)]
+pub enum LineFilter {
+    Contains(String),
+    NotContains(String),
+    Matches(regex::Regex),
+    NotMatches(regex::Regex),
+}
+
+impl LineFilter {
+    pub fn keeps(&self, line: &str) -> bool {
+        match self {
+            LineFilter::Contains(s) => line.contains(s.as_str()),
+            LineFilter::NotContains(s) => !line.contains(s.as_str()),
+            LineFilter::Matches(r) => r.is_match(line),
+            LineFilter::NotMatches(r) => !r.is_match(line),
+        }
+    }
+}
+
+/// A LogQL log query of the supported subset: a stream selector and line filters.
+#[derive(Clone, Debug)]
+pub struct LogQuery {
+    pub matchers: Vec<Matcher>,
+    pub filters: Vec<LineFilter>,
+}
+
+impl LogQuery {
+    pub fn selects(&self, stream: &Labels) -> bool {
+        self.matchers.iter().all(|m| m.matches_labels(stream))
+    }
+
+    pub fn keeps(&self, line: &str) -> bool {
+        self.filters.iter().all(|f| f.keeps(line))
+    }
+}
+
+/// Parses a LogQL log query: `{label="v", label=~"re", ...}` followed by line filters
+/// (`|= "text"`, `!= "text"`, `|~ "re"`, `!~ "re"`). Metric queries, parsers and
+/// formatters are refused as [`QueryError::Unsupported`].
+pub fn parse_log_query(query: &str) -> Result<LogQuery, QueryError> {
+    let lexed = lex(query)?;
+    let mut p = Parser { toks: lexed.toks, pos: 0 };
+    let col = p.col();
+    match p.next() {
+        Tok::LBrace => {}
+        Tok::Ident(f) if matches!(p.peek(), Tok::LParen) => {
+            return Err(QueryError::Unsupported(format!("metric queries (\"{f}\")")));
+        }
+        Tok::Eof => return Err(QueryError::Parse { col, msg: "syntax error: unexpected $end".into() }),
+        t => return Err(QueryError::Parse { col, msg: format!("syntax error: unexpected {}, expecting {{", describe(&t)) }),
+    }
+    let matchers = p.matchers(None)?;
+    if !matchers.iter().any(|m| !m.matches("")) {
+        return Err(QueryError::Invalid("queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will".into()));
+    }
+    let mut filters = Vec::new();
+    loop {
+        let col = p.col();
+        let op = match p.next() {
+            Tok::Eof => break,
+            Tok::Op(o @ ("|=" | "!=" | "|~" | "!~")) => o,
+            Tok::Op("|") => {
+                let what = match p.peek() {
+                    Tok::Ident(s) => s.clone(),
+                    t => describe(t),
+                };
+                return Err(QueryError::Unsupported(format!("the pipeline stage \"| {what}\"")));
+            }
+            t => return Err(QueryError::Parse { col, msg: format!("syntax error: unexpected {}", describe(&t)) }),
+        };
+        let col = p.col();
+        let text = match p.next() {
+            Tok::Str(s) => s,
+            t => return Err(QueryError::Parse { col, msg: format!("syntax error: unexpected {}, expecting STRING", describe(&t)) }),
+        };
+        let re = |t: &str| {
+            regex::Regex::new(t).map_err(|e| QueryError::Parse { col, msg: format!("invalid regex: {}", e.to_string().lines().last().unwrap_or("")) })
+        };
+        filters.push(match op {
+            "|=" => LineFilter::Contains(text),
+            "!=" => LineFilter::NotContains(text),
+            "|~" => LineFilter::Matches(re(&text)?),
+            _ => LineFilter::NotMatches(re(&text)?),
+        });
+    }
+    Ok(LogQuery { matchers, filters })
+}
+
 /// A Prometheus duration (`15d`, `720h`, `1h30m`, `2y`) in seconds.
 pub fn parse_duration(s: &str) -> Option<f64> {
     let mut total = 0.0;
@@ -842,6 +936,19 @@ mod tests {
         assert!(parse("up )").unwrap_err().to_string().contains("parse error: unexpected"));
         assert!(parse("").unwrap_err().to_string().contains("no expression found"));
         assert!(parse("up{job=~\"(\"}").unwrap_err().to_string().contains("parse error"));
+    }
+
+    #[test]
+    fn log_queries() {
+        let q = parse_log_query("{namespace=\"openalex\", pod=~\"fastapi-.*\"} |= \"GET\" != \"health\"").unwrap();
+        let l: Labels = [("namespace".to_string(), "openalex".to_string()), ("pod".to_string(), "fastapi-abc".to_string())].into();
+        assert!(q.selects(&l));
+        assert!(q.keeps("GET /works"));
+        assert!(!q.keeps("GET /health"));
+        assert!(matches!(parse_log_query("count_over_time({a=\"b\"}[5m])"), Err(QueryError::Unsupported(_))));
+        assert!(matches!(parse_log_query("{a=\"b\"} | json"), Err(QueryError::Unsupported(_))));
+        assert!(matches!(parse_log_query("{a=~\".*\"}"), Err(QueryError::Invalid(_))));
+        assert!(matches!(parse_log_query("a"), Err(QueryError::Parse { .. })));
     }
 
     #[test]

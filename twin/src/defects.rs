@@ -1,0 +1,349 @@
+//! Defects: named misconfigurations and weaknesses of the documented stack
+//! (`TwinOptions::defects`, `--defect NAME`), so that every check of the harness can
+//! be shown to FAIL when it should. A defect never fakes an answer: it changes what
+//! is deployed, as a wrong manifest or a broken component would, and the twin's
+//! simulated operators, data plane and tools then behave as the stack would.
+//!
+//! How each is realised ([`catalog`] has the one-line summaries):
+//!
+//! - By an admission-time mutation of the applied objects (a mutating plugin after
+//!   the twin's own, see [`install`]; it applies on create and update, so a
+//!   re-apply gets the same result):
+//!   - `velero-ttl-wrong`: Schedules in `velero` get `spec.template.ttl: 24h0m0s`.
+//!   - `bsl-unavailable`: BackupStorageLocations in `velero` get
+//!     `spec.config.s3Url: http://rook-ceph-rgw-my-store.rook-ceph.svc:80` (the
+//!     Rook example's store name; no such Service), so Velero reports Unavailable.
+//!   - `pool-size-1` / `nvme-pool-size-3`: CephBlockPool `rook-ceph/nvme-pool` gets
+//!     `spec.replicated.size` 1 (with `requireSafeReplicaSize: false`, as Rook
+//!     requires for size 1) / 3; the Rook operator sizes the Ceph pool from it.
+//!   - `api-single-replica`: Deployment `openalex/fastapi` gets `spec.replicas: 1`.
+//!   - `no-rate-limit`: HTTPProxy `openalex/openalex-api` loses every route's
+//!     `rateLimitPolicy`; the data plane then applies no limit.
+//!   - `prometheus-target-down`: the `exporter` container of StatefulSet
+//!     `openalex/postgresql` gets `--web.listen-address=:9188` while declaring 9187:
+//!     its pods' port 9187 refuses connections, so the `postgres-exporter` target is
+//!     down (`connection refused`).
+//!   - `no-loki-logs`: DaemonSet `monitoring/promtail` gets
+//!     `-client.url=http://loki-gateway.monitoring.svc.cluster.local/loki/api/v1/push`
+//!     (no such Service): Promtail ships nothing and Loki has no streams.
+//!   - `missing-dashboard`: ConfigMap `monitoring/dashboard-ceph-cluster` loses its
+//!     `grafana_dashboard` label: Grafana's sidecar never provisions it.
+//!   - `gatekeeper-absent`: K8sDisallowedTags constraints get
+//!     `spec.enforcementAction: dryrun`: Gatekeeper only audits, nothing is denied
+//!     at admission (as without Gatekeeper's webhook).
+//!   - `flux-not-ready`: Kustomization `flux-system/apps` gets an extra
+//!     `dependsOn: apps-secrets`, a Kustomization that does not exist, so Flux keeps
+//!     it `Ready=False` (DependencyNotReady).
+//!   - `no-velero-schedule`: Schedules in `velero` are admitted paused (so Velero
+//!     never backs up from them) and then deleted by [`run`] right after creation,
+//!     as if GitOps never applied them (the API cannot refuse an apply silently).
+//! - By deletion right after creation ([`run`]): `no-velero-schedule` (above) and
+//!   `db-no-pdb` (PodDisruptionBudget `openalex/postgresql`).
+//! - By behaviour: `cert-not-ready` (cert-manager's ACME order for a Certificate of
+//!   an ACME issuer fails: `Ready=False` with the ACME error, no Secret; see
+//!   [`certificate_failure`]), `slow-osd-recovery` (the Ceph model's
+//!   `recovery_objects_per_sec` divided by 50, set by [`run`] once the Rook operator
+//!   created the cluster), `unscanned-image` (Harbor's `openalex` project has
+//!   `auto_scan` off and the `openalex/fastapi` artifacts carry no scan overview;
+//!   see `stack::harbor`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::api::Api;
+use crate::controllers::{obj, reconcile_loop, Ctx};
+
+/// Every defect: (name, what it breaks).
+const CATALOG: &[(&str, &str)] = &[
+    ("no-velero-schedule", "The Velero Schedule is never applied (the twin deletes it right after creation): no daily backups are taken."),
+    ("velero-ttl-wrong", "The Velero Schedule keeps backups 24 h instead of the documented 168 h."),
+    ("bsl-unavailable", "The Velero BackupStorageLocation points at an object store Service that does not exist, so it is Unavailable and backups fail."),
+    ("pool-size-1", "CephBlockPool nvme-pool keeps a single replica (size 1): no redundancy, one lost OSD loses data."),
+    ("nvme-pool-size-3", "CephBlockPool nvme-pool keeps three replicas instead of the documented two."),
+    ("api-single-replica", "Deployment fastapi runs one replica instead of three."),
+    ("no-rate-limit", "HTTPProxy openalex-api has no rate limit policy: no 429s whatever the request rate."),
+    ("cert-not-ready", "cert-manager's ACME order for the API host fails: Certificate openalex-api-tls stays Ready=False and no TLS secret is issued."),
+    ("prometheus-target-down", "The postgres exporter listens on another port than the one it declares, so its Prometheus target is down."),
+    ("no-loki-logs", "Promtail pushes to a Loki Service that does not exist, so Loki holds no log streams."),
+    ("missing-dashboard", "The Ceph cluster dashboard ConfigMap lacks the grafana_dashboard label, so Grafana never provisions it."),
+    ("gatekeeper-absent", "The Gatekeeper constraint only audits (enforcementAction dryrun): images without a tag are admitted."),
+    ("flux-not-ready", "Kustomization apps depends on a Kustomization that does not exist, so it stays Ready=False."),
+    ("slow-osd-recovery", "Ceph recovers and backfills 50 times slower than normal."),
+    ("db-no-pdb", "The postgresql PodDisruptionBudget is not applied (the twin deletes it right after creation): nothing protects the database from eviction."),
+    ("unscanned-image", "Harbor's openalex project has scan-on-push off, so the fastapi image has no Trivy scan report."),
+];
+
+/// Defects that cannot be combined (they set the same field).
+const CONFLICTS: &[(&str, &str)] = &[("pool-size-1", "nvme-pool-size-3")];
+
+/// Every defect the twin knows: (name, one sentence on what it breaks).
+pub fn catalog() -> &'static [(&'static str, &'static str)] {
+    CATALOG
+}
+
+/// Same as [`catalog`].
+pub fn defects() -> &'static [(&'static str, &'static str)] {
+    CATALOG
+}
+
+/// The Ceph recovery rate is divided by this under `slow-osd-recovery`.
+pub const SLOW_RECOVERY_FACTOR: f64 = 50.0;
+
+/// The defects a twin runs with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Defects(BTreeSet<String>);
+
+/// Why a set of defect names was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DefectError {
+    #[error("unknown defect {name:?}; known defects: {}", known.join(", "))]
+    Unknown { name: String, known: Vec<String> },
+    #[error("defects {0:?} and {1:?} cannot be combined")]
+    Conflict(String, String),
+}
+
+impl Defects {
+    /// Checks every name against the catalog.
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Result<Defects, DefectError> {
+        let mut set = BTreeSet::new();
+        for n in names {
+            let n = n.as_ref().trim();
+            if !CATALOG.iter().any(|(k, _)| *k == n) {
+                return Err(DefectError::Unknown {
+                    name: n.to_string(),
+                    known: CATALOG.iter().map(|(k, _)| k.to_string()).collect(),
+                });
+            }
+            set.insert(n.to_string());
+        }
+        for (a, b) in CONFLICTS {
+            if set.contains(*a) && set.contains(*b) {
+                return Err(DefectError::Conflict(a.to_string(), b.to_string()));
+            }
+        }
+        Ok(Defects(set))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+/// Installs the defects' mutating admission plugin (nothing without defects).
+pub fn install(api: &Api, ctx: &Ctx) {
+    if ctx.defects.is_empty() {
+        return;
+    }
+    let defects = ctx.defects.clone();
+    api.add_admission(Arc::new(move |req, o| {
+        mutate(&defects, &req.info.group, &req.info.plural, o);
+        Ok(())
+    }));
+}
+
+fn at(o: &Value, group_plural: (&str, &str), want: (&str, &str, Option<&str>)) -> bool {
+    group_plural.0 == want.0 && group_plural.1 == want.1 && want.2.is_none_or(|n| obj::name(o) == n)
+}
+
+/// The admission-time part of the defects: rewrites `o` (a `group`/`plural` object
+/// being created or updated).
+pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {
+    if !o.is_object() {
+        return;
+    }
+    let gp = (group, plural);
+    let ns = obj::namespace(o).to_string();
+    let set = |o: &mut Value, path: &[&str], v: Value| {
+        let mut cur = o;
+        for (i, k) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                cur[*k] = v;
+                return;
+            }
+            if !cur[*k].is_object() {
+                cur[*k] = json!({});
+            }
+            cur = &mut cur[*k];
+        }
+    };
+    if ns == "velero" && at(o, gp, ("velero.io", "schedules", None)) {
+        if d.has("velero-ttl-wrong") {
+            set(o, &["spec", "template", "ttl"], json!("24h0m0s"));
+        }
+        if d.has("no-velero-schedule") {
+            set(o, &["spec", "paused"], json!(true));
+        }
+    }
+    if ns == "velero" && d.has("bsl-unavailable") && at(o, gp, ("velero.io", "backupstoragelocations", None)) {
+        set(o, &["spec", "config", "s3Url"], json!("http://rook-ceph-rgw-my-store.rook-ceph.svc:80"));
+    }
+    if ns == "rook-ceph" && at(o, gp, ("ceph.rook.io", "cephblockpools", Some("nvme-pool"))) {
+        if d.has("pool-size-1") {
+            set(o, &["spec", "replicated", "size"], json!(1));
+            set(o, &["spec", "replicated", "requireSafeReplicaSize"], json!(false));
+        }
+        if d.has("nvme-pool-size-3") {
+            set(o, &["spec", "replicated", "size"], json!(3));
+        }
+    }
+    if ns == "openalex" && d.has("api-single-replica") && at(o, gp, ("apps", "deployments", Some("fastapi"))) {
+        set(o, &["spec", "replicas"], json!(1));
+    }
+    if ns == "openalex" && d.has("no-rate-limit") && at(o, gp, ("projectcontour.io", "httpproxies", Some("openalex-api"))) {
+        if let Some(routes) = o.pointer_mut("/spec/routes").and_then(Value::as_array_mut) {
+            for r in routes {
+                if let Some(m) = r.as_object_mut() {
+                    m.remove("rateLimitPolicy");
+                }
+            }
+        }
+        if let Some(vh) = o.pointer_mut("/spec/virtualhost").and_then(Value::as_object_mut) {
+            vh.remove("rateLimitPolicy");
+        }
+    }
+    if ns == "openalex" && d.has("prometheus-target-down") && at(o, gp, ("apps", "statefulsets", Some("postgresql"))) {
+        add_arg(o, "/spec/template/spec/containers", "exporter", "--web.listen-address=", ":9188");
+    }
+    if ns == "monitoring" && d.has("no-loki-logs") && at(o, gp, ("apps", "daemonsets", Some("promtail"))) {
+        add_arg(o, "/spec/template/spec/containers", "promtail", "-client.url=", "http://loki-gateway.monitoring.svc.cluster.local/loki/api/v1/push");
+    }
+    if ns == "monitoring" && d.has("missing-dashboard") && at(o, gp, ("", "configmaps", Some("dashboard-ceph-cluster"))) {
+        if let Some(labels) = o.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+            labels.remove("grafana_dashboard");
+        }
+    }
+    if d.has("gatekeeper-absent") && at(o, gp, ("constraints.gatekeeper.sh", "k8sdisallowedtags", None)) {
+        set(o, &["spec", "enforcementAction"], json!("dryrun"));
+    }
+    if ns == "flux-system" && d.has("flux-not-ready") && at(o, gp, ("kustomize.toolkit.fluxcd.io", "kustomizations", Some("apps"))) {
+        let deps = o.pointer("/spec/dependsOn").and_then(Value::as_array).cloned().unwrap_or_default();
+        if !deps.iter().any(|x| x["name"] == "apps-secrets") {
+            let mut deps = deps;
+            deps.push(json!({"name": "apps-secrets"}));
+            set(o, &["spec", "dependsOn"], Value::Array(deps));
+        }
+    }
+}
+
+/// Sets `flag` (e.g. `--web.listen-address=`) to `value` in the args of container
+/// `name` of the containers array at `pointer`.
+fn add_arg(o: &mut Value, pointer: &str, name: &str, flag: &str, value: &str) {
+    let Some(cs) = o.pointer_mut(pointer).and_then(Value::as_array_mut) else {
+        return;
+    };
+    for c in cs.iter_mut().filter(|c| c["name"] == name) {
+        let mut args: Vec<Value> = c["args"].as_array().cloned().unwrap_or_default();
+        args.retain(|a| !a.as_str().is_some_and(|s| s.starts_with(flag)));
+        args.push(json!(format!("{flag}{value}")));
+        c["args"] = Value::Array(args);
+    }
+}
+
+/// What cert-manager writes on a Certificate whose ACME order fails
+/// (`cert-not-ready`), or None when it issues normally.
+pub fn certificate_failure(ctx: &Ctx, cert: &Value, issuer: &Value) -> Option<Value> {
+    if !ctx.defects.has("cert-not-ready") || issuer.pointer("/spec/acme").is_none() {
+        return None;
+    }
+    let host = cert.pointer("/spec/dnsNames/0").and_then(Value::as_str).unwrap_or("");
+    let token = ctx.name_suffix(&format!("acme-token/{}", obj::uid(cert)));
+    let order = format!("{}-1-{}", obj::name(cert), 1_000_000_000u64 + u64::from(token.bytes().map(u32::from).sum::<u32>()) * 7919);
+    let message = format!(
+        "The certificate request has failed to complete and will be retried: Failed to wait for order resource \"{order}\" to become ready: order is in \"invalid\" state: acme: authorization error for {host}: 403 urn:ietf:params:acme:error:unauthorized: Invalid response from http://{host}/.well-known/acme-challenge/{token}: 404"
+    );
+    let now = crate::api::now_rfc3339();
+    let issuing = crate::operators::ready_condition(cert, "Issuing", false, "Failed", &message);
+    let mut with_issuing = cert.clone();
+    with_issuing["status"]["conditions"] = issuing;
+    Some(json!({
+        "conditions": crate::operators::ready_condition(&with_issuing, "Ready", false, "DoesNotExist", &message),
+        "lastFailureTime": cert.pointer("/status/lastFailureTime").cloned().unwrap_or(json!(now)),
+        "failedIssuanceAttempts": 1,
+    }))
+}
+
+/// The defects' part that runs after creation: deletes what "is never applied"
+/// and slows Ceph's recovery once the cluster exists.
+pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
+    if ctx.defects.is_empty() {
+        return;
+    }
+    let mut slowed = false;
+    reconcile_loop(
+        ctx,
+        &[("velero.io", "schedules"), ("policy", "poddisruptionbudgets"), ("ceph.rook.io", "cephclusters")],
+        stop,
+        move |ctx| {
+            if ctx.defects.has("no-velero-schedule") {
+                for s in ctx.client.list("velero.io", "schedules", Some("velero"), None) {
+                    if !obj::is_terminating(&s) {
+                        let _ = ctx.client.delete("velero.io", "schedules", Some("velero"), obj::name(&s), None);
+                    }
+                }
+            }
+            if ctx.defects.has("db-no-pdb") {
+                if let Some(p) = ctx.client.get("policy", "poddisruptionbudgets", Some("openalex"), "postgresql") {
+                    if !obj::is_terminating(&p) {
+                        let _ = ctx.client.delete("policy", "poddisruptionbudgets", Some("openalex"), "postgresql", None);
+                    }
+                }
+            }
+            if ctx.defects.has("slow-osd-recovery") && !slowed {
+                let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(m) = guard.as_mut() {
+                    m.params.recovery_objects_per_sec /= SLOW_RECOVERY_FACTOR;
+                    slowed = true;
+                }
+            }
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(Defects::new(&["pool-size-1", "no-rate-limit"]).is_ok());
+        let e = Defects::new(&["nope"]).unwrap_err().to_string();
+        assert!(e.starts_with("unknown defect \"nope\"; known defects: no-velero-schedule, "), "{e}");
+        assert!(Defects::new(&["pool-size-1", "nvme-pool-size-3"]).is_err());
+        assert_eq!(catalog().len(), 16);
+    }
+
+    #[test]
+    fn mutations() {
+        let d = Defects::new(&["no-rate-limit", "api-single-replica", "flux-not-ready", "prometheus-target-down"]).unwrap();
+        let mut hp = json!({"metadata": {"name": "openalex-api", "namespace": "openalex"}, "spec": {"routes": [{"services": [], "rateLimitPolicy": {"global": {}}}]}});
+        mutate(&d, "projectcontour.io", "httpproxies", &mut hp);
+        assert!(hp.pointer("/spec/routes/0/rateLimitPolicy").is_none());
+        let mut dep = json!({"metadata": {"name": "fastapi", "namespace": "openalex"}, "spec": {"replicas": 3}});
+        mutate(&d, "apps", "deployments", &mut dep);
+        assert_eq!(dep["spec"]["replicas"], 1);
+        let mut k = json!({"metadata": {"name": "apps", "namespace": "flux-system"}, "spec": {"dependsOn": [{"name": "infrastructure"}]}});
+        mutate(&d, "kustomize.toolkit.fluxcd.io", "kustomizations", &mut k);
+        mutate(&d, "kustomize.toolkit.fluxcd.io", "kustomizations", &mut k);
+        assert_eq!(k["spec"]["dependsOn"].as_array().unwrap().len(), 2);
+        let mut sts = json!({"metadata": {"name": "postgresql", "namespace": "openalex"}, "spec": {"template": {"spec": {"containers": [{"name": "postgresql"}, {"name": "exporter", "args": ["--x"]}]}}}});
+        mutate(&d, "apps", "statefulsets", &mut sts);
+        mutate(&d, "apps", "statefulsets", &mut sts);
+        assert_eq!(sts.pointer("/spec/template/spec/containers/1/args").unwrap(), &json!(["--x", "--web.listen-address=:9188"]));
+        assert!(sts.pointer("/spec/template/spec/containers/0/args").is_none());
+        let mut other = json!({"metadata": {"name": "fastapi", "namespace": "staging"}, "spec": {"replicas": 3}});
+        mutate(&d, "apps", "deployments", &mut other);
+        assert_eq!(other["spec"]["replicas"], 3);
+    }
+}
