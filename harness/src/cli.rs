@@ -21,6 +21,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `run`'s arguments costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run features against a target and judge go/no-go.
     ///
@@ -33,6 +35,34 @@ pub enum Command {
     },
     /// List every step definition with an example.
     Steps,
+    /// Revert the faults a killed run left behind (from its journal), idempotently.
+    ///
+    /// Exit codes: 0 nothing left to revert, 1 a revert failed, 2 could not run.
+    Recover(RecoverArgs),
+    /// Measure the load generator on this machine (against a local nginx and wrk when
+    /// installed; only 127.0.0.1 is ever sent to).
+    Bench(BenchArgs),
+    /// Deploy the documented stack (fixtures/stack) on a cluster and wait until it is ready.
+    ///
+    /// For the twin, use `stormdrill twin serve --with-stack` (the twin lives as long
+    /// as its process). Exit codes: 0 ready, 1 deployed but not all ready, 2 could not run.
+    Up(UpArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct UpArgs {
+    /// Kubeconfig [default: $KUBECONFIG or ~/.kube/config]
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context [default: current context]
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The stack's manifests, applied in file-name order.
+    #[arg(long, default_value = "fixtures/stack")]
+    pub stack: PathBuf,
+    /// Deadline for the whole deployment, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout: u64,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -66,6 +96,33 @@ pub struct RunArgs {
     /// The twin's timing profile (--target twin only).
     #[arg(long, value_enum, default_value_t = TimingProfile::Fast)]
     pub timing: TimingProfile,
+    /// Base URL of the API under test, for load steps (e.g. https://api.example:8443).
+    #[arg(long)]
+    pub api_url: Option<http::Uri>,
+    /// PEM CA bundle to trust for --api-url [default: the system's roots]
+    #[arg(long)]
+    pub api_ca: Option<PathBuf>,
+    /// Local address to send load from (e.g. 127.0.0.2), as one client would.
+    #[arg(long)]
+    pub api_source_addr: Option<std::net::IpAddr>,
+    /// Resolve each fault's targets and print the plan (objects, revert) without
+    /// changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow destructive faults on --target cluster (the cluster must also opt in with
+    /// ConfigMap kube-system/stormdrill-allow).
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// Target config (YAML): node power commands for --target cluster.
+    #[arg(long)]
+    pub target_config: Option<PathBuf>,
+    /// The stack's manifests, for "Given the documented stack is deployed".
+    #[arg(long, default_value = "fixtures/stack")]
+    pub stack: PathBuf,
+    /// Run the twin with this misconfiguration, to see the checks fail (repeatable;
+    /// --target twin only; `stormdrill twin defects` lists them).
+    #[arg(long = "defect", value_name = "NAME")]
+    pub defects: Vec<String>,
 }
 
 impl Default for RunArgs {
@@ -82,14 +139,65 @@ impl Default for RunArgs {
             seed: None,
             run_id: None,
             timing: TimingProfile::Fast,
+            api_url: None,
+            api_ca: None,
+            api_source_addr: None,
+            dry_run: false,
+            allow_destructive: false,
+            target_config: None,
+            stack: PathBuf::from("fixtures/stack"),
+            defects: Vec::new(),
         }
     }
+}
+
+/// `stormdrill recover`: replay the reverts a killed run left in its journal.
+#[derive(Clone, Debug, Args)]
+pub struct RecoverArgs {
+    /// The journal (reports/<run>/journal.jsonl) or its run folder.
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    pub journal: Option<PathBuf>,
+    /// The most recently written journal under --report-dir.
+    #[arg(long)]
+    pub latest: bool,
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Kubeconfig of the cluster the run injected faults into [default: $KUBECONFIG or
+    /// ~/.kube/config]
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Target config (YAML) with the node power commands, to power nodes back on.
+    #[arg(long)]
+    pub target_config: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct BenchArgs {
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds of each maximum-throughput run (stormdrill and wrk).
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
+    /// Connections of the maximum-throughput runs.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Open-loop target rates, req/s.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 5000, 10000])]
+    pub rates: Vec<u32>,
+    /// Seconds of each open-loop rate run.
+    #[arg(long, default_value_t = 3)]
+    pub rate_duration: u64,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TwinCommand {
     /// Start the twin, write its kubeconfig and serve until Ctrl-C or SIGTERM.
     Serve(TwinServeArgs),
+    /// List the twin's defects (named misconfigurations for --defect).
+    Defects,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -106,6 +214,15 @@ pub struct TwinServeArgs {
     /// Delays of the simulated cluster.
     #[arg(long, value_enum, default_value_t = TimingProfile::Fast)]
     pub timing: TimingProfile,
+    /// Deploy the documented stack (the manifests of --stack) before serving.
+    #[arg(long)]
+    pub with_stack: bool,
+    /// The stack's manifests.
+    #[arg(long, default_value = "fixtures/stack")]
+    pub stack: PathBuf,
+    /// Run with this misconfiguration (repeatable; `stormdrill twin defects` lists them).
+    #[arg(long = "defect", value_name = "NAME")]
+    pub defects: Vec<String>,
 }
 
 #[cfg(test)]
@@ -175,6 +292,13 @@ mod tests {
                 command: TwinCommand::Serve(TwinServeArgs { port: 6443, .. })
             }
         ));
+        let cli =
+            Cli::try_parse_from(["stormdrill", "bench", "--json", "--rates", "100,200"]).unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!("not bench")
+        };
+        assert!(b.json);
+        assert_eq!((b.rates, b.duration), (vec![100, 200], 5));
         assert!(matches!(
             Cli::try_parse_from(["stormdrill", "steps"])
                 .unwrap()

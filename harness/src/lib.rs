@@ -6,6 +6,9 @@
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod fault;
+pub mod load;
+pub mod measure;
 pub mod probe;
 pub mod report;
 pub mod runner;

@@ -1,13 +1,13 @@
 //! `stormdrill` binary: parse the command line, init tracing, call the library and map
 //! the result to the exit code (0 go, 1 no-go, 2 could not run, 3 aborted).
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use stormdrill::{
-    cli::{Cli, Command, TwinCommand, TwinServeArgs},
-    diag, signal, steps, target,
+    cli::{BenchArgs, Cli, Command, TwinCommand, TwinServeArgs},
+    diag, load, signal, steps, target,
     verdict::Verdict,
 };
 
@@ -38,11 +38,66 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Twin {
+            command: TwinCommand::Defects,
+        } => {
+            for (name, what) in target::twin_defects() {
+                println!("{name:<24} {what}");
+            }
+            ExitCode::SUCCESS
+        }
         Command::Steps => {
             print!("{}", steps::describe_catalog());
             ExitCode::SUCCESS
         }
+        Command::Recover(args) => match stormdrill::fault::recover::run(&args).await {
+            Ok(recovered) => {
+                for line in recovered.lines() {
+                    println!("{line}");
+                }
+                ExitCode::from(if recovered.all_reverted() { 0 } else { 1 })
+            }
+            Err(e) => {
+                eprintln!("error: {}", diag::one_line(&e));
+                ExitCode::from(2)
+            }
+        },
+        Command::Up(args) => match up(args).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {}", diag::one_line(e.as_ref()));
+                ExitCode::from(2)
+            }
+        },
+        Command::Bench(args) => match bench(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", diag::one_line(e.as_ref()));
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let opts = load::bench::BenchOptions {
+        duration: Duration::from_secs(args.duration),
+        connections: args.connections,
+        rates: args.rates.iter().map(|&r| f64::from(r)).collect(),
+        rate_duration: Duration::from_secs(args.rate_duration),
+        ..Default::default()
+    };
+    // The bench pins its own threads; keep it off the runtime's workers.
+    let report = tokio::task::spawn_blocking(move || load::bench::run(&opts))
+        .await
+        .context("bench")??;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", load::bench::render(&report));
+    }
+    Ok(())
 }
 
 fn exit_code(verdict: Verdict) -> ExitCode {
@@ -55,9 +110,24 @@ fn exit_code(verdict: Verdict) -> ExitCode {
 }
 
 async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
-    let twin = target::serve_twin(args.port, args.seed, args.timing, &args.kubeconfig_out)
+    let twin = target::serve_twin(args.port, args.seed, args.timing, &args.defects, &args.kubeconfig_out)
         .await
         .context("twin serve")?;
+    if args.with_stack {
+        let client = twin.client().await.context("twin serve")?;
+        let report = stormdrill::stack::deploy(&client, &args.stack, Duration::from_secs(120), |line| {
+            eprintln!("stack: {line}")
+        })
+        .await
+        .context("deploying the stack")?;
+        println!(
+            "stack deployed: {} objects applied in {:.1?}, ready {:.1?} later",
+            report.applied, report.apply_time, report.ready_time
+        );
+        for nr in &report.not_ready {
+            println!("  not ready: {}: {}", nr.object, nr.reason);
+        }
+    }
     println!(
         "twin serving at {}; kubeconfig written to {} (Ctrl-C to stop)",
         twin.url(),
@@ -66,6 +136,30 @@ async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
     signal::shutdown_signal().await;
     twin.stop().await;
     Ok(())
+}
+
+async fn up(args: stormdrill::cli::UpArgs) -> anyhow::Result<bool> {
+    let spec = target::TargetSpec {
+        kind: target::TargetKind::Cluster,
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let connected = target::connect(&spec).await?;
+    println!("deploying {} on {}", args.stack.display(), connected.server());
+    let report = stormdrill::stack::deploy(connected.client(), &args.stack, Duration::from_secs(args.timeout), |line| {
+        eprintln!("stack: {line}")
+    })
+    .await
+    .context("stormdrill up")?;
+    println!(
+        "{} objects applied in {:.1?}; readiness waited {:.1?}",
+        report.applied, report.apply_time, report.ready_time
+    );
+    for nr in &report.not_ready {
+        println!("  not ready: {}: {}", nr.object, nr.reason);
+    }
+    Ok(report.not_ready.is_empty())
 }
 
 fn init_tracing() {

@@ -9,6 +9,7 @@ use crate::{
     cli::RunArgs,
     config::{ConfigError, Profile},
     diag,
+    load::ApiEndpoint,
     probe::k8s::ApiCatalog,
     report::{self, ReportError, RunDir, Summary},
     runner::{self, Collector, FeatureSet, RunnerError, RunnerStats},
@@ -29,6 +30,8 @@ pub enum RunError {
     Profile(#[from] ConfigError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    TargetConfig(#[from] crate::target::power::TargetConfigError),
 }
 
 /// A finished (or aborted) run.
@@ -88,8 +91,13 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         context: args.context.clone(),
         seed,
         timing: args.timing,
+        defects: args.defects.clone(),
     };
     spec.validate()?;
+    let target_config = match &args.target_config {
+        Some(path) => crate::target::power::TargetConfig::load(path)?,
+        None => Default::default(),
+    };
     run_dir.create()?;
 
     let mut summary = Summary {
@@ -117,18 +125,41 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         summary.run_id
     );
 
+    let faults = Arc::new(crate::fault::for_run(
+        &connected,
+        &target_config,
+        &args,
+        seed,
+        run_dir.path(),
+        &summary.run_id,
+    ));
     let guard = world::install(Arc::new(RunContext {
         client: connected.client().clone(),
         target: connected.name().to_owned(),
         seed,
         profile,
         catalog: ApiCatalog::default(),
+        api: args.api_url.clone().map(|url| ApiEndpoint {
+            url,
+            ca: args.api_ca.clone(),
+            source_addr: args.api_source_addr,
+        }),
+        run_dir: Some(run_dir.path().to_owned()),
+        stack_dir: args.stack.clone(),
+        faults: faults.clone(),
     }));
     let collector = Collector::default();
     let result = tokio::select! {
         r = runner::run_features(&features, args.tags.clone(), &run_dir, collector.clone()) => Some(r),
         () = signal::shutdown_signal() => None,
+        reason = faults.abort().triggered() => {
+            println!("aborting: {reason}");
+            None
+        }
     };
+    // Before anything else, put back what is still injected: a signal or an abort drops
+    // the scenario mid-step, so the journal, not the World, knows what that is.
+    faults.sweep(if result.is_some() { "run-end" } else { "abort" }).await;
     drop(guard);
     connected.close().await;
 
@@ -136,7 +167,9 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         Some(Ok(stats)) => (stats, false),
         Some(Err(e)) => return Err(record_error(&run_dir, summary, e.into())),
         None => {
-            println!("aborted by signal");
+            if faults.abort().reason().is_none() {
+                println!("aborted by signal");
+            }
             (RunnerStats::default(), true)
         }
     };
@@ -159,6 +192,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     );
     summary.verdict = decision.verdict;
     summary.reasons = decision.reasons;
+    summary.reasons.extend(faults.abort().reason());
     summary.finished = now_after(started);
     run_dir.write_summary(&summary)?;
     Ok(Outcome {

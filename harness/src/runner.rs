@@ -175,16 +175,25 @@ pub async fn run_features(
         .with_parser(Inputs)
         .with_writer(writers)
         .fail_on_skipped()
+        // Scenarios that inject faults run alone (see steps::faults::scenario_type).
+        .which_scenario(steps::faults::scenario_type)
         .after(move |feature, rule, scenario, ev, world| {
-            collector.push(record(
-                &display,
-                feature,
-                rule,
-                scenario,
-                ev,
-                world.as_deref(),
-            ));
-            async {}.boxed_local()
+            let (collector, display) = (collector.clone(), display.clone());
+            async move {
+                // A scenario's load must not outlive it; stopping also judges what
+                // waited for the end of the degraded period.
+                let world = match world {
+                    Some(w) => {
+                        steps::load::finish(w).await;
+                        // Also after a failed or panicking step: cucumber keeps the World.
+                        steps::faults::finish(w).await;
+                        Some(&*w)
+                    }
+                    None => None,
+                };
+                collector.push(record(&display, feature, rule, scenario, ev, world));
+            }
+            .boxed_local()
         })
         // Our own CLI is parsed already; cucumber must not parse argv again.
         .with_default_cli()

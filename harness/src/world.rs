@@ -6,12 +6,16 @@
 
 use std::{
     collections::BTreeMap,
+    path::PathBuf,
     sync::{Arc, RwLock},
 };
 
 use kube::Client;
 
-use crate::{config::Profile, probe::k8s::ApiCatalog, verdict::Criterion};
+use crate::{
+    config::Profile, load::ApiEndpoint, measure::drill::Drill, probe::k8s::ApiCatalog,
+    verdict::Criterion,
+};
 
 /// What every scenario of a run shares.
 pub struct RunContext {
@@ -21,6 +25,14 @@ pub struct RunContext {
     pub seed: u64,
     pub profile: Option<Profile>,
     pub catalog: ApiCatalog,
+    /// Where the API under test answers, for load steps; None: no load possible.
+    pub api: Option<ApiEndpoint>,
+    /// The run's report folder (timeline.csv goes there).
+    pub run_dir: Option<PathBuf>,
+    /// The stack's manifests, for "Given the documented stack is deployed".
+    pub stack_dir: PathBuf,
+    /// Fault injection: guard, journal, power provider, abort switch.
+    pub faults: Arc<crate::fault::FaultRun>,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -70,6 +82,10 @@ pub struct World {
     pub measurements: BTreeMap<String, f64>,
     /// Criteria the scenario judged, with figure and threshold.
     pub criteria: Vec<Criterion>,
+    /// The scenario's load and observers, stopped by the runner's after hook.
+    pub drill: Option<Drill>,
+    /// Faults injected and not reverted yet; the runner's after hook reverts them.
+    pub faults: crate::fault::ScenarioFaults,
 }
 
 impl World {
@@ -84,6 +100,8 @@ impl World {
             ctx,
             measurements: BTreeMap::new(),
             criteria: Vec::new(),
+            drill: None,
+            faults: crate::fault::ScenarioFaults::default(),
         }
     }
 

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let run = RunArgs {
         features: vec![manifest.join("../features")],
+        stack: manifest.join("../fixtures/stack"),
         target: TargetKind::Twin,
         report_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("features-reports"),
         seed: Some(1),

@@ -2,6 +2,9 @@
 //! the "closest known step" hint for unknown steps.
 
 pub mod cluster;
+pub mod faults;
+pub mod load;
+pub mod stack;
 
 use std::sync::LazyLock;
 
@@ -35,6 +38,7 @@ pub struct StepDoc {
 
 const GIVEN: &[&str] = &["Given"];
 const GIVEN_THEN: &[&str] = &["Given", "Then"];
+const THEN: &[&str] = &["Then"];
 
 /// Every step definition; a unit test keeps it in step with the registered steps.
 pub const CATALOG: &[StepDoc] = &[
@@ -68,6 +72,188 @@ pub const CATALOG: &[StepDoc] = &[
         pattern: "the [cluster-scoped] {kind} {string} exists",
         example: "the namespace \"kube-system\" exists",
         summary: "a cluster-scoped object exists (namespace, node, storageclass, ...)",
+    },
+    StepDoc {
+        keywords: GIVEN,
+        pattern: "the API receives {int} requests per second",
+        example: "the API receives 50 requests per second",
+        summary: "open-loop load on --api-url for the scenario; timeline.csv in the run folder",
+    },
+    StepDoc {
+        keywords: GIVEN,
+        pattern: "the system is in steady state",
+        example: "the system is in steady state",
+        summary: "waits for K good windows (SLO met, observers healthy); criterion \
+                  steady_state_windows",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "while degraded the API p99 latency stays under {int} ms",
+        example: "while degraded the API p99 latency stays under 2000 ms",
+        summary: "judged when the degraded period ends; criterion p99_during_ms",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "while degraded the API error rate stays under {percent}",
+        example: "while degraded the API error rate stays under 1%",
+        summary: "judged when the degraded period ends; criterion error_rate_during_pct",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the system recovers within {duration}",
+        example: "the system recovers within 15 minutes",
+        summary: "waits for a steady state that holds after the fault's t0; criterion rto_s, \
+                  measures detection_s",
+    },
+    // Stack and faults (steps/stack.rs, steps/faults.rs).
+    StepDoc {
+        keywords: GIVEN,
+        pattern: "the documented stack is deployed",
+        example: "the documented stack is deployed",
+        summary: "applies --stack (default fixtures/stack) and waits for readiness; fails \
+                  listing what is not ready; profile stack.deploy_timeout_s (300)",
+    },
+    StepDoc {
+        keywords: GIVEN_THEN,
+        pattern: "{deployment|statefulset} {string} in namespace {string} has {int} Ready \
+                  replicas within {duration}",
+        example: "deployment \"fastapi\" in namespace \"openalex\" has 3 Ready replicas within 30 seconds",
+        summary: "watches until readyReplicas >= N; criterion ready_replicas[NS/NAME]",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "OSD {int} goes down",
+        example: "OSD 1 goes down",
+        summary: "fault osd-down: scales rook-ceph-osd-<id> to 0; refused while a pool has \
+                  size 1; revert scales it back",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the pod of OSD {int} is deleted",
+        example: "the pod of OSD 1 is deleted",
+        summary: "fault osd-down: deletes the OSD's pod (its Deployment restarts it)",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "OSD {int} comes back",
+        example: "OSD 1 comes back",
+        summary: "reverts this scenario's \"OSD {int} goes down\" now",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "OSD {int} is marked out",
+        example: "OSD 1 is marked out",
+        summary: "fault osd-out: `ceph osd out <id>` in the toolbox; refused while a pool has \
+                  size 1; revert `ceph osd in`",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "OSD {int} is marked in",
+        example: "OSD 1 is marked in",
+        summary: "reverts this scenario's \"OSD {int} is marked out\" now",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the noout flag is set",
+        example: "the noout flag is set",
+        summary: "fault noout: `ceph osd set noout`; revert unsets it (unless it was set before)",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the noout flag is unset",
+        example: "the noout flag is unset",
+        summary: "reverts this scenario's \"the noout flag is set\" now",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "node {string} loses power",
+        example: "node \"dirqual2\" loses power",
+        summary: "fault node-power through the target's provider (twin endpoint, \
+                  --target-config commands); refused for the last Ready node",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "node {string} regains power",
+        example: "node \"dirqual2\" regains power",
+        summary: "reverts this scenario's power loss of the node now",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "node {string} is drained",
+        example: "node \"dirqual1\" is drained",
+        summary: "fault node-drain: cordon, evictions honouring PDBs, blocked ones retried up \
+                  to faults.drain_timeout_s (120) then reported by pod and PDB; revert uncordons",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "node {string} is drained within {duration}",
+        example: "node \"dirqual1\" is drained within 30 seconds",
+        summary: "as above, with the timeout for blocked evictions in the step",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "node {string} is uncordoned",
+        example: "node \"dirqual1\" is uncordoned",
+        summary: "reverts this scenario's drain of the node now",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "{int}[%] pod(s)|of the pods of {deployment|statefulset} {string} [in namespace \
+                  {string}] is|are killed [immediately]",
+        example: "1 pod of deployment \"fastapi\" is killed",
+        summary: "fault pod-kill: deletes pods picked with the run's seed (\"immediately\": \
+                  grace 0); nothing to revert",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "{int}[%] pod(s)|of the pods matching {string} in namespace {string} is|are \
+                  killed [immediately]",
+        example: "50% of the pods matching \"app=fastapi\" in namespace \"openalex\" are killed immediately",
+        summary: "fault pod-kill by label selector (key=value terms)",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the database {string} [in namespace {string}] is unavailable",
+        example: "the database \"postgresql\" is unavailable",
+        summary: "fault workload-outage: scales the StatefulSet to 0; revert scales it back",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the {deployment|statefulset} {string} [in namespace {string}] is unavailable",
+        example: "the deployment \"fastapi\" in namespace \"openalex\" is unavailable",
+        summary: "fault workload-outage: scales it to 0; revert scales it back",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the {database|deployment|statefulset} {string} [in namespace {string}] is \
+                  available again",
+        example: "the database \"postgresql\" is available again",
+        summary: "reverts this scenario's outage of it now",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the pods of {string} in namespace {string} are isolated from the network",
+        example: "the pods of \"app=postgresql\" in namespace \"openalex\" are isolated from the network",
+        summary: "fault network-isolation: a NetworkPolicy denying them all ingress; revert \
+                  deletes it",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the pods of {string} in namespace {string} are reconnected to the network",
+        example: "the pods of \"app=postgresql\" in namespace \"openalex\" are reconnected to the network",
+        summary: "reverts this scenario's isolation of them now",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the injected faults are reverted",
+        example: "the injected faults are reverted",
+        summary: "reverts every fault of this scenario now (else the scenario's end does)",
+    },
+    StepDoc {
+        keywords: &["When", "Then"],
+        pattern: "the harness waits {int} seconds",
+        example: "the harness waits 30 seconds",
+        summary: "sleeps, at most 600 s (game days, kill tests)",
     },
 ];
 

@@ -64,12 +64,16 @@ pub struct TargetSpec {
     pub context: Option<String>,
     pub seed: u64,
     pub timing: TimingProfile,
+    /// The twin's defects (`--defect`); twin only.
+    pub defects: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("--kubeconfig and --context apply to --target cluster only")]
     OptionsNeedCluster,
+    #[error("--defect applies to --target twin only")]
+    DefectsNeedTwin,
     #[error("cannot start the twin")]
     TwinStart(#[source] TwinError),
     #[error("cannot load kubeconfig {}", path.as_deref().map_or_else(|| "($KUBECONFIG or ~/.kube/config)".to_owned(), |p| p.display().to_string()))]
@@ -173,6 +177,9 @@ impl TargetSpec {
         if self.kind == TargetKind::Twin && (self.kubeconfig.is_some() || self.context.is_some()) {
             return Err(TargetError::OptionsNeedCluster);
         }
+        if self.kind != TargetKind::Twin && !self.defects.is_empty() {
+            return Err(TargetError::DefectsNeedTwin);
+        }
         Ok(())
     }
 }
@@ -182,7 +189,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
     spec.validate()?;
     match spec.kind {
         TargetKind::Twin => {
-            let twin = start_twin(0, spec.seed, spec.timing).await?;
+            let twin = start_twin(0, spec.seed, spec.timing, &spec.defects).await?;
             match client_for_twin(&twin).await {
                 Ok((client, server)) => match check_reachable(&client, &server).await {
                     Ok(version) => Ok(Connected {
@@ -247,11 +254,12 @@ pub async fn check_reachable(client: &Client, server: &str) -> Result<String, Ta
     }
 }
 
-async fn start_twin(port: u16, seed: u64, timing: TimingProfile) -> Result<Twin, TargetError> {
+async fn start_twin(port: u16, seed: u64, timing: TimingProfile, defects: &[String]) -> Result<Twin, TargetError> {
     Twin::start(TwinOptions {
         port,
         seed,
         timing: timing.timing(),
+        defects: defects.to_vec(),
         ..TwinOptions::default()
     })
     .await
@@ -284,6 +292,11 @@ fn client_from_config(mut config: Config) -> Result<(Client, String), TargetErro
     Ok((client, server))
 }
 
+/// The twin's defects (`--defect NAME`): name and what it breaks.
+pub fn twin_defects() -> &'static [(&'static str, &'static str)] {
+    stormdrill_twin::defects::catalog()
+}
+
 /// A twin served for other tools (`stormdrill twin serve`), e.g. kubectl.
 pub struct ServedTwin {
     twin: Twin,
@@ -314,9 +327,10 @@ pub async fn serve_twin(
     port: u16,
     seed: u64,
     timing: TimingProfile,
+    defects: &[String],
     kubeconfig_out: &Path,
 ) -> Result<ServedTwin, TargetError> {
-    let twin = start_twin(port, seed, timing).await?;
+    let twin = start_twin(port, seed, timing, defects).await?;
     if let Err(source) = write_private(kubeconfig_out, &twin.kubeconfig_yaml()) {
         twin.shutdown().await;
         return Err(TargetError::WriteKubeconfig {

@@ -1,0 +1,103 @@
+//! The HTTP client of the load generator: hyper with a keep-alive pool, HTTPS through
+//! rustls (ring) trusting a given CA (else the system's roots), optionally bound to a
+//! source address.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+
+use super::LoadError;
+use crate::measure::window::Class;
+
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// How the client connects.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// PEM bundle of the CA(s) to trust for HTTPS; None: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Local address to send from (e.g. 127.0.0.2), so the server sees one client.
+    pub source_addr: Option<IpAddr>,
+    pub connect_timeout: Option<Duration>,
+}
+
+/// `https`: whether the target needs TLS (the system's roots are only loaded then:
+/// parsing them costs tens of milliseconds of CPU).
+pub fn build(opts: &ClientOptions, https: bool) -> Result<HttpClient, LoadError> {
+    if let Some(addr) = opts.source_addr {
+        // Fail now, clearly, rather than with a connection error per request.
+        std::net::TcpListener::bind((addr, 0))
+            .map_err(|source| LoadError::SourceAddr { addr, source })?;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &opts.ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| LoadError::CaPem(e.to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| LoadError::CaPem(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(LoadError::CaPem("no certificate in it".into()));
+            }
+        }
+        None if https => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+        None => {}
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(LoadError::Tls)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_local_address(opts.source_addr);
+    http.set_connect_timeout(opts.connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(usize::MAX)
+        .build(https))
+}
+
+/// Sends `req` and reads the whole body (so the connection goes back to the pool),
+/// within `timeout`.
+pub async fn exchange(
+    client: &HttpClient,
+    req: http::Request<Empty<Bytes>>,
+    timeout: Duration,
+) -> Class {
+    let attempt = async {
+        let resp = client.request(req).await.map_err(drop)?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(drop)?;
+        }
+        Ok::<u16, ()>(status)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Err(_) => Class::Timeout,
+        Ok(Ok(status)) => Class::from_status(status),
+        Ok(Err(())) => Class::Connect,
+    }
+}

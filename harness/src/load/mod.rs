@@ -1,0 +1,49 @@
+//! HTTP load: an open-loop generator at a constant arrival rate (latency from the
+//! intended send time) and a closed-loop one for maximum throughput, a weighted request
+//! mix, and `stormdrill bench`. Windows, phases and the timeline are in
+//! [`crate::measure`].
+
+pub mod bench;
+pub mod client;
+pub mod generator;
+pub mod mix;
+
+use std::{io, net::IpAddr};
+
+pub use generator::{LoadConfig, LoadReport, LoadRun, Mode};
+pub use mix::{Mix, MixError};
+
+use crate::measure::timeline::TimelineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("invalid load: {0}")]
+    Invalid(String),
+    #[error("invalid CA bundle: {0}")]
+    CaPem(String),
+    #[error("TLS setup failed")]
+    Tls(#[source] rustls::Error),
+    #[error("source address {addr} cannot be used: is it an address of this machine?")]
+    SourceAddr {
+        addr: IpAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Timeline(#[from] TimelineError),
+    #[error(transparent)]
+    Mix(#[from] MixError),
+    #[error("a load task failed")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// Where the API under test answers; part of the run context. Set by `--api-url`
+/// (the twin's API data plane will provide one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiEndpoint {
+    pub url: http::Uri,
+    /// PEM bundle of the CA to trust for HTTPS; None: the system's roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// Local address to send from (e.g. 127.0.0.2).
+    pub source_addr: Option<IpAddr>,
+}

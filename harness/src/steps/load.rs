@@ -1,0 +1,400 @@
+//! Load and recovery steps: API load at a rate, steady state, figures while degraded,
+//! recovery time. Thin glue over [`crate::measure::drill`].
+//!
+//! Thresholds come from the step; tuning comes from the acceptance profile when given:
+//! `load.timeout_s` (10), `load.max_duration_s` (3600), `load.window_ms` (1000),
+//! `steady.windows` (5), `steady.p99_ms` (500), `steady.error_rate_pct` (1),
+//! `steady.timeout_s` (120), `steady.no_progress_s` (60), `recovery.no_progress_s` (300).
+
+use std::{str::FromStr, time::Duration};
+
+use cucumber::{given, then, Parameter};
+
+use crate::{
+    diag,
+    load::{mix::Mix, LoadConfig, LoadError},
+    measure::{
+        drill::{DegradedCheck, Drill, DrillError, WaitFailed},
+        observe,
+        steady::{Deadlines, Slo, SteadyRule},
+        window::Figures,
+    },
+    verdict::{Comparison, Criterion},
+    world::World,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadStepError {
+    #[error(
+        "the target has no API endpoint to send load to: pass --api-url (and --api-ca for \
+         HTTPS); the twin will provide one with its API data plane"
+    )]
+    NoEndpoint,
+    #[error(
+        "no load is running: start one first with `Given the API receives 50 requests per second`"
+    )]
+    NoLoad,
+    #[error("a load is already running in this scenario")]
+    AlreadyRunning,
+    #[error("cannot read the API's CA bundle {path}")]
+    ReadCa {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", diag::one_line(.0))]
+    Load(#[from] LoadError),
+    #[error("{}", diag::one_line(.0))]
+    Drill(#[from] DrillError),
+    #[error("expected {expected}, but {seen}")]
+    Unmet { expected: String, seen: String },
+}
+
+/// A duration as features write it: `500 ms`, `30 seconds`, `15 minutes`, `1 hour`.
+#[derive(Clone, Copy, Debug, PartialEq, Parameter)]
+#[param(
+    name = "duration",
+    regex = r"\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?)"
+)]
+pub struct StepDuration(pub Duration);
+
+impl FromStr for StepDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (n, unit) = s.split_at(split);
+        let n: f64 = n.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+        let secs = match unit.trim() {
+            "ms" | "millisecond" | "milliseconds" => n / 1000.0,
+            "s" | "sec" | "secs" | "second" | "seconds" => n,
+            "m" | "min" | "mins" | "minute" | "minutes" => n * 60.0,
+            "h" | "hour" | "hours" => n * 3600.0,
+            other => return Err(format!("unknown unit {other:?} in {s:?}")),
+        };
+        Ok(StepDuration(Duration::from_secs_f64(secs)))
+    }
+}
+
+/// A percentage: `1%`, `0.5%`; the number, in percent.
+#[derive(Clone, Copy, Debug, PartialEq, Parameter)]
+#[param(name = "percent", regex = r"\d+(?:\.\d+)?%")]
+pub struct Percent(pub f64);
+
+impl FromStr for Percent {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse().ok())
+            .map(Percent)
+            .ok_or_else(|| format!("{s:?} is not a percentage"))
+    }
+}
+
+fn profile_number(world: &World, key: &str, default: f64) -> f64 {
+    world
+        .context()
+        .profile
+        .as_ref()
+        .and_then(|p| p.number(key))
+        .unwrap_or(default)
+}
+
+fn secs(world: &World, key: &str, default: f64) -> Duration {
+    Duration::from_secs_f64(profile_number(world, key, default).max(0.0))
+}
+
+/// The steady-state rule from the profile, with DESIGN.md's defaults.
+pub fn steady_rule(world: &World) -> SteadyRule {
+    SteadyRule {
+        slo: Slo {
+            p99_ms: profile_number(world, "steady.p99_ms", 500.0),
+            error_rate_pct: profile_number(world, "steady.error_rate_pct", 1.0),
+        },
+        windows: profile_number(world, "steady.windows", 5.0).max(1.0) as usize,
+    }
+}
+
+fn drill(world: &mut World) -> Result<&mut Drill, LoadStepError> {
+    world.drill.as_mut().ok_or(LoadStepError::NoLoad)
+}
+
+#[given(expr = "the API receives {int} requests per second")]
+async fn api_receives(world: &mut World, rate: u32) -> Result<(), LoadStepError> {
+    start_load(world, f64::from(rate)).await
+}
+
+/// Starts an open-loop load at `rate` req/s on the run's API endpoint, streaming
+/// `timeline.csv` into the run folder. Bounded by `load.max_duration_s`.
+pub async fn start_load(world: &mut World, rate: f64) -> Result<(), LoadStepError> {
+    if world.drill.is_some() {
+        return Err(LoadStepError::AlreadyRunning);
+    }
+    let api = world
+        .context()
+        .api
+        .clone()
+        .ok_or(LoadStepError::NoEndpoint)?;
+    let mut cfg = LoadConfig::open(api.url.clone(), rate);
+    cfg.duration = secs(world, "load.max_duration_s", 3600.0);
+    cfg.timeout = secs(world, "load.timeout_s", 10.0);
+    cfg.window = Duration::from_millis(profile_number(world, "load.window_ms", 1000.0) as u64);
+    cfg.seed = world.context().seed;
+    cfg.mix = Mix::builtin();
+    cfg.client.source_addr = api.source_addr;
+    if let Some(path) = &api.ca {
+        cfg.client.ca_pem = Some(std::fs::read(path).map_err(|source| LoadStepError::ReadCa {
+            path: path.clone(),
+            source,
+        })?);
+    }
+    cfg.timeline_dir = world.context().run_dir.clone();
+    let rule = steady_rule(world);
+    world.drill = Some(Drill::start(cfg, rule).await?);
+    world.measure("load_rate_target", rate);
+    Ok(())
+}
+
+#[given(expr = "the system is in steady state")]
+async fn system_is_steady(world: &mut World) -> Result<(), LoadStepError> {
+    wait_steady(world).await
+}
+
+/// Waits for K good windows with every observer healthy; starts the nodes-Ready observer
+/// when none runs yet.
+pub async fn wait_steady(world: &mut World) -> Result<(), LoadStepError> {
+    let deadlines = Deadlines {
+        absolute_s: secs(world, "steady.timeout_s", 120.0).as_secs_f64(),
+        no_progress_s: Some(secs(world, "steady.no_progress_s", 60.0).as_secs_f64()),
+    };
+    let client = world.client().clone();
+    let drill = drill(world)?;
+    if drill.observers().is_empty() {
+        drill
+            .observers_mut()
+            .spawn(Box::new(observe::nodes_ready(&client)));
+    }
+    let k = drill.rule.windows;
+    let outcome = drill.wait_steady(deadlines).await?;
+    let good = match &outcome {
+        Ok(_) => k,
+        Err(f) => f.good,
+    };
+    let pass = world.judge(Criterion::new(
+        "steady_state_windows",
+        good as f64,
+        Comparison::AtLeast,
+        k as f64,
+        "windows",
+    ));
+    match outcome {
+        Ok(s) => {
+            world.measure("steady_wait_s", round3(s.waited_s));
+            world.measure("steady_p99_ms", round3(s.p99_ms));
+            debug_assert!(pass);
+            Ok(())
+        }
+        Err(f) => Err(unmet(
+            format!("{k} consecutive good windows (steady state)"),
+            &f,
+        )),
+    }
+}
+
+fn unmet(expected: String, f: &WaitFailed) -> LoadStepError {
+    LoadStepError::Unmet {
+        expected,
+        seen: format!("{}; {}", f.missed, f.status),
+    }
+}
+
+#[then(expr = "while degraded the API p99 latency stays under {int} ms")]
+async fn degraded_p99(world: &mut World, ms: u32) -> Result<(), LoadStepError> {
+    check_degraded(world, DegradedCheck::P99Below(f64::from(ms)))
+}
+
+#[then(expr = "while degraded the API error rate stays under {percent}")]
+async fn degraded_errors(world: &mut World, pct: Percent) -> Result<(), LoadStepError> {
+    check_degraded(world, DegradedCheck::ErrorRateBelow(pct.0))
+}
+
+/// Registers the check; it is judged when the degraded period ends (recovery confirmed,
+/// or the scenario's end), or now if it has ended already.
+pub fn check_degraded(world: &mut World, check: DegradedCheck) -> Result<(), LoadStepError> {
+    let drill = drill(world)?;
+    let during = drill.during_figures();
+    match drill.check_degraded(check) {
+        Some(c) => record_judged(world, vec![c], during.as_ref()),
+        None => Ok(()),
+    }
+}
+
+/// Records judged degraded-period criteria and their figures; fails naming the ones
+/// that failed.
+fn record_judged(
+    world: &mut World,
+    judged: Vec<Criterion>,
+    during: Option<&Figures>,
+) -> Result<(), LoadStepError> {
+    if judged.is_empty() {
+        return Ok(());
+    }
+    if let Some(f) = during {
+        world.measure("requests_during", f.sent as f64);
+        world.measure("requests_lost_during", f.requests_lost as f64);
+        if f.counts.completed() > 0 {
+            world.measure("p50_during_ms", round3(f.p50_ms));
+            world.measure("p99_during_ms", round3(f.p99_ms));
+            world.measure("p999_during_ms", round3(f.p999_ms));
+            world.measure("error_rate_during_pct", round3(f.error_rate_pct));
+        }
+    }
+    let mut failed = Vec::new();
+    for c in judged {
+        if !c.pass {
+            failed.push(format!(
+                "{} was {} {} (threshold {} {} {})",
+                c.name,
+                round3(c.figure),
+                c.unit,
+                c.comparison.symbol(),
+                c.threshold,
+                c.unit
+            ));
+        }
+        world.judge(c);
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadStepError::Unmet {
+            expected: "the degraded period to stay within its limits".into(),
+            seen: failed.join("; "),
+        })
+    }
+}
+
+#[then(expr = "the system recovers within {duration}")]
+async fn system_recovers(world: &mut World, within: StepDuration) -> Result<(), LoadStepError> {
+    wait_recovered(world, within.0).await
+}
+
+/// Waits for recovery from the fault's t0; records `rto_s` (criterion), `detection_s`,
+/// per-component `recovery_s[NAME]`, then judges the degraded-period checks.
+pub async fn wait_recovered(world: &mut World, within: Duration) -> Result<(), LoadStepError> {
+    let no_progress = secs(world, "recovery.no_progress_s", 300.0);
+    let drill = drill(world)?;
+    let waited = drill.wait_recovered(within, Some(no_progress)).await?;
+    let during = drill.during_figures();
+    let now_s = drill.load().now_s();
+    let r = &waited.recovery;
+    world.measure("t0_s", round3(r.t0_s));
+    if let Some(d) = r.detection_after_s() {
+        world.measure("detection_s", round3(d));
+    }
+    for c in &r.components {
+        if let Some(s) = c.recovered_after_s {
+            world.measure(format!("recovery_s[{}]", c.name), round3(s));
+        }
+    }
+    let threshold = within.as_secs_f64();
+    let mut result = match (r.rto_s, &waited.failed) {
+        (Some(rto), _) => {
+            world.measure("rto_s", round3(rto));
+            let pass = world.judge(Criterion::new(
+                "rto_s",
+                round3(rto),
+                Comparison::AtMost,
+                threshold,
+                "s",
+            ));
+            if pass {
+                Ok(())
+            } else {
+                Err(LoadStepError::Unmet {
+                    expected: format!("recovery within {threshold} s"),
+                    seen: format!("it took {} s", round3(rto)),
+                })
+            }
+        }
+        (None, failed) => {
+            // Not recovered: the figure reached is the time since t0, a lower bound of
+            // the RTO; it fails even when a no-progress deadline ended the wait early.
+            let waited_s = round3(now_s - r.t0_s);
+            world.measure("recovery_waited_s", waited_s);
+            let mut c = Criterion::new("rto_s", waited_s, Comparison::AtMost, threshold, "s");
+            c.pass = false;
+            world.judge(c);
+            let seen = match failed {
+                Some(f) => format!(
+                    "not recovered {waited_s} s after t0: {}; {}",
+                    f.missed, f.status
+                ),
+                None => format!("not recovered {waited_s} s after t0"),
+            };
+            Err(LoadStepError::Unmet {
+                expected: format!("recovery within {threshold} s"),
+                seen,
+            })
+        }
+    };
+    if let Err(e) = record_judged(world, waited.judged, during.as_ref()) {
+        if result.is_ok() {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// Scenario end (the runner's after hook): stops the load and observers, judges pending
+/// degraded checks and records the load's totals. Never fails: its findings are
+/// criteria and measurements.
+pub async fn finish(world: &mut World) {
+    let Some(drill) = world.drill.take() else {
+        return;
+    };
+    let during = drill.during_figures();
+    let (report, judged) = drill.finish().await;
+    let _ = record_judged(world, judged, during.as_ref());
+    match report {
+        Ok(r) => {
+            world.measure("requests_sent", r.totals.sent as f64);
+            world.measure("requests_lost", r.totals.requests_lost as f64);
+            world.measure("achieved_rate", round3(r.achieved_rate));
+        }
+        Err(e) => tracing::warn!(error = %diag::one_line(&e), "the load did not finish cleanly"),
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        let d = |s: &str| StepDuration::from_str(s).unwrap().0;
+        assert_eq!(d("500 ms"), Duration::from_millis(500));
+        assert_eq!(d("30 seconds"), Duration::from_secs(30));
+        assert_eq!(d("1 second"), Duration::from_secs(1));
+        assert_eq!(d("15 minutes"), Duration::from_secs(900));
+        assert_eq!(d("2h"), Duration::from_secs(7200));
+        assert_eq!(d("1.5 s"), Duration::from_millis(1500));
+        assert!(StepDuration::from_str("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn percentages_parse() {
+        assert_eq!(Percent::from_str("1%").unwrap().0, 1.0);
+        assert_eq!(Percent::from_str("0.5%").unwrap().0, 0.5);
+        assert!(Percent::from_str("1").is_err());
+    }
+}
