@@ -110,9 +110,15 @@ fn exit_code(verdict: Verdict) -> ExitCode {
 }
 
 async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
-    let twin = target::serve_twin(args.port, args.seed, args.timing, &args.defects, &args.kubeconfig_out)
-        .await
-        .context("twin serve")?;
+    let twin = target::serve_twin(
+        args.port,
+        args.seed,
+        args.timing,
+        &args.defects,
+        &args.kubeconfig_out,
+    )
+    .await
+    .context("twin serve")?;
     if args.with_stack {
         let client = twin.client().await.context("twin serve")?;
         let report = stormdrill::stack::deploy(&client, &args.stack, Duration::from_secs(120), |line| {

@@ -185,22 +185,43 @@ pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {
             set(o, &["spec", "paused"], json!(true));
         }
     }
-    if ns == "velero" && d.has("bsl-unavailable") && at(o, gp, ("velero.io", "backupstoragelocations", None)) {
-        set(o, &["spec", "config", "s3Url"], json!("http://rook-ceph-rgw-my-store.rook-ceph.svc:80"));
+    if ns == "velero"
+        && d.has("bsl-unavailable")
+        && at(o, gp, ("velero.io", "backupstoragelocations", None))
+    {
+        set(
+            o,
+            &["spec", "config", "s3Url"],
+            json!("http://rook-ceph-rgw-my-store.rook-ceph.svc:80"),
+        );
     }
     if ns == "rook-ceph" && at(o, gp, ("ceph.rook.io", "cephblockpools", Some("nvme-pool"))) {
         if d.has("pool-size-1") {
             set(o, &["spec", "replicated", "size"], json!(1));
-            set(o, &["spec", "replicated", "requireSafeReplicaSize"], json!(false));
+            set(
+                o,
+                &["spec", "replicated", "requireSafeReplicaSize"],
+                json!(false),
+            );
         }
         if d.has("nvme-pool-size-3") {
             set(o, &["spec", "replicated", "size"], json!(3));
         }
     }
-    if ns == "openalex" && d.has("api-single-replica") && at(o, gp, ("apps", "deployments", Some("fastapi"))) {
+    if ns == "openalex"
+        && d.has("api-single-replica")
+        && at(o, gp, ("apps", "deployments", Some("fastapi")))
+    {
         set(o, &["spec", "replicas"], json!(1));
     }
-    if ns == "openalex" && d.has("no-rate-limit") && at(o, gp, ("projectcontour.io", "httpproxies", Some("openalex-api"))) {
+    if ns == "openalex"
+        && d.has("no-rate-limit")
+        && at(
+            o,
+            gp,
+            ("projectcontour.io", "httpproxies", Some("openalex-api")),
+        )
+    {
         if let Some(routes) = o.pointer_mut("/spec/routes").and_then(Value::as_array_mut) {
             for r in routes {
                 if let Some(m) = r.as_object_mut() {
@@ -208,26 +229,74 @@ pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {
                 }
             }
         }
-        if let Some(vh) = o.pointer_mut("/spec/virtualhost").and_then(Value::as_object_mut) {
+        if let Some(vh) = o
+            .pointer_mut("/spec/virtualhost")
+            .and_then(Value::as_object_mut)
+        {
             vh.remove("rateLimitPolicy");
         }
     }
-    if ns == "openalex" && d.has("prometheus-target-down") && at(o, gp, ("apps", "statefulsets", Some("postgresql"))) {
-        add_arg(o, "/spec/template/spec/containers", "exporter", "--web.listen-address=", ":9188");
+    if ns == "openalex"
+        && d.has("prometheus-target-down")
+        && at(o, gp, ("apps", "statefulsets", Some("postgresql")))
+    {
+        add_arg(
+            o,
+            "/spec/template/spec/containers",
+            "exporter",
+            "--web.listen-address=",
+            ":9188",
+        );
     }
-    if ns == "monitoring" && d.has("no-loki-logs") && at(o, gp, ("apps", "daemonsets", Some("promtail"))) {
-        add_arg(o, "/spec/template/spec/containers", "promtail", "-client.url=", "http://loki-gateway.monitoring.svc.cluster.local/loki/api/v1/push");
+    if ns == "monitoring"
+        && d.has("no-loki-logs")
+        && at(o, gp, ("apps", "daemonsets", Some("promtail")))
+    {
+        add_arg(
+            o,
+            "/spec/template/spec/containers",
+            "promtail",
+            "-client.url=",
+            "http://loki-gateway.monitoring.svc.cluster.local/loki/api/v1/push",
+        );
     }
-    if ns == "monitoring" && d.has("missing-dashboard") && at(o, gp, ("", "configmaps", Some("dashboard-ceph-cluster"))) {
-        if let Some(labels) = o.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if ns == "monitoring"
+        && d.has("missing-dashboard")
+        && at(o, gp, ("", "configmaps", Some("dashboard-ceph-cluster")))
+    {
+        if let Some(labels) = o
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
             labels.remove("grafana_dashboard");
         }
     }
-    if d.has("gatekeeper-absent") && at(o, gp, ("constraints.gatekeeper.sh", "k8sdisallowedtags", None)) {
+    if d.has("gatekeeper-absent")
+        && at(
+            o,
+            gp,
+            ("constraints.gatekeeper.sh", "k8sdisallowedtags", None),
+        )
+    {
         set(o, &["spec", "enforcementAction"], json!("dryrun"));
     }
-    if ns == "flux-system" && d.has("flux-not-ready") && at(o, gp, ("kustomize.toolkit.fluxcd.io", "kustomizations", Some("apps"))) {
-        let deps = o.pointer("/spec/dependsOn").and_then(Value::as_array).cloned().unwrap_or_default();
+    if ns == "flux-system"
+        && d.has("flux-not-ready")
+        && at(
+            o,
+            gp,
+            (
+                "kustomize.toolkit.fluxcd.io",
+                "kustomizations",
+                Some("apps"),
+            ),
+        )
+    {
+        let deps = o
+            .pointer("/spec/dependsOn")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if !deps.iter().any(|x| x["name"] == "apps-secrets") {
             let mut deps = deps;
             deps.push(json!({"name": "apps-secrets"}));
@@ -256,9 +325,16 @@ pub fn certificate_failure(ctx: &Ctx, cert: &Value, issuer: &Value) -> Option<Va
     if !ctx.defects.has("cert-not-ready") || issuer.pointer("/spec/acme").is_none() {
         return None;
     }
-    let host = cert.pointer("/spec/dnsNames/0").and_then(Value::as_str).unwrap_or("");
+    let host = cert
+        .pointer("/spec/dnsNames/0")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let token = ctx.name_suffix(&format!("acme-token/{}", obj::uid(cert)));
-    let order = format!("{}-1-{}", obj::name(cert), 1_000_000_000u64 + u64::from(token.bytes().map(u32::from).sum::<u32>()) * 7919);
+    let order = format!(
+        "{}-1-{}",
+        obj::name(cert),
+        1_000_000_000u64 + u64::from(token.bytes().map(u32::from).sum::<u32>()) * 7919
+    );
     let message = format!(
         "The certificate request has failed to complete and will be retried: Failed to wait for order resource \"{order}\" to become ready: order is in \"invalid\" state: acme: authorization error for {host}: 403 urn:ietf:params:acme:error:unauthorized: Invalid response from http://{host}/.well-known/acme-challenge/{token}: 404"
     );
@@ -282,20 +358,44 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut slowed = false;
     reconcile_loop(
         ctx,
-        &[("velero.io", "schedules"), ("policy", "poddisruptionbudgets"), ("ceph.rook.io", "cephclusters")],
+        &[
+            ("velero.io", "schedules"),
+            ("policy", "poddisruptionbudgets"),
+            ("ceph.rook.io", "cephclusters"),
+        ],
         stop,
         move |ctx| {
             if ctx.defects.has("no-velero-schedule") {
-                for s in ctx.client.list("velero.io", "schedules", Some("velero"), None) {
+                for s in ctx
+                    .client
+                    .list("velero.io", "schedules", Some("velero"), None)
+                {
                     if !obj::is_terminating(&s) {
-                        let _ = ctx.client.delete("velero.io", "schedules", Some("velero"), obj::name(&s), None);
+                        let _ = ctx.client.delete(
+                            "velero.io",
+                            "schedules",
+                            Some("velero"),
+                            obj::name(&s),
+                            None,
+                        );
                     }
                 }
             }
             if ctx.defects.has("db-no-pdb") {
-                if let Some(p) = ctx.client.get("policy", "poddisruptionbudgets", Some("openalex"), "postgresql") {
+                if let Some(p) = ctx.client.get(
+                    "policy",
+                    "poddisruptionbudgets",
+                    Some("openalex"),
+                    "postgresql",
+                ) {
                     if !obj::is_terminating(&p) {
-                        let _ = ctx.client.delete("policy", "poddisruptionbudgets", Some("openalex"), "postgresql", None);
+                        let _ = ctx.client.delete(
+                            "policy",
+                            "poddisruptionbudgets",
+                            Some("openalex"),
+                            "postgresql",
+                            None,
+                        );
                     }
                 }
             }
@@ -319,14 +419,23 @@ mod tests {
     fn names_are_checked() {
         assert!(Defects::new(&["pool-size-1", "no-rate-limit"]).is_ok());
         let e = Defects::new(&["nope"]).unwrap_err().to_string();
-        assert!(e.starts_with("unknown defect \"nope\"; known defects: no-velero-schedule, "), "{e}");
+        assert!(
+            e.starts_with("unknown defect \"nope\"; known defects: no-velero-schedule, "),
+            "{e}"
+        );
         assert!(Defects::new(&["pool-size-1", "nvme-pool-size-3"]).is_err());
         assert_eq!(catalog().len(), 16);
     }
 
     #[test]
     fn mutations() {
-        let d = Defects::new(&["no-rate-limit", "api-single-replica", "flux-not-ready", "prometheus-target-down"]).unwrap();
+        let d = Defects::new(&[
+            "no-rate-limit",
+            "api-single-replica",
+            "flux-not-ready",
+            "prometheus-target-down",
+        ])
+        .unwrap();
         let mut hp = json!({"metadata": {"name": "openalex-api", "namespace": "openalex"}, "spec": {"routes": [{"services": [], "rateLimitPolicy": {"global": {}}}]}});
         mutate(&d, "projectcontour.io", "httpproxies", &mut hp);
         assert!(hp.pointer("/spec/routes/0/rateLimitPolicy").is_none());
@@ -340,8 +449,14 @@ mod tests {
         let mut sts = json!({"metadata": {"name": "postgresql", "namespace": "openalex"}, "spec": {"template": {"spec": {"containers": [{"name": "postgresql"}, {"name": "exporter", "args": ["--x"]}]}}}});
         mutate(&d, "apps", "statefulsets", &mut sts);
         mutate(&d, "apps", "statefulsets", &mut sts);
-        assert_eq!(sts.pointer("/spec/template/spec/containers/1/args").unwrap(), &json!(["--x", "--web.listen-address=:9188"]));
-        assert!(sts.pointer("/spec/template/spec/containers/0/args").is_none());
+        assert_eq!(
+            sts.pointer("/spec/template/spec/containers/1/args")
+                .unwrap(),
+            &json!(["--x", "--web.listen-address=:9188"])
+        );
+        assert!(sts
+            .pointer("/spec/template/spec/containers/0/args")
+            .is_none());
         let mut other = json!({"metadata": {"name": "fastapi", "namespace": "staging"}, "spec": {"replicas": 3}});
         mutate(&d, "apps", "deployments", &mut other);
         assert_eq!(other["spec"]["replicas"], 3);

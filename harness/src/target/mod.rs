@@ -254,7 +254,12 @@ pub async fn check_reachable(client: &Client, server: &str) -> Result<String, Ta
     }
 }
 
-async fn start_twin(port: u16, seed: u64, timing: TimingProfile, defects: &[String]) -> Result<Twin, TargetError> {
+async fn start_twin(
+    port: u16,
+    seed: u64,
+    timing: TimingProfile,
+    defects: &[String],
+) -> Result<Twin, TargetError> {
     Twin::start(TwinOptions {
         port,
         seed,

@@ -74,14 +74,33 @@ pub fn parse_image(image: &str) -> Option<ImageRef> {
         None => (last, None),
     };
     segs.push(name);
-    let has_registry = segs.len() > 1 && (segs[0].contains('.') || segs[0].contains(':') || segs[0] == "localhost");
-    let registry = if has_registry { segs.remove(0).to_string() } else { "docker.io".to_string() };
+    let has_registry = segs.len() > 1
+        && (segs[0].contains('.') || segs[0].contains(':') || segs[0] == "localhost");
+    let registry = if has_registry {
+        segs.remove(0).to_string()
+    } else {
+        "docker.io".to_string()
+    };
     if segs.iter().any(|s| s.is_empty()) {
         return None;
     }
-    let (project, repo) = if segs.len() == 1 { ("library".to_string(), segs[0].to_string()) } else { (segs[0].to_string(), segs[1..].join("/")) };
-    let tag = if tag.is_none() && digest.is_none() { Some("latest".into()) } else { tag };
-    Some(ImageRef { registry, project, repo, tag, digest })
+    let (project, repo) = if segs.len() == 1 {
+        ("library".to_string(), segs[0].to_string())
+    } else {
+        (segs[0].to_string(), segs[1..].join("/"))
+    };
+    let tag = if tag.is_none() && digest.is_none() {
+        Some("latest".into())
+    } else {
+        tag
+    };
+    Some(ImageRef {
+        registry,
+        project,
+        repo,
+        tag,
+        digest,
+    })
 }
 
 fn stable_hash(parts: &[&str]) -> u64 {
@@ -96,8 +115,15 @@ fn digest_of(r: &ImageRef) -> String {
     if let Some(d) = &r.digest {
         return d.clone();
     }
-    let key = format!("{}/{}:{}", r.registry, r.full_name(), r.tag.as_deref().unwrap_or(""));
-    let hex: String = (0..4).map(|i| format!("{:016x}", stable_hash(&[&key, &i.to_string()]))).collect();
+    let key = format!(
+        "{}/{}:{}",
+        r.registry,
+        r.full_name(),
+        r.tag.as_deref().unwrap_or("")
+    );
+    let hex: String = (0..4)
+        .map(|i| format!("{:016x}", stable_hash(&[&key, &i.to_string()])))
+        .collect();
     format!("sha256:{hex}")
 }
 
@@ -116,7 +142,13 @@ pub fn images(ctx: &Ctx) -> BTreeSet<String> {
     for p in ctx.client.list("", "pods", Some(SOURCE_NAMESPACE), None) {
         add(p.get("spec"));
     }
-    for (group, plural) in [("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"), ("batch", "jobs")] {
+    for (group, plural) in [
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("apps", "replicasets"),
+        ("batch", "jobs"),
+    ] {
         for w in ctx.client.list(group, plural, Some(SOURCE_NAMESPACE), None) {
             add(w.pointer("/spec/template/spec"));
         }
@@ -155,9 +187,17 @@ fn registry(ctx: &Ctx) -> Registry {
     let mut names: BTreeSet<String> = refs.iter().map(|r| r.project.clone()).collect();
     names.remove("library");
     let unscanned = ctx.defects.has("unscanned-image");
-    let mut projects = vec![Project { id: 1, name: "library".into(), auto_scan: true }];
+    let mut projects = vec![Project {
+        id: 1,
+        name: "library".into(),
+        auto_scan: true,
+    }];
     for (i, n) in names.into_iter().enumerate() {
-        projects.push(Project { id: i as u64 + 2, auto_scan: !(unscanned && n == SOURCE_NAMESPACE), name: n });
+        projects.push(Project {
+            id: i as u64 + 2,
+            auto_scan: !(unscanned && n == SOURCE_NAMESPACE),
+            name: n,
+        });
     }
     let mut by_repo: BTreeMap<String, Vec<ImageRef>> = BTreeMap::new();
     for r in refs {
@@ -166,11 +206,19 @@ fn registry(ctx: &Ctx) -> Registry {
     let mut repos = Vec::new();
     let mut artifact_id = 0;
     for (i, (name, rs)) in by_repo.into_iter().enumerate() {
-        let project_id = projects.iter().find(|p| Some(p.name.as_str()) == rs.first().map(|r| r.project.as_str())).map(|p| p.id).unwrap_or(1);
+        let project_id = projects
+            .iter()
+            .find(|p| Some(p.name.as_str()) == rs.first().map(|r| r.project.as_str()))
+            .map(|p| p.id)
+            .unwrap_or(1);
         let mut arts: BTreeMap<String, Artifact> = BTreeMap::new();
         for r in rs {
             let digest = digest_of(&r);
-            let a = arts.entry(digest.clone()).or_insert_with(|| Artifact { id: 0, digest, tags: Vec::new() });
+            let a = arts.entry(digest.clone()).or_insert_with(|| Artifact {
+                id: 0,
+                digest,
+                tags: Vec::new(),
+            });
             if let Some(t) = &r.tag {
                 if !a.tags.contains(t) {
                     a.tags.push(t.clone());
@@ -185,10 +233,19 @@ fn registry(ctx: &Ctx) -> Registry {
                 a
             })
             .collect();
-        repos.push(Repository { id: i as u64 + 1, project_id, name, artifacts });
+        repos.push(Repository {
+            id: i as u64 + 1,
+            project_id,
+            name,
+            artifacts,
+        });
     }
     let wall = Utc::now() - Duration::from_std(ctx.started.elapsed()).unwrap_or_default();
-    Registry { projects, repos, epoch: wall - Duration::days(90) }
+    Registry {
+        projects,
+        repos,
+        epoch: wall - Duration::days(90),
+    }
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -196,15 +253,28 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn not_found(msg: impl Into<String>) -> HttpResponse {
-    HttpResponse::json(404, &json!({"errors": [{"code": "NOT_FOUND", "message": msg.into()}]}))
+    HttpResponse::json(
+        404,
+        &json!({"errors": [{"code": "NOT_FOUND", "message": msg.into()}]}),
+    )
 }
 
 fn bad_request(msg: impl Into<String>) -> HttpResponse {
-    HttpResponse::json(400, &json!({"errors": [{"code": "BAD_REQUEST", "message": msg.into()}]}))
+    HttpResponse::json(
+        400,
+        &json!({"errors": [{"code": "BAD_REQUEST", "message": msg.into()}]}),
+    )
 }
 
 fn params(req: &HttpRequest) -> Vec<(String, String)> {
-    req.path.split_once('?').map(|(_, q)| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+    req.path
+        .split_once('?')
+        .map(|(_, q)| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn param<'a>(ps: &'a [(String, String)], k: &str) -> Option<&'a str> {
@@ -217,18 +287,34 @@ fn truthy(ps: &[(String, String)], k: &str, default: bool) -> bool {
 
 /// A page of `items` with Harbor's headers.
 fn page(path: &str, ps: &[(String, String)], items: Vec<Value>) -> HttpResponse {
-    let page = param(ps, "page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
-    let size = param(ps, "page_size").and_then(|p| p.parse::<usize>().ok()).unwrap_or(10).clamp(1, 100);
+    let page = param(ps, "page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let size = param(ps, "page_size")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(1, 100);
     let total = items.len();
-    let body: Vec<Value> = items.into_iter().skip((page - 1) * size).take(size).collect();
+    let body: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
     let mut r = HttpResponse::json(200, &Value::Array(body));
     r.headers.push(("x-total-count".into(), total.to_string()));
     let mut links = Vec::new();
     if page > 1 {
-        links.push(format!("<{path}?page={}&page_size={size}>; rel=\"prev\"", page - 1));
+        links.push(format!(
+            "<{path}?page={}&page_size={size}>; rel=\"prev\"",
+            page - 1
+        ));
     }
     if page * size < total {
-        links.push(format!("<{path}?page={}&page_size={size}>; rel=\"next\"", page + 1));
+        links.push(format!(
+            "<{path}?page={}&page_size={size}>; rel=\"next\"",
+            page + 1
+        ));
     }
     if !links.is_empty() {
         r.headers.push(("link".into(), links.join(" , ")));
@@ -252,7 +338,9 @@ fn q_matches(ps: &[(String, String)], field: &dyn Fn(&str) -> Vec<String>) -> bo
 
 impl Registry {
     fn project(&self, key: &str) -> Option<&Project> {
-        self.projects.iter().find(|p| p.name == key || p.id.to_string() == key)
+        self.projects
+            .iter()
+            .find(|p| p.name == key || p.id.to_string() == key)
     }
 
     fn project_json(&self, p: &Project) -> Value {
@@ -267,12 +355,24 @@ impl Registry {
     }
 
     fn pushed(&self, a: &Artifact) -> DateTime<Utc> {
-        self.epoch + Duration::days(60) + Duration::minutes((stable_hash(&[&a.digest, "push"]) % (20 * 24 * 60)) as i64)
+        self.epoch
+            + Duration::days(60)
+            + Duration::minutes((stable_hash(&[&a.digest, "push"]) % (20 * 24 * 60)) as i64)
     }
 
     fn repo_json(&self, r: &Repository) -> Value {
-        let created = r.artifacts.iter().map(|a| self.pushed(a)).min().unwrap_or(self.epoch);
-        let updated = r.artifacts.iter().map(|a| self.pushed(a)).max().unwrap_or(self.epoch);
+        let created = r
+            .artifacts
+            .iter()
+            .map(|a| self.pushed(a))
+            .min()
+            .unwrap_or(self.epoch);
+        let updated = r
+            .artifacts
+            .iter()
+            .map(|a| self.pushed(a))
+            .max()
+            .unwrap_or(self.epoch);
         json!({
             "id": r.id, "project_id": r.project_id, "name": r.name, "description": "", "artifact_count": r.artifacts.len(),
             "pull_count": 3 + stable_hash(&[&r.name, "pulls"]) % 200, "creation_time": ts(created), "update_time": ts(updated),
@@ -291,8 +391,19 @@ impl Registry {
         let start = self.pushed(a) + Duration::seconds(20);
         let duration = 8 + (h >> 32) % 30;
         let report_id = {
-            let x = format!("{:016x}{:016x}", stable_hash(&[&a.digest, "report"]), stable_hash(&[&a.digest, "report2"]));
-            format!("{}-{}-4{}-a{}-{}", &x[0..8], &x[8..12], &x[13..16], &x[17..20], &x[20..32])
+            let x = format!(
+                "{:016x}{:016x}",
+                stable_hash(&[&a.digest, "report"]),
+                stable_hash(&[&a.digest, "report2"])
+            );
+            format!(
+                "{}-{}-4{}-a{}-{}",
+                &x[0..8],
+                &x[8..12],
+                &x[13..16],
+                &x[17..20],
+                &x[20..32]
+            )
         };
         json!({SCAN_MIME: {
             "report_id": report_id, "scan_status": "Success", "severity": severity, "duration": duration,
@@ -303,11 +414,24 @@ impl Registry {
         }})
     }
 
-    fn artifact_json(&self, p: &Project, r: &Repository, a: &Artifact, ps: &[(String, String)]) -> Value {
+    fn artifact_json(
+        &self,
+        p: &Project,
+        r: &Repository,
+        a: &Artifact,
+        ps: &[(String, String)],
+    ) -> Value {
         let pushed = self.pushed(a);
         let pulled = pushed + Duration::hours(1);
-        let repo_in_path = r.name.strip_prefix(&format!("{}/", p.name)).unwrap_or(&r.name).replace('/', "%252F");
-        let base = format!("/api/v2.0/projects/{}/repositories/{repo_in_path}/artifacts/{}", p.name, a.digest);
+        let repo_in_path = r
+            .name
+            .strip_prefix(&format!("{}/", p.name))
+            .unwrap_or(&r.name)
+            .replace('/', "%252F");
+        let base = format!(
+            "/api/v2.0/projects/{}/repositories/{repo_in_path}/artifacts/{}",
+            p.name, a.digest
+        );
         let size = 20_000_000 + stable_hash(&[&a.digest, "size"]) % 400_000_000;
         let mut v = json!({
             "id": a.id, "type": "IMAGE", "media_type": "application/vnd.docker.container.image.v1+json",
@@ -338,19 +462,33 @@ impl Registry {
     }
 
     /// The repository `project`/`repo` (repo as it appears in the path).
-    fn repository(&self, project: &str, repo: &str) -> Result<(&Project, &Repository), HttpResponse> {
-        let p = self.project(project).ok_or_else(|| not_found(format!("project {project} not found")))?;
+    fn repository(
+        &self,
+        project: &str,
+        repo: &str,
+    ) -> Result<(&Project, &Repository), HttpResponse> {
+        let p = self
+            .project(project)
+            .ok_or_else(|| not_found(format!("project {project} not found")))?;
         let full = format!("{}/{repo}", p.name);
-        let r = self.repos.iter().find(|r| r.name == full).ok_or_else(|| not_found(format!("repository {full} not found")))?;
+        let r = self
+            .repos
+            .iter()
+            .find(|r| r.name == full)
+            .ok_or_else(|| not_found(format!("repository {full} not found")))?;
         Ok((p, r))
     }
 }
 
 /// A path segment decoded, twice when it was encoded twice (`a%252Fb` -> `a/b`).
 fn decode(seg: &str) -> String {
-    let once = percent_encoding::percent_decode_str(seg).decode_utf8_lossy().to_string();
+    let once = percent_encoding::percent_decode_str(seg)
+        .decode_utf8_lossy()
+        .to_string();
     if once.contains('%') {
-        percent_encoding::percent_decode_str(&once).decode_utf8_lossy().to_string()
+        percent_encoding::percent_decode_str(&once)
+            .decode_utf8_lossy()
+            .to_string()
     } else {
         once
     }
@@ -363,24 +501,51 @@ fn handle(ctx: &Ctx, req: &HttpRequest) -> HttpResponse {
         return HttpResponse::text(404, "404 page not found\n");
     };
     if req.method != "GET" && req.method != "HEAD" {
-        return HttpResponse::json(405, &json!({"errors": [{"code": "METHOD_NOT_ALLOWED", "message": "the stormdrill twin's Harbor is read-only"}]}));
+        return HttpResponse::json(
+            405,
+            &json!({"errors": [{"code": "METHOD_NOT_ALLOWED", "message": "the stormdrill twin's Harbor is read-only"}]}),
+        );
     }
-    let segs: Vec<String> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(decode).collect();
+    let segs: Vec<String> = rest
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["ping"] => HttpResponse::text(200, "Pong"),
         ["health"] => {
-            let components: Vec<Value> = ["core", "database", "jobservice", "portal", "redis", "registry", "registryctl", "trivy"].iter().map(|c| json!({"name": c, "status": "healthy"})).collect();
+            let components: Vec<Value> = [
+                "core",
+                "database",
+                "jobservice",
+                "portal",
+                "redis",
+                "registry",
+                "registryctl",
+                "trivy",
+            ]
+            .iter()
+            .map(|c| json!({"name": c, "status": "healthy"}))
+            .collect();
             HttpResponse::json(200, &json!({"status": "healthy", "components": components}))
         }
         ["systeminfo"] => {
             let version = ctx
                 .client
                 .get("", "pods", Some(&req.namespace), &req.pod)
-                .and_then(|p| p.pointer("/spec/containers/0/image").and_then(Value::as_str).map(String::from))
+                .and_then(|p| {
+                    p.pointer("/spec/containers/0/image")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
                 .and_then(|i| i.rsplit(':').next().map(String::from))
                 .unwrap_or_default();
-            HttpResponse::json(200, &json!({"harbor_version": format!("{version}-f3b4a4c8"), "auth_mode": "db_auth", "self_registration": false, "primary_auth_mode": false, "banner_message": "", "with_notary": false}))
+            HttpResponse::json(
+                200,
+                &json!({"harbor_version": format!("{version}-f3b4a4c8"), "auth_mode": "db_auth", "self_registration": false, "primary_auth_mode": false, "banner_message": "", "with_notary": false}),
+            )
         }
         _ => {
             let reg = registry(ctx);
@@ -397,7 +562,15 @@ fn route(reg: &Registry, path: &str, segs: &[&str], ps: &[(String, String)]) -> 
                 .projects
                 .iter()
                 .filter(|p| name.is_none_or(|n| p.name == n))
-                .filter(|p| q_matches(ps, &|k| if k == "name" { vec![p.name.clone()] } else { Vec::new() }))
+                .filter(|p| {
+                    q_matches(ps, &|k| {
+                        if k == "name" {
+                            vec![p.name.clone()]
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                })
                 .map(|p| reg.project_json(p))
                 .collect();
             page(path, ps, items)
@@ -407,7 +580,20 @@ fn route(reg: &Registry, path: &str, segs: &[&str], ps: &[(String, String)]) -> 
             None => not_found(format!("project {p} not found")),
         },
         ["repositories"] => {
-            let items = reg.repos.iter().filter(|r| q_matches(ps, &|k| if k == "name" { vec![r.name.clone()] } else { Vec::new() })).map(|r| reg.repo_json(r)).collect();
+            let items = reg
+                .repos
+                .iter()
+                .filter(|r| {
+                    q_matches(ps, &|k| {
+                        if k == "name" {
+                            vec![r.name.clone()]
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                })
+                .map(|r| reg.repo_json(r))
+                .collect();
             page(path, ps, items)
         }
         ["projects", p, "repositories"] => match reg.project(p) {
@@ -416,7 +602,15 @@ fn route(reg: &Registry, path: &str, segs: &[&str], ps: &[(String, String)]) -> 
                     .repos
                     .iter()
                     .filter(|r| r.project_id == p.id)
-                    .filter(|r| q_matches(ps, &|k| if k == "name" { vec![r.name.clone()] } else { Vec::new() }))
+                    .filter(|r| {
+                        q_matches(ps, &|k| {
+                            if k == "name" {
+                                vec![r.name.clone()]
+                            } else {
+                                Vec::new()
+                            }
+                        })
+                    })
                     .map(|r| reg.repo_json(r))
                     .collect();
                 page(path, ps, items)
@@ -430,8 +624,17 @@ fn route(reg: &Registry, path: &str, segs: &[&str], ps: &[(String, String)]) -> 
 
 /// `/projects/{p}/repositories/...`: the repository name may itself contain `/`
 /// when the client did not encode it; the segments up to `artifacts` are its name.
-fn repository_route(reg: &Registry, path: &str, project: &str, rest: &[&str], ps: &[(String, String)]) -> HttpResponse {
-    let split = rest.iter().position(|s| *s == "artifacts").unwrap_or(rest.len());
+fn repository_route(
+    reg: &Registry,
+    path: &str,
+    project: &str,
+    rest: &[&str],
+    ps: &[(String, String)],
+) -> HttpResponse {
+    let split = rest
+        .iter()
+        .position(|s| *s == "artifacts")
+        .unwrap_or(rest.len());
     let repo = rest[..split].join("/");
     if repo.is_empty() {
         return bad_request("repository name is required");
@@ -440,7 +643,11 @@ fn repository_route(reg: &Registry, path: &str, project: &str, rest: &[&str], ps
         Ok(x) => x,
         Err(e) => return e,
     };
-    let find = |reference: &str| r.artifacts.iter().find(|a| a.digest == reference || a.tags.iter().any(|t| t == reference));
+    let find = |reference: &str| {
+        r.artifacts
+            .iter()
+            .find(|a| a.digest == reference || a.tags.iter().any(|t| t == reference))
+    };
     match &rest[split..] {
         [] => HttpResponse::json(200, &reg.repo_json(r)),
         ["artifacts"] => {
@@ -469,18 +676,30 @@ fn repository_route(reg: &Registry, path: &str, project: &str, rest: &[&str], ps
             }
             None => not_found(format!("artifact {}@{reference} not found", r.name)),
         },
-        _ => not_found(format!("{path} not found (not modelled by the stormdrill twin)")),
+        _ => not_found(format!(
+            "{path} not found (not modelled by the stormdrill twin)"
+        )),
     }
 }
 
 /// Registers Harbor core's API.
 pub fn install(ctx: &Ctx) {
     let sim: Weak<Sim> = Arc::downgrade(&ctx.sim);
-    let base = Ctx { sim: Arc::new(Sim::default()), ..ctx.clone() };
-    ctx.sim.register_http(HARBOR_CORE_IMAGE, PORT, move |req| match sim.upgrade() {
-        Some(sim) => handle(&Ctx { sim, ..base.clone() }, req),
-        None => HttpResponse::text(503, "the twin is stopping"),
-    });
+    let base = Ctx {
+        sim: Arc::new(Sim::default()),
+        ..ctx.clone()
+    };
+    ctx.sim
+        .register_http(HARBOR_CORE_IMAGE, PORT, move |req| match sim.upgrade() {
+            Some(sim) => handle(
+                &Ctx {
+                    sim,
+                    ..base.clone()
+                },
+                req,
+            ),
+            None => HttpResponse::text(503, "the twin is stopping"),
+        });
 }
 
 #[cfg(test)]
@@ -490,13 +709,33 @@ mod tests {
     #[test]
     fn image_references() {
         let r = parse_image("registry.local/openalex/fastapi:1.0.0").unwrap();
-        assert_eq!((r.registry.as_str(), r.project.as_str(), r.repo.as_str(), r.tag.as_deref()), ("registry.local", "openalex", "fastapi", Some("1.0.0")));
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.project.as_str(),
+                r.repo.as_str(),
+                r.tag.as_deref()
+            ),
+            ("registry.local", "openalex", "fastapi", Some("1.0.0"))
+        );
         let r = parse_image("postgres:16.4").unwrap();
-        assert_eq!((r.registry.as_str(), r.full_name().as_str()), ("docker.io", "library/postgres"));
+        assert_eq!(
+            (r.registry.as_str(), r.full_name().as_str()),
+            ("docker.io", "library/postgres")
+        );
         let r = parse_image("quay.io/prometheuscommunity/postgres-exporter:v0.15.0").unwrap();
         assert_eq!(r.full_name(), "prometheuscommunity/postgres-exporter");
         let r = parse_image("registry:5000/a/b/c@sha256:abc").unwrap();
-        assert_eq!((r.registry.as_str(), r.project.as_str(), r.repo.as_str(), r.tag.as_deref(), r.digest.as_deref()), ("registry:5000", "a", "b/c", None, Some("sha256:abc")));
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.project.as_str(),
+                r.repo.as_str(),
+                r.tag.as_deref(),
+                r.digest.as_deref()
+            ),
+            ("registry:5000", "a", "b/c", None, Some("sha256:abc"))
+        );
         assert_eq!(parse_image("redis").unwrap().tag.as_deref(), Some("latest"));
         assert_eq!(decode("a%252Fb"), "a/b");
         let d = digest_of(&parse_image("x/y:1").unwrap());

@@ -16,6 +16,10 @@
 //! refused with [`QueryError::Unsupported`]; text that is not PromQL gets a
 //! [`QueryError::Parse`] shaped like Prometheus's (`1:5: parse error: ...`). Both are
 //! answered as Prometheus answers bad queries: HTTP 400, `errorType` `bad_data`.
+//!
+//! **LogQL** ([`parse_log_query`]): Loki's stream selector (the same matchers) and
+//! line filters (`|=`, `!=`, `|~`, `!~`); metric queries and other pipeline stages
+//! are [`QueryError::Unsupported`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,7 +59,10 @@ fn parse_sample_line(line: &str) -> Option<Series> {
         let mut chars = r.char_indices().peekable();
         let mut end = None;
         loop {
-            while chars.peek().is_some_and(|(_, c)| c.is_whitespace() || *c == ',') {
+            while chars
+                .peek()
+                .is_some_and(|(_, c)| c.is_whitespace() || *c == ',')
+            {
                 chars.next();
             }
             match chars.peek() {
@@ -117,13 +124,15 @@ fn parse_go_float(s: &str) -> Option<f64> {
 
 fn is_metric_name(s: &str) -> bool {
     let mut cs = s.chars();
-    cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    cs.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn is_label_name(s: &str) -> bool {
     let mut cs = s.chars();
-    cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    cs.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -185,13 +194,25 @@ pub struct Matcher {
 impl Matcher {
     fn new(name: String, op: MatchOp, value: String, col: usize) -> Result<Matcher, QueryError> {
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(regex::Regex::new(&format!("^(?s:{value})$")).map_err(|e| QueryError::Parse {
-                col,
-                msg: format!("error parsing regexp: {}", e.to_string().lines().last().unwrap_or("invalid")),
-            })?),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(regex::Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
+                    QueryError::Parse {
+                        col,
+                        msg: format!(
+                            "error parsing regexp: {}",
+                            e.to_string().lines().last().unwrap_or("invalid")
+                        ),
+                    }
+                })?)
+            }
             _ => None,
         };
-        Ok(Matcher { name, op, value, re })
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
     }
 
     /// Whether a label value (empty when the label is absent) matches.
@@ -279,7 +300,11 @@ impl Expr {
             ),
             Expr::Compare { expr, op, value } => match expr.eval(samples) {
                 Value::Scalar(_) => Value::Vector(Vec::new()),
-                Value::Vector(v) => Value::Vector(v.into_iter().filter(|s| op.apply(s.value, *value)).collect()),
+                Value::Vector(v) => Value::Vector(
+                    v.into_iter()
+                        .filter(|s| op.apply(s.value, *value))
+                        .collect(),
+                ),
             },
             Expr::Aggregate { op, grouping, expr } => {
                 let Value::Vector(input) = expr.eval(samples) else {
@@ -289,7 +314,12 @@ impl Expr {
                 for s in input {
                     let key: Labels = match grouping {
                         None => Labels::new(),
-                        Some((false, by)) => s.labels.iter().filter(|(k, _)| by.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        Some((false, by)) => s
+                            .labels
+                            .iter()
+                            .filter(|(k, _)| by.contains(k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                         Some((true, without)) => s
                             .labels
                             .iter()
@@ -307,8 +337,20 @@ impl Expr {
                             let value = match op {
                                 AggOp::Sum => vs.iter().sum(),
                                 AggOp::Count => n,
-                                AggOp::Max => vs.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
-                                AggOp::Min => vs.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
+                                AggOp::Max => vs.iter().copied().fold(f64::NAN, |a, b| {
+                                    if a.is_nan() || b > a {
+                                        b
+                                    } else {
+                                        a
+                                    }
+                                }),
+                                AggOp::Min => vs.iter().copied().fold(f64::NAN, |a, b| {
+                                    if a.is_nan() || b < a {
+                                        b
+                                    } else {
+                                        a
+                                    }
+                                }),
                                 AggOp::Avg => vs.iter().sum::<f64>() / n,
                             };
                             Series { labels, value }
@@ -362,7 +404,9 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
             continue;
         }
         let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
-        let op2 = ["!=", "=~", "!~", "==", ">=", "<=", "|=", "|~"].into_iter().find(|o| *o == two);
+        let op2 = ["!=", "=~", "!~", "==", ">=", "<=", "|=", "|~"]
+            .into_iter()
+            .find(|o| *o == two);
         if let Some(o) = op2 {
             toks.push((Tok::Op(o), col));
             i += 2;
@@ -401,7 +445,10 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
             i += 1;
             loop {
                 let Some(&d) = chars.get(i) else {
-                    return Err(QueryError::Parse { col, msg: "unterminated quoted string".into() });
+                    return Err(QueryError::Parse {
+                        col,
+                        msg: "unterminated quoted string".into(),
+                    });
                 };
                 i += 1;
                 if d == quote {
@@ -409,7 +456,10 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
                 }
                 if d == '\\' && quote != '`' {
                     let Some(&e) = chars.get(i) else {
-                        return Err(QueryError::Parse { col, msg: "unterminated quoted string".into() });
+                        return Err(QueryError::Parse {
+                            col,
+                            msg: "unterminated quoted string".into(),
+                        });
                     };
                     i += 1;
                     s.push(match e {
@@ -425,26 +475,42 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
             toks.push((Tok::Str(s), col));
             continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || ((chars[i] == '+' || chars[i] == '-') && matches!(chars[i - 1], 'e' | 'E'))) {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric()
+                    || chars[i] == '.'
+                    || ((chars[i] == '+' || chars[i] == '-') && matches!(chars[i - 1], 'e' | 'E')))
+            {
                 i += 1;
             }
             let text: String = chars[start..i].iter().collect();
             if let Ok(n) = text.parse::<f64>() {
                 toks.push((Tok::Num(n), col));
-            } else if let Some(n) = text.strip_prefix("0x").and_then(|h| i64::from_str_radix(h, 16).ok()) {
+            } else if let Some(n) = text
+                .strip_prefix("0x")
+                .and_then(|h| i64::from_str_radix(h, 16).ok())
+            {
                 toks.push((Tok::Num(n as f64), col));
-            } else if text.chars().any(|c| matches!(c, 's' | 'm' | 'h' | 'd' | 'w' | 'y')) {
+            } else if text
+                .chars()
+                .any(|c| matches!(c, 's' | 'm' | 'h' | 'd' | 'w' | 'y'))
+            {
                 toks.push((Tok::Duration(text), col));
             } else {
-                return Err(QueryError::Parse { col, msg: format!("bad number or duration syntax: \"{text}\"") });
+                return Err(QueryError::Parse {
+                    col,
+                    msg: format!("bad number or duration syntax: \"{text}\""),
+                });
             }
             continue;
         }
         if c.is_ascii_alphabetic() || c == '_' || c == ':' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
                 i += 1;
             }
             let text: String = chars[start..i].iter().collect();
@@ -455,7 +521,10 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
             }
             continue;
         }
-        return Err(QueryError::Parse { col, msg: format!("unexpected character: '{c}'") });
+        return Err(QueryError::Parse {
+            col,
+            msg: format!("unexpected character: '{c}'"),
+        });
     }
     toks.push((Tok::Eof, chars.len() + 1));
     Ok(Lexed { toks })
@@ -464,10 +533,95 @@ fn lex(q: &str) -> Result<Lexed, QueryError> {
 // ----- parser -----------------------------------------------------------------------
 
 const FUNCTIONS: &[&str] = &[
-    "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh", "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh", "count_over_time", "days_in_month", "day_of_month", "day_of_week", "day_of_year", "deg", "delta", "deriv", "exp", "floor", "histogram_avg", "histogram_count", "histogram_fraction", "histogram_quantile", "histogram_stddev", "histogram_stdvar", "histogram_sum", "holt_winters", "hour", "idelta", "increase", "irate", "label_join", "label_replace", "last_over_time", "ln", "log10", "log2", "mad_over_time", "max_over_time", "min_over_time", "minute", "month", "pi", "predict_linear", "present_over_time", "quantile_over_time", "rad", "rate", "resets", "round", "scalar", "sgn", "sin", "sinh", "sort", "sort_by_label", "sort_by_label_desc", "sort_desc", "sqrt", "stddev_over_time", "stdvar_over_time", "sum_over_time", "tan", "tanh", "time", "timestamp", "vector", "year",
+    "abs",
+    "absent",
+    "absent_over_time",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "cos",
+    "cosh",
+    "count_over_time",
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "deg",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "histogram_avg",
+    "histogram_count",
+    "histogram_fraction",
+    "histogram_quantile",
+    "histogram_stddev",
+    "histogram_stdvar",
+    "histogram_sum",
+    "holt_winters",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "label_join",
+    "label_replace",
+    "last_over_time",
+    "ln",
+    "log10",
+    "log2",
+    "mad_over_time",
+    "max_over_time",
+    "min_over_time",
+    "minute",
+    "month",
+    "pi",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rad",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sgn",
+    "sin",
+    "sinh",
+    "sort",
+    "sort_by_label",
+    "sort_by_label_desc",
+    "sort_desc",
+    "sqrt",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "tan",
+    "tanh",
+    "time",
+    "timestamp",
+    "vector",
+    "year",
 ];
 
-const OTHER_AGGREGATIONS: &[&str] = &["stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "group", "limitk", "limit_ratio"];
+const OTHER_AGGREGATIONS: &[&str] = &[
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "limitk",
+    "limit_ratio",
+];
 
 struct Parser {
     toks: Vec<(Tok, usize)>,
@@ -478,9 +632,15 @@ struct Parser {
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
     let lexed = lex(query)?;
     if lexed.toks.len() == 1 {
-        return Err(QueryError::Parse { col: 1, msg: "no expression found in input".into() });
+        return Err(QueryError::Parse {
+            col: 1,
+            msg: "no expression found in input".into(),
+        });
     }
-    let mut p = Parser { toks: lexed.toks, pos: 0 };
+    let mut p = Parser {
+        toks: lexed.toks,
+        pos: 0,
+    };
     let e = p.expr()?;
     match p.peek() {
         Tok::Eof => Ok(e),
@@ -523,7 +683,10 @@ impl Parser {
     }
 
     fn unexpected(&self, t: &Tok, context: &str) -> QueryError {
-        QueryError::Parse { col: self.col(), msg: format!("unexpected {}{context}", describe(t)) }
+        QueryError::Parse {
+            col: self.col(),
+            msg: format!("unexpected {}{context}", describe(t)),
+        }
     }
 
     fn expr(&mut self) -> Result<Expr, QueryError> {
@@ -536,7 +699,9 @@ impl Parser {
             Tok::Op(">=") => CmpOp::Ge,
             Tok::Op("<=") => CmpOp::Le,
             Tok::Op(o @ ("+" | "-" | "*" | "/" | "%" | "^")) => {
-                return Err(QueryError::Unsupported(format!("the binary operator \"{o}\"")));
+                return Err(QueryError::Unsupported(format!(
+                    "the binary operator \"{o}\""
+                )));
             }
             Tok::Ident(w) if ["and", "or", "unless"].contains(&w.as_str()) => {
                 return Err(QueryError::Unsupported(format!("the set operator \"{w}\"")));
@@ -551,21 +716,30 @@ impl Parser {
         if matches!(self.peek(), Tok::Ident(w) if w == "bool") {
             return Err(QueryError::Unsupported("the bool modifier".into()));
         }
-        if matches!(self.peek(), Tok::Ident(w) if ["on", "ignoring", "group_left", "group_right"].contains(&w.as_str())) {
+        if matches!(self.peek(), Tok::Ident(w) if ["on", "ignoring", "group_left", "group_right"].contains(&w.as_str()))
+        {
             return Err(QueryError::Unsupported("vector matching".into()));
         }
         let rhs = self.unary()?;
         match (&lhs, rhs) {
-            (Expr::Number(_), _) => Err(QueryError::Unsupported("a comparison with a number on the left".into())),
+            (Expr::Number(_), _) => Err(QueryError::Unsupported(
+                "a comparison with a number on the left".into(),
+            )),
             (_, Expr::Number(value)) => {
-                let e = Expr::Compare { expr: Box::new(lhs), op, value };
+                let e = Expr::Compare {
+                    expr: Box::new(lhs),
+                    op,
+                    value,
+                };
                 // Comparisons chain left to right.
                 if matches!(self.peek(), Tok::Op("==" | "!=" | ">" | "<" | ">=" | "<=")) {
                     return Err(QueryError::Unsupported("chained comparisons".into()));
                 }
                 Ok(e)
             }
-            _ => Err(QueryError::Unsupported("a comparison between two vectors".into())),
+            _ => Err(QueryError::Unsupported(
+                "a comparison between two vectors".into(),
+            )),
         }
     }
 
@@ -602,23 +776,51 @@ impl Parser {
                     "avg" => Some(AggOp::Avg),
                     _ => None,
                 };
-                let followed_by_group = matches!(self.peek(), Tok::LParen) || matches!(self.peek(), Tok::Ident(w) if w == "by" || w == "without");
+                let followed_by_group = matches!(self.peek(), Tok::LParen)
+                    || matches!(self.peek(), Tok::Ident(w) if w == "by" || w == "without");
                 if let Some(op) = agg.filter(|_| followed_by_group) {
                     return self.aggregate(op);
                 }
                 if OTHER_AGGREGATIONS.contains(&lower.as_str()) && followed_by_group {
-                    return Err(QueryError::Unsupported(format!("the aggregation \"{name}\"")));
+                    return Err(QueryError::Unsupported(format!(
+                        "the aggregation \"{name}\""
+                    )));
                 }
                 if matches!(self.peek(), Tok::LParen) {
                     if FUNCTIONS.contains(&name.as_str()) {
                         return Err(QueryError::Unsupported(format!("the function \"{name}\"")));
                     }
-                    return Err(QueryError::Parse { col, msg: format!("unknown function with name \"{name}\"") });
+                    return Err(QueryError::Parse {
+                        col,
+                        msg: format!("unknown function with name \"{name}\""),
+                    });
                 }
-                if ["by", "without", "bool", "on", "ignoring", "offset", "and", "or", "unless", "group_left", "group_right"].contains(&lower.as_str()) {
-                    return Err(QueryError::Parse { col, msg: format!("unexpected <{lower}>") });
+                if [
+                    "by",
+                    "without",
+                    "bool",
+                    "on",
+                    "ignoring",
+                    "offset",
+                    "and",
+                    "or",
+                    "unless",
+                    "group_left",
+                    "group_right",
+                ]
+                .contains(&lower.as_str())
+                {
+                    return Err(QueryError::Parse {
+                        col,
+                        msg: format!("unexpected <{lower}>"),
+                    });
                 }
-                let mut ms = vec![Matcher::new("__name__".into(), MatchOp::Equal, name.clone(), col)?];
+                let mut ms = vec![Matcher::new(
+                    "__name__".into(),
+                    MatchOp::Equal,
+                    name.clone(),
+                    col,
+                )?];
                 if matches!(self.peek(), Tok::LBrace) {
                     self.next();
                     ms.extend(self.matchers(Some(&name))?);
@@ -637,7 +839,10 @@ impl Parser {
             return Err(QueryError::Unsupported("range vector selectors".into()));
         }
         if !ms.iter().any(|m| !m.matches("")) {
-            return Err(QueryError::Parse { col, msg: "vector selector must contain at least one non-empty matcher".into() });
+            return Err(QueryError::Parse {
+                col,
+                msg: "vector selector must contain at least one non-empty matcher".into(),
+            });
         }
         Ok(Expr::Selector(ms))
     }
@@ -651,14 +856,22 @@ impl Parser {
                 Tok::RBrace => return Ok(out),
                 Tok::Ident(label) => {
                     if !is_label_name(&label) {
-                        return Err(QueryError::Parse { col, msg: format!("invalid label name \"{label}\"") });
+                        return Err(QueryError::Parse {
+                            col,
+                            msg: format!("invalid label name \"{label}\""),
+                        });
                     }
                     let op = match self.next() {
                         Tok::Op("=") => MatchOp::Equal,
                         Tok::Op("!=") => MatchOp::NotEqual,
                         Tok::Op("=~") => MatchOp::Regex,
                         Tok::Op("!~") => MatchOp::NotRegex,
-                        t => return Err(self.unexpected(&t, " in label matching, expected label matching operator")),
+                        t => {
+                            return Err(self.unexpected(
+                                &t,
+                                " in label matching, expected label matching operator",
+                            ))
+                        }
                     };
                     let vcol = self.col();
                     let value = match self.next() {
@@ -666,16 +879,31 @@ impl Parser {
                         t => return Err(self.unexpected(&t, " in label matching, expected string")),
                     };
                     if label == "__name__" && metric.is_some() {
-                        return Err(QueryError::Parse { col, msg: format!("metric name must not be set twice: \"{}\" or \"{value}\"", metric.unwrap_or("")) });
+                        return Err(QueryError::Parse {
+                            col,
+                            msg: format!(
+                                "metric name must not be set twice: \"{}\" or \"{value}\"",
+                                metric.unwrap_or("")
+                            ),
+                        });
                     }
                     out.push(Matcher::new(label, op, value, vcol)?);
                     match self.next() {
                         Tok::Comma => {}
                         Tok::RBrace => return Ok(out),
-                        t => return Err(self.unexpected(&t, " in label matching, expected \",\" or \"}\"")),
+                        t => {
+                            return Err(
+                                self.unexpected(&t, " in label matching, expected \",\" or \"}\"")
+                            )
+                        }
                     }
                 }
-                Tok::Eof => return Err(QueryError::Parse { col, msg: "unexpected end of input inside braces".into() }),
+                Tok::Eof => {
+                    return Err(QueryError::Parse {
+                        col,
+                        msg: "unexpected end of input inside braces".into(),
+                    })
+                }
                 t => return Err(self.unexpected(&t, " in label matching, expected label")),
             }
         }
@@ -701,7 +929,11 @@ impl Parser {
                     match self.next() {
                         Tok::Comma => {}
                         Tok::RParen => break,
-                        t => return Err(self.unexpected(&t, " in grouping opts, expected \",\" or \")\"")),
+                        t => {
+                            return Err(
+                                self.unexpected(&t, " in grouping opts, expected \",\" or \")\"")
+                            )
+                        }
                     }
                 }
                 t => return Err(self.unexpected(&t, " in grouping opts, expected label")),
@@ -719,17 +951,32 @@ impl Parser {
         let inner = self.expr()?;
         match self.next() {
             Tok::RParen => {}
-            Tok::Comma => return Err(QueryError::Parse { col: self.col(), msg: "wrong number of arguments for aggregate expression provided, expected 1, got 2".into() }),
+            Tok::Comma => return Err(QueryError::Parse {
+                col: self.col(),
+                msg:
+                    "wrong number of arguments for aggregate expression provided, expected 1, got 2"
+                        .into(),
+            }),
             t => return Err(self.unexpected(&t, " in aggregation, expected \")\"")),
         }
         let after = self.grouping()?;
         if before.is_some() && after.is_some() {
-            return Err(QueryError::Parse { col: self.col(), msg: "aggregation must only contain one grouping clause".into() });
+            return Err(QueryError::Parse {
+                col: self.col(),
+                msg: "aggregation must only contain one grouping clause".into(),
+            });
         }
         if matches!(inner, Expr::Number(_)) {
-            return Err(QueryError::Parse { col: self.col(), msg: "expected type instant vector in aggregation expression, got scalar".into() });
+            return Err(QueryError::Parse {
+                col: self.col(),
+                msg: "expected type instant vector in aggregation expression, got scalar".into(),
+            });
         }
-        Ok(Expr::Aggregate { op, grouping: before.or(after), expr: Box::new(inner) })
+        Ok(Expr::Aggregate {
+            op,
+            grouping: before.or(after),
+            expr: Box::new(inner),
+        })
     }
 }
 
@@ -777,15 +1024,28 @@ impl LogQuery {
 /// formatters are refused as [`QueryError::Unsupported`].
 pub fn parse_log_query(query: &str) -> Result<LogQuery, QueryError> {
     let lexed = lex(query)?;
-    let mut p = Parser { toks: lexed.toks, pos: 0 };
+    let mut p = Parser {
+        toks: lexed.toks,
+        pos: 0,
+    };
     let col = p.col();
     match p.next() {
         Tok::LBrace => {}
         Tok::Ident(f) if matches!(p.peek(), Tok::LParen) => {
             return Err(QueryError::Unsupported(format!("metric queries (\"{f}\")")));
         }
-        Tok::Eof => return Err(QueryError::Parse { col, msg: "syntax error: unexpected $end".into() }),
-        t => return Err(QueryError::Parse { col, msg: format!("syntax error: unexpected {}, expecting {{", describe(&t)) }),
+        Tok::Eof => {
+            return Err(QueryError::Parse {
+                col,
+                msg: "syntax error: unexpected $end".into(),
+            })
+        }
+        t => {
+            return Err(QueryError::Parse {
+                col,
+                msg: format!("syntax error: unexpected {}, expecting {{", describe(&t)),
+            })
+        }
     }
     let matchers = p.matchers(None)?;
     if !matchers.iter().any(|m| !m.matches("")) {
@@ -802,17 +1062,38 @@ pub fn parse_log_query(query: &str) -> Result<LogQuery, QueryError> {
                     Tok::Ident(s) => s.clone(),
                     t => describe(t),
                 };
-                return Err(QueryError::Unsupported(format!("the pipeline stage \"| {what}\"")));
+                return Err(QueryError::Unsupported(format!(
+                    "the pipeline stage \"| {what}\""
+                )));
             }
-            t => return Err(QueryError::Parse { col, msg: format!("syntax error: unexpected {}", describe(&t)) }),
+            t => {
+                return Err(QueryError::Parse {
+                    col,
+                    msg: format!("syntax error: unexpected {}", describe(&t)),
+                })
+            }
         };
         let col = p.col();
         let text = match p.next() {
             Tok::Str(s) => s,
-            t => return Err(QueryError::Parse { col, msg: format!("syntax error: unexpected {}, expecting STRING", describe(&t)) }),
+            t => {
+                return Err(QueryError::Parse {
+                    col,
+                    msg: format!(
+                        "syntax error: unexpected {}, expecting STRING",
+                        describe(&t)
+                    ),
+                })
+            }
         };
         let re = |t: &str| {
-            regex::Regex::new(t).map_err(|e| QueryError::Parse { col, msg: format!("invalid regex: {}", e.to_string().lines().last().unwrap_or("")) })
+            regex::Regex::new(t).map_err(|e| QueryError::Parse {
+                col,
+                msg: format!(
+                    "invalid regex: {}",
+                    e.to_string().lines().last().unwrap_or("")
+                ),
+            })
         };
         filters.push(match op {
             "|=" => LineFilter::Contains(text),
@@ -930,25 +1211,62 @@ mod tests {
         assert!(unsupported("topk(3, up)"));
         assert!(unsupported("up offset 5m"));
         assert!(unsupported("up and up"));
-        assert_eq!(parse("up{").unwrap_err().to_string(), "1:4: parse error: unexpected end of input inside braces");
-        assert!(parse("foo(up)").unwrap_err().to_string().contains("unknown function with name \"foo\""));
-        assert!(parse("{job=~\".*\"}").unwrap_err().to_string().contains("at least one non-empty matcher"));
-        assert!(parse("up )").unwrap_err().to_string().contains("parse error: unexpected"));
-        assert!(parse("").unwrap_err().to_string().contains("no expression found"));
-        assert!(parse("up{job=~\"(\"}").unwrap_err().to_string().contains("parse error"));
+        assert_eq!(
+            parse("up{").unwrap_err().to_string(),
+            "1:4: parse error: unexpected end of input inside braces"
+        );
+        assert!(parse("foo(up)")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown function with name \"foo\""));
+        assert!(parse("{job=~\".*\"}")
+            .unwrap_err()
+            .to_string()
+            .contains("at least one non-empty matcher"));
+        assert!(parse("up )")
+            .unwrap_err()
+            .to_string()
+            .contains("parse error: unexpected"));
+        assert!(parse("")
+            .unwrap_err()
+            .to_string()
+            .contains("no expression found"));
+        assert!(parse("up{job=~\"(\"}")
+            .unwrap_err()
+            .to_string()
+            .contains("parse error"));
     }
 
     #[test]
     fn log_queries() {
-        let q = parse_log_query("{namespace=\"openalex\", pod=~\"fastapi-.*\"} |= \"GET\" != \"health\"").unwrap();
-        let l: Labels = [("namespace".to_string(), "openalex".to_string()), ("pod".to_string(), "fastapi-abc".to_string())].into();
+        let q = parse_log_query(
+            "{namespace=\"openalex\", pod=~\"fastapi-.*\"} |= \"GET\" != \"health\"",
+        )
+        .unwrap();
+        let l: Labels = [
+            ("namespace".to_string(), "openalex".to_string()),
+            ("pod".to_string(), "fastapi-abc".to_string()),
+        ]
+        .into();
         assert!(q.selects(&l));
         assert!(q.keeps("GET /works"));
         assert!(!q.keeps("GET /health"));
-        assert!(matches!(parse_log_query("count_over_time({a=\"b\"}[5m])"), Err(QueryError::Unsupported(_))));
-        assert!(matches!(parse_log_query("{a=\"b\"} | json"), Err(QueryError::Unsupported(_))));
-        assert!(matches!(parse_log_query("{a=~\".*\"}"), Err(QueryError::Invalid(_))));
-        assert!(matches!(parse_log_query("a"), Err(QueryError::Parse { .. })));
+        assert!(matches!(
+            parse_log_query("count_over_time({a=\"b\"}[5m])"),
+            Err(QueryError::Unsupported(_))
+        ));
+        assert!(matches!(
+            parse_log_query("{a=\"b\"} | json"),
+            Err(QueryError::Unsupported(_))
+        ));
+        assert!(matches!(
+            parse_log_query("{a=~\".*\"}"),
+            Err(QueryError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_log_query("a"),
+            Err(QueryError::Parse { .. })
+        ));
     }
 
     #[test]
