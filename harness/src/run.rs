@@ -143,6 +143,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
             url,
             ca: args.api_ca.clone(),
             source_addr: args.api_source_addr,
+            ..Default::default()
         }),
         run_dir: Some(run_dir.path().to_owned()),
         stack_dir: args.stack.clone(),
@@ -159,7 +160,9 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     };
     // Before anything else, put back what is still injected: a signal or an abort drops
     // the scenario mid-step, so the journal, not the World, knows what that is.
-    faults.sweep(if result.is_some() { "run-end" } else { "abort" }).await;
+    faults
+        .sweep(if result.is_some() { "run-end" } else { "abort" })
+        .await;
     drop(guard);
     connected.close().await;
 

@@ -16,7 +16,37 @@ use rustls::pki_types::{pem::PemObject as _, CertificateDer};
 use super::LoadError;
 use crate::measure::window::Class;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector<PinnedResolver>>, Empty<Bytes>>;
+
+/// DNS as `curl --resolve`: one host name pinned to an address (the cluster's load
+/// balancer for the API's fqdn), everything else through getaddrinfo. The TLS server
+/// name and Host header stay the fqdn, as for a real client.
+#[derive(Clone)]
+pub struct PinnedResolver {
+    pin: Option<(String, IpAddr)>,
+    gai: hyper_util::client::legacy::connect::dns::GaiResolver,
+}
+
+impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for PinnedResolver {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.gai.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        if let Some((host, ip)) = &self.pin {
+            if name.as_str().eq_ignore_ascii_case(host) {
+                let addr = std::net::SocketAddr::new(*ip, 0);
+                return Box::pin(async move { Ok(vec![addr].into_iter()) });
+            }
+        }
+        let fut = self.gai.call(name);
+        Box::pin(async move { Ok(fut.await?.collect::<Vec<_>>().into_iter()) })
+    }
+}
 
 /// How the client connects.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +56,8 @@ pub struct ClientOptions {
     /// Local address to send from (e.g. 127.0.0.2), so the server sees one client.
     pub source_addr: Option<IpAddr>,
     pub connect_timeout: Option<Duration>,
+    /// Resolve this host name to this address (`--resolve`).
+    pub resolve: Option<(String, IpAddr)>,
 }
 
 /// `https`: whether the target needs TLS (the system's roots are only loaded then:
@@ -63,7 +95,10 @@ pub fn build(opts: &ClientOptions, https: bool) -> Result<HttpClient, LoadError>
     .with_root_certificates(roots)
     .with_no_client_auth();
 
-    let mut http = HttpConnector::new();
+    let mut http = HttpConnector::new_with_resolver(PinnedResolver {
+        pin: opts.resolve.clone(),
+        gai: hyper_util::client::legacy::connect::dns::GaiResolver::new(),
+    });
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_local_address(opts.source_addr);

@@ -37,13 +37,18 @@ pub enum LoadError {
     Join(#[source] tokio::task::JoinError),
 }
 
-/// Where the API under test answers; part of the run context. Set by `--api-url`
-/// (the twin's API data plane will provide one).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the API under test answers; part of the run context. Set by `--api-url`,
+/// else discovered from the cluster (HTTPProxy, Envoy's load balancer, the TLS
+/// secret's CA: `probe::api::discover`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiEndpoint {
     pub url: http::Uri,
     /// PEM bundle of the CA to trust for HTTPS; None: the system's roots.
     pub ca: Option<std::path::PathBuf>,
+    /// The CA as PEM, when it came from the cluster rather than a file.
+    pub ca_pem: Option<Vec<u8>>,
     /// Local address to send from (e.g. 127.0.0.2).
     pub source_addr: Option<IpAddr>,
+    /// The URL's host resolves to this address (the load balancer), as `--resolve`.
+    pub resolve: Option<(String, IpAddr)>,
 }

@@ -1,3 +1,4 @@
 //! Probes: read-only observations of a target. One file per system observed.
 
+pub mod api;
 pub mod k8s;

@@ -4,7 +4,9 @@
 //! Thresholds come from the step; tuning comes from the acceptance profile when given:
 //! `load.timeout_s` (10), `load.max_duration_s` (3600), `load.window_ms` (1000),
 //! `steady.windows` (5), `steady.p99_ms` (500), `steady.error_rate_pct` (1),
-//! `steady.timeout_s` (120), `steady.no_progress_s` (60), `recovery.no_progress_s` (300).
+//! `steady.timeout_s` (120), `steady.no_progress_s` (60), `recovery.no_progress_s` (300),
+//! and `load.mix`: a request-mix YAML file (relative to the profile) instead of the
+//! built-in OpenAlex mix.
 
 use std::{str::FromStr, time::Duration};
 
@@ -26,10 +28,12 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum LoadStepError {
     #[error(
-        "the target has no API endpoint to send load to: pass --api-url (and --api-ca for \
-         HTTPS); the twin will provide one with its API data plane"
+        "the target has no API endpoint to send load to: no HTTPProxy with a Ready \
+         load balancer was found; pass --api-url (and --api-ca for HTTPS)"
     )]
     NoEndpoint,
+    #[error("cannot discover the API endpoint from the cluster")]
+    Discover(#[source] crate::probe::api::ApiDiscoveryError),
     #[error(
         "no load is running: start one first with `Given the API receives 50 requests per second`"
     )]
@@ -120,6 +124,23 @@ pub fn steady_rule(world: &World) -> SteadyRule {
     }
 }
 
+/// The profile's `load.mix` file, if it names one.
+fn profile_mix(world: &World) -> Result<Option<Mix>, LoadStepError> {
+    let Some(profile) = world.context().profile.as_ref() else {
+        return Ok(None);
+    };
+    let file = profile
+        .values
+        .get("load")
+        .and_then(|l| l.get("mix"))
+        .and_then(|m| m.as_str());
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let base = profile.path.parent().unwrap_or(std::path::Path::new("."));
+    Ok(Some(Mix::load(&base.join(file)).map_err(LoadError::from)?))
+}
+
 fn drill(world: &mut World) -> Result<&mut Drill, LoadStepError> {
     world.drill.as_mut().ok_or(LoadStepError::NoLoad)
 }
@@ -135,18 +156,22 @@ pub async fn start_load(world: &mut World, rate: f64) -> Result<(), LoadStepErro
     if world.drill.is_some() {
         return Err(LoadStepError::AlreadyRunning);
     }
-    let api = world
-        .context()
-        .api
-        .clone()
-        .ok_or(LoadStepError::NoEndpoint)?;
+    let api = match world.context().api.clone() {
+        Some(api) => api,
+        None => crate::probe::api::discover(world.client())
+            .await
+            .map_err(LoadStepError::Discover)?
+            .ok_or(LoadStepError::NoEndpoint)?,
+    };
     let mut cfg = LoadConfig::open(api.url.clone(), rate);
     cfg.duration = secs(world, "load.max_duration_s", 3600.0);
     cfg.timeout = secs(world, "load.timeout_s", 10.0);
     cfg.window = Duration::from_millis(profile_number(world, "load.window_ms", 1000.0) as u64);
     cfg.seed = world.context().seed;
-    cfg.mix = Mix::builtin();
+    cfg.mix = profile_mix(world)?.unwrap_or_else(Mix::builtin);
     cfg.client.source_addr = api.source_addr;
+    cfg.client.resolve = api.resolve.clone();
+    cfg.client.ca_pem = api.ca_pem.clone();
     if let Some(path) = &api.ca {
         cfg.client.ca_pem = Some(std::fs::read(path).map_err(|source| LoadStepError::ReadCa {
             path: path.clone(),
