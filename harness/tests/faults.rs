@@ -12,7 +12,7 @@ use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::{mpsc, Arc, LazyLock, Mutex, MutexGuard},
+    sync::{mpsc, Arc, LazyLock},
     time::{Duration, Instant},
 };
 
@@ -22,8 +22,10 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
 };
 use kube::{
-    api::{Api, DeleteParams, ListParams, PostParams},
+    api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
+    core::GroupVersionKind,
+    discovery::ApiResource,
     Client, Config, ResourceExt,
 };
 use serde_json::{json, Value};
@@ -114,12 +116,21 @@ static TWIN: LazyLock<Served> = LazyLock::new(|| {
     }
 });
 
-/// The shared twin, one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The shared twin, one test at a time (a tokio mutex: async tests hold it across
+/// awaits; it does not poison, so one failed test does not fail the others).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn shared_twin() -> (MutexGuard<'static, ()>, &'static Path) {
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    (guard, &TWIN.kubeconfig)
+async fn shared_twin() -> (tokio::sync::MutexGuard<'static, ()>, &'static Path) {
+    let guard = SERIAL.lock().await;
+    // The first caller waits for the twin to come up: off the runtime's workers.
+    let kubeconfig = tokio::task::spawn_blocking(|| TWIN.kubeconfig.as_path())
+        .await
+        .unwrap();
+    (guard, kubeconfig)
+}
+
+fn shared_twin_blocking() -> (tokio::sync::MutexGuard<'static, ()>, &'static Path) {
+    (SERIAL.blocking_lock(), &TWIN.kubeconfig)
 }
 
 async fn client_for(kubeconfig: &Path) -> Client {
@@ -213,14 +224,21 @@ async fn state(client: &Client) -> State {
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
         .collect();
     policies.sort();
-    let toolbox = wait_for(|| async { Toolbox::find(client).await.ok() }).await;
-    let tree = toolbox.ceph_json(client, &["osd", "tree"]).await.unwrap();
+    // The toolbox may be on a node a fault just powered off: wait for another.
+    let tree = Toolbox::json_patiently(client, &["osd", "tree"], WAIT)
+        .await
+        .unwrap();
     let osd_in = (0..6)
         .map(|id| (id, ceph::osd_is_in(&tree, id).unwrap()))
         .collect();
-    let status = toolbox.ceph_json(client, &["status"]).await.unwrap();
-    let power_req = http::Request::get("/twin/v1/nodes").body(Vec::new()).unwrap();
-    let power: Value = serde_json::from_str(&client.request_text(power_req).await.unwrap()).unwrap();
+    let status = Toolbox::json_patiently(client, &["status"], WAIT)
+        .await
+        .unwrap();
+    let power_req = http::Request::get("/twin/v1/nodes")
+        .body(Vec::new())
+        .unwrap();
+    let power: Value =
+        serde_json::from_str(&client.request_text(power_req).await.unwrap()).unwrap();
     let mut ready_pods = BTreeMap::new();
     for ns in ["openalex", "rook-ceph"] {
         for p in Api::<Pod>::namespaced(client.clone(), ns)
@@ -228,9 +246,11 @@ async fn state(client: &Client) -> State {
             .await
             .unwrap()
         {
-            let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-            });
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             if ready && p.metadata.deletion_timestamp.is_none() {
                 let owner = p
                     .labels()
@@ -249,22 +269,6 @@ async fn state(client: &Client) -> State {
         noout: ceph::flag_is_set(&status, "noout"),
         power,
         ready_pods,
-    }
-}
-
-/// Polls `f` until it returns Some, within [`WAIT`].
-async fn wait_for<T, F, Fut>(f: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < WAIT, "condition not met within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -291,7 +295,11 @@ async fn resource_versions(client: &Client) -> BTreeMap<String, String> {
     for ns in ["openalex", "rook-ceph", "kube-system"] {
         macro_rules! collect {
             ($k:ty, $name:literal) => {
-                for o in Api::<$k>::namespaced(client.clone(), ns).list(&lp).await.unwrap() {
+                for o in Api::<$k>::namespaced(client.clone(), ns)
+                    .list(&lp)
+                    .await
+                    .unwrap()
+                {
                     out.insert(
                         format!("{} {ns}/{}", $name, o.name_any()),
                         o.resource_version().unwrap_or_default(),
@@ -330,13 +338,16 @@ fn fault_run(client: &Client, dir: &Path) -> FaultRun {
 }
 
 async fn node_of(client: &Client, ns: &str, pod: &str) -> String {
-    let p = Api::<Pod>::namespaced(client.clone(), ns).get(pod).await.unwrap();
+    let p = Api::<Pod>::namespaced(client.clone(), ns)
+        .get(pod)
+        .await
+        .unwrap();
     p.spec.unwrap().node_name.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_fault_applies_and_its_revert_restores_the_prior_state() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin().await;
     let client = client_for(kubeconfig).await;
     let dir = tempfile::tempdir().unwrap();
     let run = fault_run(&client, dir.path());
@@ -459,30 +470,34 @@ async fn each_fault_applies_and_its_revert_restores_the_prior_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preconditions_refuse_dangerous_faults() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin().await;
     let client = client_for(kubeconfig).await;
-    // A pool of size 1: OSD faults would make its data unavailable.
-    let toolbox = Toolbox::find(&client).await.unwrap();
-    toolbox
-        .ceph(
-            &client,
-            &["osd", "pool", "set", "nvme-pool", "size", "1", "--yes-i-really-mean-it"],
-        )
-        .await
-        .unwrap();
-    let refused = resolve::refuse_pool_size_one(&client, "OSD 1 down").await;
-    toolbox
-        .ceph(&client, &["osd", "pool", "set", "nvme-pool", "size", "2"])
-        .await
-        .unwrap();
-    let e = refused.unwrap_err().to_string();
+    // A pool of size 1 (as the twin's Rook operator makes it from its CephBlockPool):
+    // OSD faults would make its data unavailable.
+    set_pool_size(&client, "nvme-pool", 1).await;
+    let start = Instant::now();
+    let refused = loop {
+        match resolve::refuse_pool_size_one(&client, "OSD 1 down").await {
+            Err(e) => break e.to_string(),
+            Ok(()) if start.elapsed() < WAIT => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            Ok(()) => panic!("size 1 never refused"),
+        }
+    };
+    set_pool_size(&client, "nvme-pool", 2).await;
     assert!(
-        e.contains("pool nvme-pool has size 1") && e.contains("unavailable"),
-        "{e}"
+        refused.contains("pool nvme-pool has size 1") && refused.contains("unavailable"),
+        "{refused}"
     );
-    assert!(resolve::refuse_pool_size_one(&client, "OSD 1 down")
+    let start = Instant::now();
+    while resolve::refuse_pool_size_one(&client, "OSD 1 down")
         .await
-        .is_ok());
+        .is_err()
+    {
+        assert!(start.elapsed() < WAIT, "size 2 still refused");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     // Powering off all but one node is fine; the last Ready one is refused.
     assert!(resolve::refuse_last_ready_node(&client, "dirqual1")
         .await
@@ -491,6 +506,21 @@ async fn preconditions_refuse_dangerous_faults() {
         resolve::refuse_last_ready_node(&client, "nope").await,
         Err(FaultError::NotFound { .. })
     ));
+}
+
+async fn set_pool_size(client: &Client, pool: &str, size: u32) {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ceph.rook.io", "v1", "CephBlockPool"),
+        "cephblockpools",
+    );
+    Api::<DynamicObject>::namespaced_with(client.clone(), "rook-ceph", &ar)
+        .patch(
+            pool,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicated": {"size": size}}})),
+        )
+        .await
+        .unwrap();
 }
 
 fn stormdrill(args: &[&str], extra: &[&Path]) -> Command {
@@ -518,7 +548,12 @@ fn spawn_long_run(kubeconfig: &Path, reports: &Path) -> Child {
             "9",
             "--kubeconfig",
         ],
-        &[kubeconfig, Path::new("--report-dir"), reports, &fixture("long.feature")],
+        &[
+            kubeconfig,
+            Path::new("--report-dir"),
+            reports,
+            &fixture("long.feature"),
+        ],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -558,7 +593,7 @@ fn wait_output(child: Child) -> Output {
 
 #[test]
 fn kill_9_mid_fault_then_recover_latest_restores_the_twin() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin_blocking();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt.block_on(client_for(kubeconfig));
     rt.block_on(set_opt_in(&client, Some(("openalex,rook-ceph", "*"))));
@@ -572,7 +607,10 @@ fn kill_9_mid_fault_then_recover_latest_restores_the_twin() {
     let during = rt.block_on(state(&client));
     assert_eq!(during.replicas["StatefulSet openalex/postgresql"], 0);
     assert!(!during.osd_in[&2] && during.noout);
-    assert_eq!(during.policies, ["openalex/stormdrill-isolate-app-postgresql"]);
+    assert_eq!(
+        during.policies,
+        ["openalex/stormdrill-isolate-app-postgresql"]
+    );
     child.kill().unwrap(); // SIGKILL: no revert runs.
     let out = wait_output(child);
     assert_eq!(out.status.code(), None, "killed by a signal");
@@ -585,12 +623,20 @@ fn kill_9_mid_fault_then_recover_latest_restores_the_twin() {
     .output()
     .unwrap();
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     assert!(
         stdout.contains("4 reverted, 0 failed, 0 were already done"),
         "{stdout}"
     );
-    assert!(stdout.contains("scale StatefulSet openalex/postgresql back to 1 replicas"), "{stdout}");
+    assert!(
+        stdout.contains("scale StatefulSet openalex/postgresql back to 1 replicas"),
+        "{stdout}"
+    );
     rt.block_on(assert_restored(&client, &before, "after recover"));
 
     // Idempotent: a second recover finds nothing to do.
@@ -605,7 +651,7 @@ fn kill_9_mid_fault_then_recover_latest_restores_the_twin() {
 
 #[test]
 fn sigint_mid_fault_reverts_and_exits_3() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin_blocking();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt.block_on(client_for(kubeconfig));
     rt.block_on(set_opt_in(&client, Some(("*", "*"))));
@@ -622,7 +668,12 @@ fn sigint_mid_fault_reverts_and_exits_3() {
     let out = wait_output(child);
     let exited = interrupted.elapsed();
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     let line = stdout
         .lines()
         .find(|l| l.contains("fault(s) left injected were reverted in"))
@@ -649,7 +700,7 @@ fn cluster_run(kubeconfig: &Path, feature: &Path, reports: &Path) -> RunArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing_and_prints_the_plan() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin().await;
     let client = client_for(kubeconfig).await;
     set_opt_in(&client, Some(("*", "*"))).await;
     let reports = tempfile::tempdir().unwrap();
@@ -667,6 +718,8 @@ async fn dry_run_changes_nothing_and_prints_the_plan() {
     let run_dir = reports.path().join("r");
     assert!(!run_dir.join("journal.jsonl").exists());
     let plan = std::fs::read_to_string(run_dir.join("plan.txt")).unwrap();
+    let out = outcome.summary.scenarios[0].status;
+    assert_eq!(out, ScenarioStatus::Passed);
     for expected in [
         "dry-run osd-down: scale Deployment rook-ceph/rook-ceph-osd-1 from 1 to 0 replicas",
         "revert:  scale Deployment rook-ceph/rook-ceph-osd-1 back to 1 replicas",
@@ -686,7 +739,7 @@ async fn dry_run_changes_nothing_and_prints_the_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_refuses_a_cluster_without_opt_in() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin().await;
     let client = client_for(kubeconfig).await;
     set_opt_in(&client, None).await;
     let versions = resource_versions(&client).await;
@@ -738,7 +791,7 @@ async fn the_guard_refuses_a_cluster_without_opt_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_blocked_by_a_pdb_is_reported_not_hung() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin().await;
     let client = client_for(kubeconfig).await;
     set_opt_in(&client, Some(("*", "node-drain"))).await;
     let before = state(&client).await;
@@ -762,13 +815,15 @@ async fn a_drain_blocked_by_a_pdb_is_reported_not_hung() {
     .await
     .unwrap();
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(40), "the drain hung for {took:?}");
+    assert!(
+        took < Duration::from_secs(40),
+        "the drain hung for {took:?}"
+    );
     let message = outcome.summary.scenarios[0].message.clone().unwrap();
     assert!(
         message.starts_with(&format!("drain of node {node} blocked after"))
-            && message.contains(
-                "pod openalex/postgresql-0 (PodDisruptionBudget openalex/postgresql:"
-            ),
+            && message
+                .contains("pod openalex/postgresql-0 (PodDisruptionBudget openalex/postgresql:"),
         "{message}"
     );
     // The scenario's end uncordoned the node; evicted pods came back elsewhere.
@@ -823,7 +878,7 @@ fn every_fault_step_runs_on_the_embedded_twin() {
 
 #[test]
 fn recover_refuses_a_journal_of_another_cluster() {
-    let (_serial, kubeconfig) = shared_twin();
+    let (_serial, kubeconfig) = shared_twin_blocking();
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.jsonl");
     std::fs::write(
@@ -842,4 +897,100 @@ fn recover_refuses_a_journal_of_another_cluster() {
             && stderr.contains(&server_of(kubeconfig)),
         "{stderr}"
     );
+}
+
+/// Ceph HEALTH_ERR while faults are injected: the run stops, reverts and ends aborted
+/// (exit 3), naming the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceph_health_err_aborts_the_run_and_reverts() {
+    let (_serial, kubeconfig) = shared_twin().await;
+    let client = client_for(kubeconfig).await;
+    set_opt_in(&client, Some(("*", "*"))).await;
+    let before = state(&client).await;
+    let reports = tempfile::tempdir().unwrap();
+    let run = stormdrill::run(RunArgs {
+        allow_destructive: true,
+        ..cluster_run(kubeconfig, &fixture("long.feature"), reports.path())
+    });
+    let breaker = async {
+        wait_for_applies_async(&reports.path().join("r"), 4).await;
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("ceph.rook.io", "v1", "CephCluster"),
+            "cephclusters",
+        );
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), "rook-ceph", &ar);
+        // The twin's operator sets it back at its next reconcile; the watch sees it.
+        api.patch_status(
+            "rook-ceph",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ceph": {"health": "HEALTH_ERR"}}})),
+        )
+        .await
+        .unwrap();
+    };
+    let started = Instant::now();
+    let (outcome, ()) = tokio::join!(run, breaker);
+    let outcome = outcome.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the run was not aborted"
+    );
+    assert_eq!(outcome.verdict, Verdict::Aborted, "{:?}", outcome.summary);
+    assert!(
+        outcome
+            .summary
+            .reasons
+            .iter()
+            .any(|r| r == "Ceph reports HEALTH_ERR (CephCluster rook-ceph/rook-ceph)"),
+        "{:?}",
+        outcome.summary.reasons
+    );
+    let journal = Contents::read(&reports.path().join("r/journal.jsonl")).unwrap();
+    assert!(journal.pending().is_empty(), "{journal:?}");
+    set_opt_in(&client, None).await;
+    assert_restored(&client, &before, "after the abort").await;
+}
+
+async fn wait_for_applies_async(run_dir: &Path, n: usize) {
+    let start = Instant::now();
+    loop {
+        if let Ok(c) = Contents::read(&run_dir.join("journal.jsonl")) {
+            if c.entries.len() >= n {
+                return;
+            }
+        }
+        assert!(start.elapsed() < WAIT, "no {n} faults injected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A step that panics mid-apply, or a signal, loses the scenario's own record: the
+/// journal still has it and the run's sweep reverts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_whose_scenario_was_lost_is_reverted_by_the_sweep() {
+    let (_serial, kubeconfig) = shared_twin().await;
+    let client = client_for(kubeconfig).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = fault_run(&client, dir.path());
+    let before = state(&client).await;
+    let mut scenario = ScenarioFaults::default();
+    let outage = ScaleToZero {
+        kind: FaultKind::WorkloadOutage,
+        workload: Workload {
+            kind: WorkloadKind::Deployment,
+            namespace: "openalex".into(),
+            name: "fastapi".into(),
+        },
+    };
+    run.inject(&mut scenario, &outage).await.unwrap();
+    drop(scenario);
+    assert_eq!(
+        state(&client).await.replicas["Deployment openalex/fastapi"],
+        0
+    );
+    let reports = run.sweep("run-end").await;
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].outcome.is_ok(), "{reports:?}");
+    assert!(run.sweep("run-end").await.is_empty(), "swept twice");
+    assert_restored(&client, &before, "after the sweep").await;
 }

@@ -171,7 +171,12 @@ mod tests {
 
     #[test]
     fn error_rate_aborts_after_n_bad_windows_in_a_row() {
-        let ws = [window(0, 10, 0), window(1, 5, 5), window(2, 0, 0), window(3, 1, 9)];
+        let ws = [
+            window(0, 10, 0),
+            window(1, 5, 5),
+            window(2, 0, 0),
+            window(3, 1, 9),
+        ];
         assert!(error_rate_breached(&ws, 10.0, 3).is_some());
         assert!(error_rate_breached(&ws, 10.0, 4).is_none());
         assert!(error_rate_breached(&ws[..2], 10.0, 3).is_none());

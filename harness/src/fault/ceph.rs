@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use futures::{future::BoxFuture, FutureExt as _};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
     api::{Api, AttachParams, DynamicObject, ListParams},
     core::GroupVersionKind,
@@ -24,6 +24,9 @@ use super::{Fault, FaultCtx, FaultError, FaultKind, Plan, Revert, Reverted};
 pub const TOOLBOX_SELECTOR: &str = "app=rook-ceph-tools";
 /// One `ceph` command's bound: the real CLI can hang while the mons are unreachable.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a revert waits for a toolbox to answer (one whose node died is
+/// rescheduled after the node's eviction timeout).
+const PATIENCE: Duration = Duration::from_secs(90);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CephError {
@@ -75,13 +78,32 @@ fn running_and_ready(pod: &Pod) -> bool {
 }
 
 impl Toolbox {
-    /// The first Running and Ready toolbox pod in any namespace.
+    /// The first Running and Ready toolbox pod, in any namespace, on a Ready node (a
+    /// pod on a node that just died still looks Ready for a while, but exec fails).
     pub async fn find(client: &Client) -> Result<Toolbox, CephError> {
         let pods = Api::<Pod>::all(client.clone())
             .list(&ListParams::default().labels(TOOLBOX_SELECTOR))
             .await
             .map_err(CephError::List)?;
-        let mut ready: Vec<&Pod> = pods.items.iter().filter(|p| running_and_ready(p)).collect();
+        let nodes = Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(CephError::List)?;
+        let node_ready = |pod: &Pod| {
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            nodes.items.iter().any(|n| {
+                Some(n.name_any().as_str()) == node
+                    && n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+        };
+        let mut ready: Vec<&Pod> = pods
+            .items
+            .iter()
+            .filter(|p| running_and_ready(p) && node_ready(p))
+            .collect();
         ready.sort_by_key(|p| p.name_any());
         let pod = ready.first().ok_or(CephError::NoToolbox)?;
         Ok(Toolbox {
@@ -98,7 +120,10 @@ impl Toolbox {
         let pod = format!("{}/{}", self.namespace, self.pod);
         let api: Api<Pod> = Api::namespaced(client.clone(), &self.namespace);
         let run = async {
-            let ap = AttachParams::default().stdin(false).stdout(true).stderr(true);
+            let ap = AttachParams::default()
+                .stdin(false)
+                .stdout(true)
+                .stderr(true);
             let mut p = api
                 .exec(&self.pod, argv.clone(), &ap)
                 .await
@@ -128,12 +153,13 @@ impl Toolbox {
             let _ = p.join().await;
             Ok::<_, CephError>((out, err, status))
         };
-        let (out, err, status) = tokio::time::timeout(EXEC_TIMEOUT, run)
-            .await
-            .map_err(|_| CephError::Timeout {
-                command: command.clone(),
-                pod: pod.clone(),
-            })??;
+        let (out, err, status) =
+            tokio::time::timeout(EXEC_TIMEOUT, run)
+                .await
+                .map_err(|_| CephError::Timeout {
+                    command: command.clone(),
+                    pod: pod.clone(),
+                })??;
         let code = status.as_ref().map_or(0, exit_code);
         if code != 0 {
             return Err(CephError::Failed {
@@ -143,6 +169,45 @@ impl Toolbox {
             });
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Finds a toolbox and runs `ceph ARGS`, retrying for up to `patience` while no
+    /// toolbox answers (its node died and it is being rescheduled); a command that ran
+    /// and failed is not retried.
+    pub async fn run_patiently(
+        client: &Client,
+        args: &[&str],
+        patience: Duration,
+    ) -> Result<String, CephError> {
+        let started = std::time::Instant::now();
+        loop {
+            let result = match Toolbox::find(client).await {
+                Ok(t) => t.ceph(client, args).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(CephError::Failed { .. } | CephError::Json { .. }) => return result,
+                Err(_) if started.elapsed() < patience => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Toolbox::run_patiently`] with `-f json`, parsed.
+    pub async fn json_patiently(
+        client: &Client,
+        args: &[&str],
+        patience: Duration,
+    ) -> Result<Value, CephError> {
+        let mut argv = args.to_vec();
+        argv.extend(["-f", "json"]);
+        let text = Self::run_patiently(client, &argv, patience).await?;
+        serde_json::from_str(text.trim()).map_err(|source| CephError::Json {
+            command: format!("ceph {}", argv.join(" ")),
+            source,
+        })
     }
 
     /// `ceph ARGS -f json`, parsed.
@@ -224,7 +289,8 @@ fn rook(kind: &str, plural: &str) -> ApiResource {
 
 /// Every CephBlockPool, as JSON; None when Rook's CRDs are not served.
 pub async fn list_block_pools(client: &Client) -> Option<Vec<Value>> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &rook("CephBlockPool", "cephblockpools"));
+    let api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &rook("CephBlockPool", "cephblockpools"));
     let list = api.list(&ListParams::default()).await.ok()?;
     Some(
         list.items
@@ -237,7 +303,8 @@ pub async fn list_block_pools(client: &Client) -> Option<Vec<Value>> {
 /// `status.ceph.health` of every CephCluster: (namespace/name, health). Empty when
 /// there is none or Rook's CRDs are not served.
 pub async fn cluster_health(client: &Client) -> Vec<(String, String)> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &rook("CephCluster", "cephclusters"));
+    let api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &rook("CephCluster", "cephclusters"));
     let Ok(list) = api.list(&ListParams::default()).await else {
         return Vec::new();
     };
@@ -271,7 +338,10 @@ impl Fault for OsdOut {
 
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {
         async move {
-            let tree = self.toolbox.ceph_json(&ctx.client, &["osd", "tree"]).await?;
+            let tree = self
+                .toolbox
+                .ceph_json(&ctx.client, &["osd", "tree"])
+                .await?;
             let revert = match osd_is_in(&tree, self.id) {
                 None => {
                     return Err(FaultError::NotFound {
@@ -326,14 +396,13 @@ impl OsdIn {
     }
 
     pub async fn run(&self, ctx: &FaultCtx) -> Result<Reverted, FaultError> {
-        let toolbox = Toolbox::find(&ctx.client).await?;
-        let tree = toolbox.ceph_json(&ctx.client, &["osd", "tree"]).await?;
+        let tree = Toolbox::json_patiently(&ctx.client, &["osd", "tree"], PATIENCE).await?;
         match osd_is_in(&tree, self.id) {
             None => Ok(Reverted::Gone),
             Some(true) => Ok(Reverted::AlreadyRestored),
             Some(false) => {
                 let id = self.id.to_string();
-                toolbox.ceph(&ctx.client, &["osd", "in", &id]).await?;
+                Toolbox::run_patiently(&ctx.client, &["osd", "in", &id], PATIENCE).await?;
                 Ok(Reverted::Restored)
             }
         }
@@ -409,14 +478,11 @@ impl UnsetFlag {
     }
 
     pub async fn run(&self, ctx: &FaultCtx) -> Result<Reverted, FaultError> {
-        let toolbox = Toolbox::find(&ctx.client).await?;
-        let status = toolbox.ceph_json(&ctx.client, &["status"]).await?;
+        let status = Toolbox::json_patiently(&ctx.client, &["status"], PATIENCE).await?;
         if !flag_is_set(&status, &self.flag) {
             return Ok(Reverted::AlreadyRestored);
         }
-        toolbox
-            .ceph(&ctx.client, &["osd", "unset", &self.flag])
-            .await?;
+        Toolbox::run_patiently(&ctx.client, &["osd", "unset", &self.flag], PATIENCE).await?;
         Ok(Reverted::Restored)
     }
 }
@@ -445,7 +511,10 @@ mod tests {
         assert!(flag_is_set(&s, "noout"));
         assert!(flag_is_set(&s, "norebalance"));
         assert!(!flag_is_set(&s, "noin"));
-        assert!(!flag_is_set(&json!({"health": {"status": "HEALTH_OK", "checks": {}}}), "noout"));
+        assert!(!flag_is_set(
+            &json!({"health": {"status": "HEALTH_OK", "checks": {}}}),
+            "noout"
+        ));
     }
 
     #[test]

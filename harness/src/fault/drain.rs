@@ -62,7 +62,10 @@ impl NodeDrain {
         let pods = Api::<Pod>::all(ctx.client.clone())
             .list(&lp)
             .await
-            .map_err(FaultError::api(format!("listing the pods of node {}", self.node)))?;
+            .map_err(FaultError::api(format!(
+                "listing the pods of node {}",
+                self.node
+            )))?;
         Ok(pods.items.into_iter().filter(evictable).collect())
     }
 
@@ -185,19 +188,18 @@ impl Fault for NodeDrain {
             let pods = self.pods(ctx).await?;
             // Concurrently, as kubectl does: one slow or blocked pod must not hold up
             // the others, nor the drain past its deadline.
-            let outcomes: Vec<Result<Option<(Pod, String, Option<String>)>, FaultError>> =
-                futures::stream::iter(pods)
-                    .map(|pod| evict_until(ctx, pod, deadline))
-                    .buffer_unordered(EVICTIONS_AT_ONCE)
-                    .collect()
-                    .await;
+            let outcomes: Vec<Result<Option<Refused>, FaultError>> = futures::stream::iter(pods)
+                .map(|pod| evict_until(ctx, pod, deadline))
+                .buffer_unordered(EVICTIONS_AT_ONCE)
+                .collect()
+                .await;
             let mut blocked = Vec::new();
             for outcome in outcomes {
-                if let Some((pod, message, cause)) = outcome? {
+                if let Some(r) = outcome? {
                     blocked.push(Blocked {
-                        pod: key(&pod),
-                        pdb: self.budget_of(ctx, &pod, cause.as_deref()).await,
-                        message,
+                        pod: key(&r.pod),
+                        pdb: self.budget_of(ctx, &r.pod, r.cause.as_deref()).await,
+                        message: r.message,
                     });
                 }
             }
@@ -215,37 +217,54 @@ impl Fault for NodeDrain {
     }
 }
 
+/// A pod whose eviction was still refused at the deadline.
+struct Refused {
+    pod: Pod,
+    /// The last refusal's text.
+    message: String,
+    /// Its `DisruptionBudget` cause, naming the budget.
+    cause: Option<String>,
+}
+
 /// Evicts `pod`, retrying while a budget blocks it, until `deadline`. None when it
-/// was evicted (or is gone); else the pod, the last refusal and its budget cause.
+/// was evicted (or is gone).
 async fn evict_until(
     ctx: &FaultCtx,
     pod: Pod,
     deadline: Instant,
-) -> Result<Option<(Pod, String, Option<String>)>, FaultError> {
+) -> Result<Option<Refused>, FaultError> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
     let name = pod.name_any();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let bound = left.clamp(Duration::from_secs(1), REQUEST_TIMEOUT);
-        let refusal = match tokio::time::timeout(bound, api.evict(&name, &EvictParams::default())).await
-        {
-            Ok(Ok(_)) => return Ok(None),
-            Ok(Err(e)) if is_not_found(&e) => return Ok(None),
-            // 429: a budget says no; 500: several budgets match (as upstream).
-            Ok(Err(e)) if matches!(status_code(&e), Some(429 | 500)) => eviction_message(&e),
-            Ok(Err(e)) => {
-                return Err(FaultError::Api {
-                    what: format!("evicting pod {}", key(&pod)),
-                    source: e,
-                })
-            }
-            Err(_) => (
-                format!("the eviction request got no answer within {}s", bound.as_secs()),
-                None,
-            ),
-        };
+        let refusal =
+            match tokio::time::timeout(bound, api.evict(&name, &EvictParams::default())).await {
+                Ok(Ok(_)) => return Ok(None),
+                Ok(Err(e)) if is_not_found(&e) => return Ok(None),
+                // 429: a budget says no; 500: several budgets match (as upstream).
+                Ok(Err(e)) if matches!(status_code(&e), Some(429 | 500)) => eviction_message(&e),
+                Ok(Err(e)) => {
+                    return Err(FaultError::Api {
+                        what: format!("evicting pod {}", key(&pod)),
+                        source: e,
+                    })
+                }
+                Err(_) => (
+                    format!(
+                        "the eviction request got no answer within {}s",
+                        bound.as_secs()
+                    ),
+                    None,
+                ),
+            };
         if Instant::now() + RETRY >= deadline {
-            return Ok(Some((pod, refusal.0, refusal.1)));
+            let (message, cause) = refusal;
+            return Ok(Some(Refused {
+                pod,
+                message,
+                cause,
+            }));
         }
         tokio::time::sleep(RETRY).await;
     }
@@ -326,7 +345,9 @@ mod tests {
         assert!(!evictable(&pod(
             "metadata: {name: a, annotations: {kubernetes.io/config.mirror: x}}"
         )));
-        assert!(!evictable(&pod("metadata: {name: a}\nstatus: {phase: Succeeded}")));
+        assert!(!evictable(&pod(
+            "metadata: {name: a}\nstatus: {phase: Succeeded}"
+        )));
         assert!(!evictable(&pod(
             "metadata: {name: a, deletionTimestamp: '2026-01-01T00:00:00Z'}"
         )));
@@ -335,7 +356,9 @@ mod tests {
     #[test]
     fn the_budget_is_named_from_the_eviction_cause() {
         assert_eq!(
-            budget_name("The disruption budget postgresql needs 1 healthy pods and has 1 currently"),
+            budget_name(
+                "The disruption budget postgresql needs 1 healthy pods and has 1 currently"
+            ),
             Some("postgresql")
         );
         assert_eq!(budget_name("Cannot evict pod"), None);
@@ -347,6 +370,9 @@ mod tests {
             node: "n".into(),
             was_unschedulable: true,
         };
-        assert_eq!(u.describe(), "leave node n cordoned (it was before the drain)");
+        assert_eq!(
+            u.describe(),
+            "leave node n cordoned (it was before the drain)"
+        );
     }
 }

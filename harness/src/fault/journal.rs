@@ -106,24 +106,26 @@ pub struct Contents {
     pub header: Option<RunHeader>,
     /// In seq order.
     pub entries: Vec<Entry>,
-    /// A last line cut short by a crash, ignored.
-    pub torn_tail: bool,
+    /// Lines cut short by a crash mid-append, ignored.
+    pub torn: usize,
+    /// The file ends inside such a line (the next append must start a new one).
+    pub ends_mid_line: bool,
 }
 
 impl Contents {
     pub fn parse(path: &Path, text: &str) -> Result<Contents, JournalError> {
         let mut out = Contents::default();
         let mut by_seq: BTreeMap<u64, Entry> = BTreeMap::new();
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, raw) in lines.iter().enumerate() {
+        out.ends_mid_line = !text.is_empty() && !text.ends_with('\n');
+        for (i, raw) in text.lines().enumerate() {
             if raw.trim().is_empty() {
                 continue;
             }
             let line: Line = match serde_json::from_str(raw) {
                 Ok(l) => l,
-                // Only the last line can be torn by a crash mid-append.
-                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {
-                    out.torn_tail = true;
+                // A crash mid-append leaves a truncated line; anything else is damage.
+                Err(e) if e.is_eof() => {
+                    out.torn += 1;
                     continue;
                 }
                 Err(source) => {
@@ -229,13 +231,12 @@ impl Journal {
             header,
             state: Mutex::new(State {
                 next_seq,
-                // A torn tail gets its own line end so the next append parses.
-                started: !contents.torn_tail,
+                started: true,
             }),
         };
-        if contents.torn_tail {
+        // A torn last line gets its line end, so the next append starts a line of its own.
+        if contents.ends_mid_line {
             journal.write_raw("\n")?;
-            journal.lock().started = true;
         }
         Ok((journal, contents))
     }
@@ -419,7 +420,12 @@ mod tests {
         again.mark_done(2, Reverted::Restored, "recover").unwrap();
         assert!(Contents::read(&path).unwrap().pending().is_empty());
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().filter(|l| l.contains("\"op\":\"run\"")).count(), 1);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains("\"op\":\"run\""))
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -433,12 +439,12 @@ mod tests {
         f.write_all(b"{\"op\":\"done\",\"se").unwrap();
         drop(f);
         let c = Contents::read(&path).unwrap();
-        assert!(c.torn_tail);
+        assert!(c.ends_mid_line && c.torn == 1);
         assert_eq!(c.pending().len(), 1);
         let (again, _) = Journal::reopen(&path).unwrap();
         again.mark_done(1, Reverted::Restored, "recover").unwrap();
         let c = Contents::read(&path).unwrap();
-        assert!(c.pending().is_empty() && !c.torn_tail);
+        assert!(c.pending().is_empty() && !c.ends_mid_line && c.torn == 1);
 
         // A bad line in the middle is an error, not silently skipped.
         std::fs::write(&path, "nonsense\n{}\n").unwrap();

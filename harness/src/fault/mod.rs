@@ -166,7 +166,9 @@ pub trait Fault: Send + Sync {
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Revert {
     /// Nothing to undo: e.g. killed pods, which their controllers replace.
-    Nothing { reason: String },
+    Nothing {
+        reason: String,
+    },
     ScaleBack(scale::ScaleBack),
     Uncordon(drain::Uncordon),
     PowerOn(power::PowerOn),
@@ -277,9 +279,9 @@ pub enum FaultError {
     #[error(transparent)]
     Ceph(#[from] ceph::CephError),
     #[error(
-        "drain of node {node} blocked after {}s: {}; the node stays cordoned until the \
+        "drain of node {node} blocked after {:.1}s: {}; the node stays cordoned until the \
          scenario's faults are reverted",
-        .waited.as_secs(),
+        .waited.as_secs_f64(),
         list_blocked(.blocked)
     )]
     DrainBlocked {
@@ -364,7 +366,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "drain of node dirqual3 blocked after 5s: pod openalex/postgresql-0 \
+            "drain of node dirqual3 blocked after 5.0s: pod openalex/postgresql-0 \
              (PodDisruptionBudget openalex/postgresql: needs 1 healthy pods and has 1 \
              currently); the node stays cordoned until the scenario's faults are reverted"
         );

@@ -144,11 +144,7 @@ impl Fault for Isolate {
                 // Left by an earlier run that was not reverted (plan checked it is ours).
                 Err(e) if status_code(&e) == Some(409) => Ok(plan.revert.clone()),
                 Err(e) => Err(FaultError::Api {
-                    what: format!(
-                        "creating NetworkPolicy {}/{}",
-                        self.namespace,
-                        self.name()
-                    ),
+                    what: format!("creating NetworkPolicy {}/{}", self.namespace, self.name()),
                     source: e,
                 }),
             }
@@ -204,7 +200,10 @@ mod tests {
     #[test]
     fn policy_names_are_stable_and_valid() {
         let labels: BTreeMap<String, String> = [
-            ("app.kubernetes.io/name".to_owned(), "PostgreSQL_15".to_owned()),
+            (
+                "app.kubernetes.io/name".to_owned(),
+                "PostgreSQL_15".to_owned(),
+            ),
             ("app".to_owned(), "db".to_owned()),
         ]
         .into();

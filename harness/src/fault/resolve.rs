@@ -231,7 +231,9 @@ pub async fn osd_deployment(client: &Client, id: u32) -> Result<Workload, FaultE
     let list = Api::<Deployment>::all(client.clone())
         .list(&ListParams::default().labels(&osd_selector(id)))
         .await
-        .map_err(FaultError::api(format!("looking for the Deployment of OSD {id}")))?;
+        .map_err(FaultError::api(format!(
+            "looking for the Deployment of OSD {id}"
+        )))?;
     let d = list.items.first().ok_or_else(|| FaultError::NotFound {
         what: format!("Deployment of OSD {id} (labels {})", osd_selector(id)),
     })?;

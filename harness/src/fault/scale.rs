@@ -74,10 +74,12 @@ impl Workload {
         let patch = Patch::Merge(serde_json::json!({ "spec": { "replicas": replicas } }));
         let pp = PatchParams::default();
         let r = match self.kind {
-            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), &self.namespace)
-                .patch_scale(&self.name, &pp, &patch)
-                .await
-                .map(drop),
+            WorkloadKind::Deployment => {
+                Api::<Deployment>::namespaced(client.clone(), &self.namespace)
+                    .patch_scale(&self.name, &pp, &patch)
+                    .await
+                    .map(drop)
+            }
             WorkloadKind::StatefulSet => {
                 Api::<StatefulSet>::namespaced(client.clone(), &self.namespace)
                     .patch_scale(&self.name, &pp, &patch)
@@ -114,13 +116,13 @@ impl Fault for ScaleToZero {
 
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {
         async move {
-            let replicas = self
-                .workload
-                .replicas(&ctx.client)
-                .await?
-                .ok_or_else(|| FaultError::NotFound {
-                    what: self.workload.to_string(),
-                })?;
+            let replicas =
+                self.workload
+                    .replicas(&ctx.client)
+                    .await?
+                    .ok_or_else(|| FaultError::NotFound {
+                        what: self.workload.to_string(),
+                    })?;
             Ok(Plan {
                 kind: self.kind,
                 action: format!("scale {} from {replicas} to 0 replicas", self.workload),
@@ -182,8 +184,14 @@ mod tests {
 
     #[test]
     fn workload_kinds_parse_as_features_write_them() {
-        assert_eq!(WorkloadKind::parse("deployment"), Some(WorkloadKind::Deployment));
-        assert_eq!(WorkloadKind::parse("StatefulSet"), Some(WorkloadKind::StatefulSet));
+        assert_eq!(
+            WorkloadKind::parse("deployment"),
+            Some(WorkloadKind::Deployment)
+        );
+        assert_eq!(
+            WorkloadKind::parse("StatefulSet"),
+            Some(WorkloadKind::StatefulSet)
+        );
         assert_eq!(WorkloadKind::parse("daemonset"), None);
         let w = Workload {
             kind: WorkloadKind::Deployment,

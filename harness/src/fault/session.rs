@@ -70,7 +70,12 @@ impl std::fmt::Debug for FaultRun {
 
 impl Drop for FaultRun {
     fn drop(&mut self) {
-        if let Some(h) = self.monitor.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(h) = self
+            .monitor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             h.abort();
         }
     }
@@ -130,11 +135,7 @@ impl std::fmt::Display for RevertReport {
                 r.as_str(),
                 self.elapsed.as_secs_f64() * 1000.0
             ),
-            Err(e) => write!(
-                f,
-                "#{} {}: {} FAILED: {e}",
-                self.seq, self.kind, self.what
-            ),
+            Err(e) => write!(f, "#{} {}: {} FAILED: {e}", self.seq, self.kind, self.what),
         }
     }
 }
@@ -400,10 +401,7 @@ impl Recovered {
     pub fn lines(&self) -> Vec<String> {
         let mut out = vec![format!("journal: {}", self.journal.display())];
         if let Some(h) = &self.header {
-            out.push(format!(
-                "run {} on {} ({})",
-                h.run_id, h.target, h.server
-            ));
+            out.push(format!("run {} on {} ({})", h.run_id, h.target, h.server));
         }
         if let Some(note) = &self.note {
             out.push(note.clone());
@@ -425,11 +423,7 @@ impl Recovered {
 /// Replays every revert of `path` not marked done, newest first, marking each done.
 /// `server` is the API server the client talks to: a journal written against
 /// another one is refused, so a stale journal cannot touch the wrong cluster.
-pub async fn recover(
-    path: &Path,
-    ctx: &FaultCtx,
-    server: &str,
-) -> Result<Recovered, RecoverError> {
+pub async fn recover(path: &Path, ctx: &FaultCtx, server: &str) -> Result<Recovered, RecoverError> {
     let (journal, contents) = Journal::reopen(path)?;
     let already_done = contents.entries.iter().filter(|e| e.done).count();
     let mut out = Recovered {
@@ -487,7 +481,8 @@ impl FaultRun {
                         if failed > 0 {
                             format!(
                                 "; {failed} failed: run `stormdrill recover {}`",
-                                self.journal_path().map_or(String::new(), |p| p.display().to_string())
+                                self.journal_path()
+                                    .map_or(String::new(), |p| p.display().to_string())
                             )
                         } else {
                             String::new()

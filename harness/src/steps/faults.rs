@@ -150,7 +150,8 @@ async fn osd_pod_deleted(world: &mut World, id: u32) -> Result<(), FaultStepErro
     let client = world.client().clone();
     let deployment = resolve::osd_deployment(&client, id).await?;
     resolve::refuse_pool_size_one(&client, &format!("OSD {id} down")).await?;
-    let pods = resolve::live_pods(&client, &deployment.namespace, &resolve::osd_selector(id)).await?;
+    let pods =
+        resolve::live_pods(&client, &deployment.namespace, &resolve::osd_selector(id)).await?;
     let fault = PodKill {
         kind: FaultKind::OsdDown,
         namespace: deployment.namespace,
@@ -163,9 +164,11 @@ async fn osd_pod_deleted(world: &mut World, id: u32) -> Result<(), FaultStepErro
 #[when(regex = r"^OSD (\d+) comes back$")]
 async fn osd_comes_back(world: &mut World, id: u32) -> Result<(), FaultStepError> {
     let name = format!("rook-ceph-osd-{id}");
-    bring_back(world, &format!("outage of OSD {id}"), |r| {
-        matches!(r, Revert::ScaleBack(s) if s.workload.name == name)
-    })
+    bring_back(
+        world,
+        &format!("outage of OSD {id}"),
+        |r| matches!(r, Revert::ScaleBack(s) if s.workload.name == name),
+    )
     .await
 }
 
@@ -179,9 +182,11 @@ async fn osd_marked_out(world: &mut World, id: u32) -> Result<(), FaultStepError
 
 #[when(regex = r"^OSD (\d+) is marked in$")]
 async fn osd_marked_in(world: &mut World, id: u32) -> Result<(), FaultStepError> {
-    bring_back(world, &format!("`ceph osd out {id}`"), |r| {
-        matches!(r, Revert::OsdIn(o) if o.id == id)
-    })
+    bring_back(
+        world,
+        &format!("`ceph osd out {id}`"),
+        |r| matches!(r, Revert::OsdIn(o) if o.id == id),
+    )
     .await
 }
 
@@ -199,9 +204,11 @@ async fn noout_set(world: &mut World) -> Result<(), FaultStepError> {
 
 #[when(regex = r"^the noout flag is unset$")]
 async fn noout_unset(world: &mut World) -> Result<(), FaultStepError> {
-    bring_back(world, "noout flag", |r| {
-        matches!(r, Revert::UnsetFlag(f) if f.flag == "noout")
-    })
+    bring_back(
+        world,
+        "noout flag",
+        |r| matches!(r, Revert::UnsetFlag(f) if f.flag == "noout"),
+    )
     .await
 }
 
@@ -215,9 +222,11 @@ async fn node_loses_power(world: &mut World, node: String) -> Result<(), FaultSt
 
 #[when(regex = r#"^node "([^"]+)" regains power$"#)]
 async fn node_regains_power(world: &mut World, node: String) -> Result<(), FaultStepError> {
-    bring_back(world, &format!("power loss of node {node}"), |r| {
-        matches!(r, Revert::PowerOn(p) if p.node == node)
-    })
+    bring_back(
+        world,
+        &format!("power loss of node {node}"),
+        |r| matches!(r, Revert::PowerOn(p) if p.node == node),
+    )
     .await
 }
 
@@ -248,9 +257,11 @@ async fn node_drained_within(
 
 #[when(regex = r#"^node "([^"]+)" is uncordoned$"#)]
 async fn node_uncordoned(world: &mut World, node: String) -> Result<(), FaultStepError> {
-    bring_back(world, &format!("drain of node {node}"), |r| {
-        matches!(r, Revert::Uncordon(u) if u.node == node)
-    })
+    bring_back(
+        world,
+        &format!("drain of node {node}"),
+        |r| matches!(r, Revert::Uncordon(u) if u.node == node),
+    )
     .await
 }
 
@@ -269,10 +280,17 @@ async fn workload_pods_killed(
     immediately: String,
 ) -> Result<(), FaultStepError> {
     let client = world.client().clone();
-    let w = resolve::find_workload(&client, workload_kind(&kind)?, &name, optional(&namespace))
-        .await?;
+    let w =
+        resolve::find_workload(&client, workload_kind(&kind)?, &name, optional(&namespace)).await?;
     let selector = resolve::workload_selector(&client, &w).await?;
-    kill(world, &w.namespace, &selector, amount(n, &percent), !immediately.is_empty()).await
+    kill(
+        world,
+        &w.namespace,
+        &selector,
+        amount(n, &percent),
+        !immediately.is_empty(),
+    )
+    .await
 }
 
 #[when(
@@ -288,7 +306,14 @@ async fn selected_pods_killed(
 ) -> Result<(), FaultStepError> {
     let labels = resolve::parse_selector(&selector)?;
     let selector = resolve::selector_string(&labels);
-    kill(world, &namespace, &selector, amount(n, &percent), !immediately.is_empty()).await
+    kill(
+        world,
+        &namespace,
+        &selector,
+        amount(n, &percent),
+        !immediately.is_empty(),
+    )
+    .await
 }
 
 async fn kill(
@@ -315,7 +340,13 @@ async fn database_unavailable(
     name: String,
     namespace: String,
 ) -> Result<(), FaultStepError> {
-    outage(world, WorkloadKind::StatefulSet, &name, optional(&namespace)).await
+    outage(
+        world,
+        WorkloadKind::StatefulSet,
+        &name,
+        optional(&namespace),
+    )
+    .await
 }
 
 #[when(
@@ -361,9 +392,11 @@ async fn workload_available_again(
     let matches = |w: &Workload| {
         w.kind == kind && w.name == name && (namespace.is_empty() || w.namespace == namespace)
     };
-    bring_back(world, &format!("outage of {} {name}", kind.as_str()), |r| {
-        matches!(r, Revert::ScaleBack(s) if matches(&s.workload))
-    })
+    bring_back(
+        world,
+        &format!("outage of {} {name}", kind.as_str()),
+        |r| matches!(r, Revert::ScaleBack(s) if matches(&s.workload)),
+    )
     .await
 }
 
@@ -379,18 +412,18 @@ async fn pods_isolated(
     inject(world, &Isolate { namespace, labels }).await
 }
 
-#[when(
-    regex = r#"^the pods of "([^"]+)" in namespace "([^"]+)" are reconnected to the network$"#
-)]
+#[when(regex = r#"^the pods of "([^"]+)" in namespace "([^"]+)" are reconnected to the network$"#)]
 async fn pods_reconnected(
     world: &mut World,
     selector: String,
     namespace: String,
 ) -> Result<(), FaultStepError> {
     let name = crate::fault::network::policy_name(&resolve::parse_selector(&selector)?);
-    bring_back(world, &format!("isolation of {selector}"), |r| {
-        matches!(r, Revert::DeletePolicy(p) if p.name == name && p.namespace == namespace)
-    })
+    bring_back(
+        world,
+        &format!("isolation of {selector}"),
+        |r| matches!(r, Revert::DeletePolicy(p) if p.name == name && p.namespace == namespace),
+    )
     .await
 }
 

@@ -26,7 +26,9 @@ const LIST_LIMIT: usize = 10;
 pub enum StackStepError {
     #[error("{}", diag::one_line(.0))]
     Stack(#[from] StackError),
-    #[error("the stack was applied but {count} object(s) are not ready after {waited_s:.0}s: {list}")]
+    #[error(
+        "the stack was applied but {count} object(s) are not ready after {waited_s:.0}s: {list}"
+    )]
     NotReady {
         count: usize,
         waited_s: f64,
@@ -47,6 +49,16 @@ async fn stack_is_deployed(world: &mut World) -> Result<(), StackStepError> {
         .and_then(|p| p.number("stack.deploy_timeout_s"))
         .unwrap_or(DEPLOY_TIMEOUT_S);
     let dir = world.context().stack_dir.clone();
+    if world.context().faults.dry_run() {
+        // A dry run changes nothing, the stack included: check the manifests only.
+        let manifests = stack::load_dir(&dir)?;
+        println!(
+            "dry-run: would apply {} objects from {} and wait for their readiness",
+            manifests.len(),
+            dir.display()
+        );
+        return Ok(());
+    }
     let report = stack::deploy(
         world.client(),
         &dir,
@@ -56,7 +68,9 @@ async fn stack_is_deployed(world: &mut World) -> Result<(), StackStepError> {
     .await?;
     world.measure(
         "stack_deploy_s",
-        (report.apply_time + report.ready_time).as_secs_f64().round(),
+        (report.apply_time + report.ready_time)
+            .as_secs_f64()
+            .round(),
     );
     if report.not_ready.is_empty() {
         return Ok(());
@@ -131,10 +145,10 @@ async fn has_ready_replicas(
     n: i32,
     within: StepDuration,
 ) -> Result<(), StackStepError> {
-    let wk = WorkloadKind::parse(&kind).ok_or_else(|| StackStepError::WorkloadKind(kind.clone()))?;
+    let wk =
+        WorkloadKind::parse(&kind).ok_or_else(|| StackStepError::WorkloadKind(kind.clone()))?;
     let started = std::time::Instant::now();
-    let (ok, seen) =
-        wait_ready_replicas(world.client(), wk, &namespace, &name, n, within.0).await;
+    let (ok, seen) = wait_ready_replicas(world.client(), wk, &namespace, &name, n, within.0).await;
     let pass = world.judge(Criterion::new(
         format!("ready_replicas[{namespace}/{name}]"),
         f64::from(seen.unwrap_or(0)),

@@ -338,7 +338,10 @@ mod tests {
         assert_eq!(p.command("n1", false), "ipmi n1 off");
         assert_eq!(p.command("n1", true), "ipmi n1 on");
         let e = TargetConfig::parse(Path::new("t.yaml"), "powr: {}\n").unwrap_err();
-        assert!(e.to_string().starts_with("invalid target config t.yaml:1:"), "{e}");
+        assert!(
+            e.to_string().starts_with("invalid target config t.yaml:1:"),
+            "{e}"
+        );
         assert_eq!(
             TargetConfig::parse(Path::new("t.yaml"), "{}\n").unwrap(),
             TargetConfig::default()
@@ -350,9 +353,8 @@ mod tests {
         assert!(NoPower.check().is_err());
         let e = NoPower.set_power("n1", false).await.unwrap_err();
         assert!(
-            e.to_string().starts_with(
-                "no power provider configured for --target cluster: set `power.off`"
-            ),
+            e.to_string()
+                .starts_with("no power provider configured for --target cluster: set `power.off`"),
             "{e}"
         );
     }
@@ -367,10 +369,7 @@ mod tests {
             timeout_s: Some(5),
         });
         power.set_power("dirqual2", false).await.unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&log).unwrap(),
-            "off dirqual2 off\n"
-        );
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "off dirqual2 off\n");
         let e = power.set_power("dirqual2", true).await.unwrap_err();
         assert!(e.to_string().contains("no BMC"), "{e}");
         assert!(matches!(
