@@ -172,7 +172,7 @@ fn init_tracing() {
     // stderr, so stdout stays cucumber's and the report line's. kube's client logs
     // every failed request at ERROR; we report those errors ourselves, once.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off")
+        tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off,kube_client::client=error")
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -77,7 +77,22 @@ pub enum DbState {
     Blocked,
 }
 
+/// What routing a request to a host needs, read from the API at most every
+/// [`ROUTE_TTL`]: Envoy, too, acts on a configuration pushed to it, not on a fresh
+/// read of the cluster per request (and per-request reads would make the twin's
+/// own CPU the bottleneck of a load test).
+#[derive(Clone)]
+struct Route {
+    proxy: Value,
+    limit: Option<u64>,
+    pods: Vec<Value>,
+    db: DbState,
+}
+
+const ROUTE_TTL: Duration = Duration::from_millis(100);
+
 struct Shared {
+    routes: Mutex<HashMap<String, (std::time::Instant, Option<Route>)>>,
     ctx: Ctx,
     model: LatencyModel,
     rr: Mutex<HashMap<String, usize>>,
@@ -114,6 +129,26 @@ fn b64(v: &Value) -> Option<Vec<u8>> {
 }
 
 impl Shared {
+    fn route(&self, host: &str) -> Option<Route> {
+        if let Some((at, r)) = self.routes.lock().unwrap_or_else(|e| e.into_inner()).get(host) {
+            if at.elapsed() < ROUTE_TTL {
+                return r.clone();
+            }
+        }
+        let route = self.proxy_for(host).map(|proxy| {
+            let ns = obj::namespace(&proxy).to_string();
+            let service = proxy.pointer("/spec/routes/0/services/0/name").and_then(Value::as_str).unwrap_or("").to_string();
+            Route {
+                limit: self.rate_limit(&proxy),
+                pods: self.ready_pods(&ns, &service),
+                db: self.db_state(&ns),
+                proxy,
+            }
+        });
+        self.routes.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string(), (std::time::Instant::now(), route.clone()));
+        route
+    }
+
     fn proxy_for(&self, host: &str) -> Option<Value> {
         self.ctx
             .client
@@ -283,19 +318,19 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let _ = req.into_body().collect().await;
-    let Some(proxy) = s.proxy_for(&host) else {
+    let Some(route) = s.route(&host) else {
         return Ok(respond(404, json!({"error": "no route for host"}), &[]));
     };
-    if let Some(limit) = s.rate_limit(&proxy) {
+    let proxy = route.proxy.clone();
+    if let Some(limit) = route.limit {
         if s.over_limit(&peer.ip().to_string(), limit) {
             return Ok(Response::builder().status(429).header("x-envoy-ratelimited", "true").header("server", "envoy").body(Full::new(Bytes::new())).expect("valid response"));
         }
     }
-    let ns = obj::namespace(&proxy).to_string();
     let Some(service) = proxy.pointer("/spec/routes/0/services/0/name").and_then(Value::as_str).map(String::from) else {
         return Ok(respond(404, json!({"error": "no route"}), &[]));
     };
-    let pods = s.ready_pods(&ns, &service);
+    let pods = route.pods.clone();
     if pods.is_empty() {
         return Ok(Response::builder().status(503).header("server", "envoy").header("content-type", "text/plain").body(Full::new(Bytes::from("no healthy upstream"))).expect("valid response"));
     }
@@ -311,13 +346,13 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
     };
     if path == "/health" || path == "/healthz" {
         tokio::time::sleep(s.service_time(0.2)).await;
-        return Ok(match s.db_state(&ns) {
+        return Ok(match route.db.clone() {
             DbState::Ok { .. } => respond(200, json!({"status": "ok", "database": "ok"}), &[]),
             DbState::Unavailable(why) => respond(503, json!({"status": "degraded", "database": why}), &[]),
             DbState::Blocked => respond(503, json!({"status": "degraded", "database": "storage blocked"}), &[]),
         });
     }
-    let db = s.db_state(&ns);
+    let db = route.db.clone();
     let (db_pod, slow) = match db {
         DbState::Ok { pod, slow } => (pod, slow),
         DbState::Unavailable(why) => {
@@ -360,6 +395,7 @@ pub async fn start(ctx: Ctx, model: LatencyModel, seed: u64, stop: watch::Receiv
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(DataPlaneError::Bind)?;
     let addr = listener.local_addr().map_err(DataPlaneError::Bind)?;
     let shared = Arc::new(SharedHandle(Shared {
+        routes: Mutex::new(HashMap::new()),
         ctx: ctx.clone(),
         model,
         rr: Mutex::new(HashMap::new()),

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::verdict::{Criterion, ScenarioStatus, Verdict};
 
+pub mod html;
+pub mod markdown;
+
 pub const SCHEMA: &str = "stormdrill.summary/v1";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const JUNIT_FILE: &str = "junit.xml";
@@ -136,11 +139,14 @@ impl RunDir {
     }
 
     /// The closing terminal line, e.g.
-    /// `report: reports/<id>/ (summary.json, junit.xml, cucumber.json) verdict: go`.
+    /// `report: reports/<id>/report.html (summary.md, summary.json, junit.xml,
+    /// cucumber.json) verdict: go`; the page first, as the one to open.
     pub fn terminal_line(&self, verdict: Verdict) -> String {
         format!(
-            "report: {}/ ({SUMMARY_FILE}, {JUNIT_FILE}, {CUCUMBER_JSON_FILE}) verdict: {verdict}",
-            self.path.display()
+            "report: {}/{} ({}, {SUMMARY_FILE}, {JUNIT_FILE}, {CUCUMBER_JSON_FILE}) verdict: {verdict}",
+            self.path.display(),
+            html::HTML_FILE,
+            markdown::MARKDOWN_FILE,
         )
     }
 }
@@ -237,7 +243,8 @@ mod tests {
         let run = RunDir::new(Path::new("reports"), "abc").unwrap();
         assert_eq!(
             run.terminal_line(Verdict::Go),
-            "report: reports/abc/ (summary.json, junit.xml, cucumber.json) verdict: go"
+            "report: reports/abc/report.html (summary.md, summary.json, junit.xml, \
+             cucumber.json) verdict: go"
         );
     }
 }
