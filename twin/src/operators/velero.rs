@@ -11,7 +11,9 @@
 //!   ttl), progress {totalItems, itemsBackedUp}, errors, warnings.
 //! - Restore: InProgress -> Completed from a Completed backup (FailedValidation
 //!   otherwise): namespaces first, then objects in Velero's priority order; objects
-//!   that exist are skipped with a warning (existingResourcePolicy none); PVCs are
+//!   that exist are skipped with a warning (existingResourcePolicy none); an object
+//!   the API refuses to create is an error, logged by the velero pod, and the restore
+//!   ends PartiallyFailed (`status.errors`), as Velero does; PVCs are
 //!   recreated unbound, dynamically provisioned, and their data written back once
 //!   bound (the restore-wait init container of FSB restores).
 //! - Schedule: `Enabled`; a new schedule backs up at once unless `skipImmediately`
@@ -344,6 +346,14 @@ fn backups(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
     }
 }
 
+/// A line in the velero pod's log (container `velero`), as the server logs errors.
+fn log(ctx: &Ctx, line: &str) {
+    let pods = ctx.client.list("", "pods", Some("velero"), None);
+    if let Some(p) = pods.iter().find(|p| p.pointer("/metadata/labels/deploy").and_then(Value::as_str) == Some("velero")) {
+        ctx.sim.log("velero", obj::name(p), "velero", &format!("time=\"{}\" {line}", now_ts()));
+    }
+}
+
 /// Go durations as Velero writes ttl: `168h0m0s`, `720h`, `30m`.
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
@@ -397,6 +407,7 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                 let start = now_ts();
                 let mut restored = 0;
                 let mut warnings: Vec<String> = Vec::new();
+                let mut errors = 0;
                 for (group, plural, item) in &stored.items {
                     let mut item = item.clone();
                     if let Some(ann) = item["metadata"].as_object_mut() {
@@ -411,7 +422,11 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                     }
                     match ctx.client.create(item.clone()) {
                         Ok(_) => restored += 1,
-                        Err(e) => warnings.push(format!("error restoring {} {}: {}", item["kind"].as_str().unwrap_or(""), obj::name(&item), e.message)),
+                        Err(e) => {
+                            errors += 1;
+                            let what = format!("{plural}/{}{}", ins.map(|n| format!("{n}/")).unwrap_or_default(), obj::name(&item));
+                            log(ctx, &format!("level=error msg=\"error restoring {what}: {}\" logSource=\"pkg/restore/restore.go:1567\" restore={ns}/{}", e.message.replace('"', "'"), obj::name(&r)));
+                        }
                     }
                 }
                 let volumes: Vec<PendingVolume> = stored
@@ -424,7 +439,7 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                 set_status(ctx, GROUP, "restores", &r, json!({
                     "phase": "InProgress", "startTimestamp": start,
                     "progress": {"totalItems": stored.items.len(), "itemsRestored": restored},
-                    "warnings": warnings.len(),
+                    "warnings": warnings.len(), "errors": errors,
                 }));
             }
             "InProgress" => {
@@ -448,8 +463,10 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                     st.due.remove(&key);
                     let total = r.pointer("/status/progress/totalItems").cloned().unwrap_or(json!(0));
                     let done = r.pointer("/status/progress/itemsRestored").cloned().unwrap_or(json!(0));
-                    set_status(ctx, GROUP, "restores", &r, json!({"phase": "Completed", "completionTimestamp": now_ts(), "progress": {"totalItems": total, "itemsRestored": done}, "errors": 0}));
-                    ctx.truth.record("velero", &key, "Completed");
+                    let errors = r.pointer("/status/errors").and_then(Value::as_i64).unwrap_or(0);
+                    let phase = if errors > 0 { "PartiallyFailed" } else { "Completed" };
+                    set_status(ctx, GROUP, "restores", &r, json!({"phase": phase, "completionTimestamp": now_ts(), "progress": {"totalItems": total, "itemsRestored": done}, "errors": errors}));
+                    ctx.truth.record("velero", &key, phase);
                 }
             }
             _ => {}
