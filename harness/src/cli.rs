@@ -84,7 +84,8 @@ pub struct RunArgs {
     /// Folder for run reports; each run writes <report-dir>/<run-id>/.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
-    /// Acceptance profile (YAML) with named thresholds.
+    /// Acceptance profile (YAML) with named thresholds [default for --target twin:
+    /// fixtures/acceptance/twin.yaml when it exists]
     #[arg(long)]
     pub profile: Option<PathBuf>,
     /// Seed for every random choice [default: random, recorded in summary.json]
@@ -160,12 +161,14 @@ pub struct RecoverArgs {
     /// The most recently written journal under --report-dir.
     #[arg(long)]
     pub latest: bool,
+    /// Where --latest looks for run folders.
     #[arg(long, default_value = "reports")]
     pub report_dir: PathBuf,
     /// Kubeconfig of the cluster the run injected faults into [default: $KUBECONFIG or
     /// ~/.kube/config]
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context [default: current context]
     #[arg(long)]
     pub context: Option<String>,
     /// Target config (YAML) with the node power commands, to power nodes back on.

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod dr;
 pub mod fault;
 pub mod load;
 pub mod measure;

@@ -121,11 +121,12 @@ async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
     .context("twin serve")?;
     if args.with_stack {
         let client = twin.client().await.context("twin serve")?;
-        let report = stormdrill::stack::deploy(&client, &args.stack, Duration::from_secs(120), |line| {
-            eprintln!("stack: {line}")
-        })
-        .await
-        .context("deploying the stack")?;
+        let report =
+            stormdrill::stack::deploy(&client, &args.stack, Duration::from_secs(120), |line| {
+                eprintln!("stack: {line}")
+            })
+            .await
+            .context("deploying the stack")?;
         println!(
             "stack deployed: {} objects applied in {:.1?}, ready {:.1?} later",
             report.applied, report.apply_time, report.ready_time
@@ -152,10 +153,17 @@ async fn up(args: stormdrill::cli::UpArgs) -> anyhow::Result<bool> {
         ..Default::default()
     };
     let connected = target::connect(&spec).await?;
-    println!("deploying {} on {}", args.stack.display(), connected.server());
-    let report = stormdrill::stack::deploy(connected.client(), &args.stack, Duration::from_secs(args.timeout), |line| {
-        eprintln!("stack: {line}")
-    })
+    println!(
+        "deploying {} on {}",
+        args.stack.display(),
+        connected.server()
+    );
+    let report = stormdrill::stack::deploy(
+        connected.client(),
+        &args.stack,
+        Duration::from_secs(args.timeout),
+        |line| eprintln!("stack: {line}"),
+    )
     .await
     .context("stormdrill up")?;
     println!(
@@ -172,7 +180,9 @@ fn init_tracing() {
     // stderr, so stdout stays cucumber's and the report line's. kube's client logs
     // every failed request at ERROR; we report those errors ourselves, once.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off,kube_client::client=error")
+        tracing_subscriber::EnvFilter::new(
+            "warn,kube_client::client::builder=off,kube_client::client=error",
+        )
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

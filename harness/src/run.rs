@@ -55,8 +55,31 @@ impl Outcome {
             }
         }
         if self.verdict != Verdict::Go {
-            lines.extend(self.summary.reasons.iter().map(|r| format!("- {r}")));
+            // Failed criteria go in the closing table instead.
+            lines.extend(
+                self.summary
+                    .reasons
+                    .iter()
+                    .filter(|r| !r.starts_with(verdict::CRITERION_REASON))
+                    .map(|r| format!("- {r}")),
+            );
         }
+        let failed = verdict::failed_table(self.summary.scenarios.iter().flat_map(|s| {
+            s.criteria
+                .iter()
+                .filter(|c| c.gating && !c.pass)
+                .map(|c| verdict::FailedCriterion {
+                    criterion: c,
+                    location: format!("{}:{}", s.feature, s.line),
+                })
+        }));
+        if failed.is_empty() {
+            // "all N criteria passed", as summary.md says it.
+            let section = report::markdown::failed_section(&self.summary);
+            lines.push(section.trim_end().to_owned());
+        }
+        lines.extend(failed);
+        // Last, so the report's path is the final thing on screen.
         lines.push(self.run_dir.terminal_line(self.verdict));
         lines
     }
@@ -83,7 +106,13 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         args.features.clone()
     };
     let features = FeatureSet::resolve(&paths)?;
-    let profile = args.profile.as_deref().map(Profile::load).transpose()?;
+    // The twin defaults to fixtures/acceptance/twin.yaml (when run from the repository).
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let profile =
+        crate::config::threshold::profile_path(args.profile.as_deref(), args.target, &cwd)
+            .as_deref()
+            .map(Profile::load)
+            .transpose()?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let spec = TargetSpec {
         kind: args.target,
@@ -198,6 +227,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     summary.reasons.extend(faults.abort().reason());
     summary.finished = now_after(started);
     run_dir.write_summary(&summary)?;
+    report::html::write_readable(&run_dir, &summary);
     Ok(Outcome {
         run_dir,
         verdict: decision.verdict,
@@ -214,6 +244,7 @@ fn record_error(run_dir: &RunDir, mut summary: Summary, err: RunError) -> RunErr
     if let Err(e) = run_dir.write_summary(&summary) {
         tracing::debug!(error = %diag::one_line(&e), "cannot record the error summary");
     }
+    report::html::write_readable(run_dir, &summary);
     err
 }
 

@@ -86,6 +86,8 @@ pub struct World {
     pub drill: Option<Drill>,
     /// Faults injected and not reverted yet; the runner's after hook reverts them.
     pub faults: crate::fault::ScenarioFaults,
+    /// The scenario's Velero disaster-recovery drill (`steps/dr.rs`).
+    pub dr: Option<crate::dr::VeleroDrill>,
 }
 
 impl World {
@@ -102,6 +104,7 @@ impl World {
             criteria: Vec::new(),
             drill: None,
             faults: crate::fault::ScenarioFaults::default(),
+            dr: None,
         }
     }
 

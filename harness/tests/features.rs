@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         stack: manifest.join("../fixtures/stack"),
         target: TargetKind::Twin,
         report_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("features-reports"),
+        profile: Some(manifest.join("../fixtures/acceptance/twin.yaml")),
         seed: Some(1),
         ..RunArgs::default()
     };

@@ -426,29 +426,117 @@ fn kubectl_drain_honours_pod_disruption_budgets() {
     )
     .unwrap();
     ok(kc, &["apply", "-f", manifest.to_str().unwrap()]);
-    ok(kc, &["rollout", "status", "deployment/web", "--timeout=30s"]);
-    let node = ok(kc, &["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].spec.nodeName}"]);
+    ok(
+        kc,
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+    );
+    let node = ok(
+        kc,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].spec.nodeName}",
+        ],
+    );
     assert!(node.starts_with("dirqual"), "{node}");
 
     // minAvailable 3 of 3: no eviction is allowed; drain reports it and gives up at its timeout.
-    let (drained, out, err) = kubectl(kc, &["drain", &node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=4s"]);
+    let (drained, out, err) = kubectl(
+        kc,
+        &[
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=4s",
+        ],
+    );
     assert!(!drained, "drain must be blocked by the PDB:\n{out}\n{err}");
-    assert!(err.contains("disruption budget"), "the PDB is named as the cause:\n{err}");
-    let cordoned = ok(kc, &["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"]);
+    assert!(
+        err.contains("disruption budget"),
+        "the PDB is named as the cause:\n{err}"
+    );
+    let cordoned = ok(
+        kc,
+        &["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"],
+    );
     assert_eq!(cordoned, "true", "drain cordons first");
 
     // Once the budget allows one disruption at a time, the drain completes.
-    ok(kc, &["patch", "pdb", "web", "--type=merge", "-p", r#"{"spec":{"minAvailable":2}}"#]);
-    let out = ok(kc, &["drain", &node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s"]);
+    ok(
+        kc,
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":2}}"#,
+        ],
+    );
+    let out = ok(
+        kc,
+        &[
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=60s",
+        ],
+    );
     assert!(out.contains("drained"), "{out}");
-    let still_there = ok(kc, &["get", "pods", "-l", "app=web", "--field-selector", &format!("spec.nodeName={node}"), "-o", "name"]);
-    assert!(still_there.trim().is_empty(), "web pods left on {node}: {still_there}");
-    ok(kc, &["rollout", "status", "deployment/web", "--timeout=30s"]);
+    let still_there = ok(
+        kc,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        still_there.trim().is_empty(),
+        "web pods left on {node}: {still_there}"
+    );
+    ok(
+        kc,
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+    );
     ok(kc, &["uncordon", &node]);
 
     // A node without PDB-protected pods drains at once.
-    let other = if node == "dirqual3" { "dirqual1" } else { "dirqual3" };
-    ok(kc, &["patch", "pdb", "web", "--type=merge", "-p", r#"{"spec":{"minAvailable":0}}"#]);
-    let out = ok(kc, &["drain", other, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s"]);
+    let other = if node == "dirqual3" {
+        "dirqual1"
+    } else {
+        "dirqual3"
+    };
+    ok(
+        kc,
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":0}}"#,
+        ],
+    );
+    let out = ok(
+        kc,
+        &[
+            "drain",
+            other,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=60s",
+        ],
+    );
     assert!(out.contains("drained"), "{out}");
 }

@@ -38,6 +38,7 @@ struct Behaviour {
     stall: Option<(Duration, Duration)>,
     failing: AtomicBool,
     peers: Mutex<BTreeSet<IpAddr>>,
+    paths: Mutex<BTreeSet<String>>,
 }
 
 impl Behaviour {
@@ -47,6 +48,7 @@ impl Behaviour {
             stall,
             failing: AtomicBool::new(false),
             peers: Mutex::new(BTreeSet::new()),
+            paths: Mutex::new(BTreeSet::new()),
         })
     }
 }
@@ -54,8 +56,10 @@ impl Behaviour {
 async fn handler(
     State(b): State<Arc<Behaviour>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
 ) -> (StatusCode, &'static str) {
     b.peers.lock().unwrap().insert(peer.ip());
+    b.paths.lock().unwrap().insert(uri.path().to_owned());
     if let Some((from, to)) = b.stall {
         let t = b.start.elapsed();
         if t >= from && t < to {
@@ -353,8 +357,13 @@ fn feature_dir(body: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("load.feature"), body).unwrap();
     std::fs::write(
         dir.path().join("profile.yaml"),
-        "load: {window_ms: 250, timeout_s: 2, max_duration_s: 60}\n\
+        "load: {window_ms: 250, timeout_s: 2, max_duration_s: 60, mix: mix.yaml}\n\
          steady: {windows: 3, timeout_s: 20, no_progress_s: 10}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("mix.yaml"),
+        "ids: [W1, W2]\nrequests:\n  - {path: \"/works/{id}\", weight: 3}\n  - {path: /healthz}\n",
     )
     .unwrap();
     dir
@@ -375,7 +384,8 @@ fn run_args(dir: &std::path::Path, api_url: Option<http::Uri>) -> RunArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_step_streams_a_timeline_and_records_figures() {
-    let url = serve(Behaviour::new(None)).await;
+    let b = Behaviour::new(None);
+    let url = serve(b.clone()).await;
     let dir = feature_dir(
         "Feature: load\n  Scenario: steady load\n    \
          Given the API receives 40 requests per second\n    \
@@ -414,6 +424,12 @@ async fn the_rate_step_streams_a_timeline_and_records_figures() {
     assert!(windows.len() >= 3, "{text}");
     assert!(windows.iter().all(|w| w.len_s == 0.25));
     assert!(windows.iter().map(|w| w.counts.ok).sum::<u64>() >= 30);
+    // The profile's mix was used.
+    let paths = b.paths.lock().unwrap().clone();
+    assert!(
+        paths.contains("/healthz") && paths.contains("/works/W1"),
+        "{paths:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,7 +116,10 @@ impl std::fmt::Debug for SharedHandle {
 }
 
 impl rustls::server::ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let shared = self.0.upgrade()?;
         let host = hello.server_name()?.to_string();
         shared.0.cert_for(&host)
@@ -125,19 +128,30 @@ impl rustls::server::ResolvesServerCert for SniResolver {
 
 fn b64(v: &Value) -> Option<Vec<u8>> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(v.as_str()?).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str()?)
+        .ok()
 }
 
 impl Shared {
     fn route(&self, host: &str) -> Option<Route> {
-        if let Some((at, r)) = self.routes.lock().unwrap_or_else(|e| e.into_inner()).get(host) {
+        if let Some((at, r)) = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+        {
             if at.elapsed() < ROUTE_TTL {
                 return r.clone();
             }
         }
         let route = self.proxy_for(host).map(|proxy| {
             let ns = obj::namespace(&proxy).to_string();
-            let service = proxy.pointer("/spec/routes/0/services/0/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let service = proxy
+                .pointer("/spec/routes/0/services/0/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             Route {
                 limit: self.rate_limit(&proxy),
                 pods: self.ready_pods(&ns, &service),
@@ -145,7 +159,10 @@ impl Shared {
                 proxy,
             }
         });
-        self.routes.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string(), (std::time::Instant::now(), route.clone()));
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), (std::time::Instant::now(), route.clone()));
         route
     }
 
@@ -159,10 +176,24 @@ impl Shared {
 
     fn cert_for(&self, host: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let proxy = self.proxy_for(host)?;
-        let secret_name = proxy.pointer("/spec/virtualhost/tls/secretName").and_then(Value::as_str)?;
-        let secret = self.ctx.client.get("", "secrets", Some(obj::namespace(&proxy)), secret_name)?;
-        let rv = secret.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-        if let Some((seen, ck)) = self.certs.lock().unwrap_or_else(|e| e.into_inner()).get(host) {
+        let secret_name = proxy
+            .pointer("/spec/virtualhost/tls/secretName")
+            .and_then(Value::as_str)?;
+        let secret =
+            self.ctx
+                .client
+                .get("", "secrets", Some(obj::namespace(&proxy)), secret_name)?;
+        let rv = secret
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some((seen, ck)) = self
+            .certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+        {
             if *seen == rv {
                 return Some(ck.clone());
             }
@@ -170,42 +201,74 @@ impl Shared {
         let crt = b64(secret.pointer("/data/tls.crt")?)?;
         let key = b64(secret.pointer("/data/tls.key")?)?;
         let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
-            rustls::pki_types::CertificateDer::pem_slice_iter(&crt).filter_map(Result::ok).collect();
+            rustls::pki_types::CertificateDer::pem_slice_iter(&crt)
+                .filter_map(Result::ok)
+                .collect();
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).ok()?;
         let provider = rustls::crypto::ring::default_provider();
         let signing = provider.key_provider.load_private_key(key).ok()?;
         let ck = Arc::new(rustls::sign::CertifiedKey::new(certs, signing));
-        self.certs.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string(), (rv, ck.clone()));
+        self.certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), (rv, ck.clone()));
         Some(ck)
     }
 
     /// Requests allowed per second and remote address by the rate limit service.
     fn rate_limit(&self, proxy: &Value) -> Option<u64> {
-        let uses_remote = proxy.pointer("/spec/routes").and_then(Value::as_array).is_some_and(|routes| {
-            routes.iter().any(|r| {
-                r.pointer("/rateLimitPolicy/global/descriptors").and_then(Value::as_array).is_some_and(|ds| {
-                    ds.iter().any(|d| d["entries"].as_array().is_some_and(|es| es.iter().any(|e| e.get("remoteAddress").is_some())))
+        let uses_remote = proxy
+            .pointer("/spec/routes")
+            .and_then(Value::as_array)
+            .is_some_and(|routes| {
+                routes.iter().any(|r| {
+                    r.pointer("/rateLimitPolicy/global/descriptors")
+                        .and_then(Value::as_array)
+                        .is_some_and(|ds| {
+                            ds.iter().any(|d| {
+                                d["entries"].as_array().is_some_and(|es| {
+                                    es.iter().any(|e| e.get("remoteAddress").is_some())
+                                })
+                            })
+                        })
                 })
-            })
-        });
-        if !uses_remote || !crate::operators::operator_running(&self.ctx, "projectcontour", "contour-ratelimit") {
+            });
+        if !uses_remote
+            || !crate::operators::operator_running(&self.ctx, "projectcontour", "contour-ratelimit")
+        {
             // Contour's global rate limiting fails open when its service is away.
             return None;
         }
-        let cm = self.ctx.client.get("", "configmaps", Some("projectcontour"), "contour-ratelimit")?;
-        let text = cm.pointer("/data/ratelimit-config.yaml").and_then(Value::as_str)?;
+        let cm = self.ctx.client.get(
+            "",
+            "configmaps",
+            Some("projectcontour"),
+            "contour-ratelimit",
+        )?;
+        let text = cm
+            .pointer("/data/ratelimit-config.yaml")
+            .and_then(Value::as_str)?;
         let conf: Value = serde_yaml::from_str(text).ok()?;
-        conf["descriptors"].as_array()?.iter().find(|d| d["key"] == "remote_address").and_then(|d| {
-            let n = d.pointer("/rate_limit/requests_per_unit").and_then(Value::as_u64)?;
-            match d.pointer("/rate_limit/unit").and_then(Value::as_str)? {
-                "second" => Some(n),
-                _ => None,
-            }
-        })
+        conf["descriptors"]
+            .as_array()?
+            .iter()
+            .find(|d| d["key"] == "remote_address")
+            .and_then(|d| {
+                let n = d
+                    .pointer("/rate_limit/requests_per_unit")
+                    .and_then(Value::as_u64)?;
+                match d.pointer("/rate_limit/unit").and_then(Value::as_str)? {
+                    "second" => Some(n),
+                    _ => None,
+                }
+            })
     }
 
     fn over_limit(&self, addr: &str, limit: u64) -> bool {
-        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let entry = w.entry(addr.to_string()).or_insert((second, 0));
         if entry.0 != second {
@@ -242,9 +305,21 @@ impl Shared {
         }
         let pool = crate::voldata::pod_volume_pv(&self.ctx, &pod, "data")
             .and_then(|pv| self.ctx.client.get("", "persistentvolumes", None, &pv))
-            .and_then(|pv| pv.pointer("/spec/storageClassName").and_then(Value::as_str).map(String::from))
-            .and_then(|sc| self.ctx.client.get("storage.k8s.io", "storageclasses", None, &sc))
-            .and_then(|sc| sc.pointer("/parameters/pool").and_then(Value::as_str).map(String::from));
+            .and_then(|pv| {
+                pv.pointer("/spec/storageClassName")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .and_then(|sc| {
+                self.ctx
+                    .client
+                    .get("storage.k8s.io", "storageclasses", None, &sc)
+            })
+            .and_then(|sc| {
+                sc.pointer("/parameters/pool")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            });
         let mut slow = false;
         if let Some(pool) = pool {
             let ceph = self.ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
@@ -272,7 +347,10 @@ impl Shared {
 
 /// Whether a NetworkPolicy selecting the pod denies it ingress from the API pods.
 fn isolated(ctx: &Ctx, pod: &Value) -> bool {
-    let labels = pod.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+    let labels = pod
+        .pointer("/metadata/labels")
+        .cloned()
+        .unwrap_or(json!({}));
     ctx.client.list("networking.k8s.io", "networkpolicies", Some(obj::namespace(pod)), None).iter().any(|np| {
         let selects = np
             .pointer("/spec/podSelector")
@@ -299,14 +377,24 @@ fn isolated(ctx: &Ctx, pod: &Value) -> bool {
 }
 
 fn respond(status: u16, body: Value, extra: &[(&str, &str)]) -> Response<Full<Bytes>> {
-    let mut b = Response::builder().status(status).header("content-type", "application/json").header("server", "envoy");
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("server", "envoy");
     for (k, v) in extra {
         b = b.header(*k, *v);
     }
-    b.body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))).expect("valid response")
+    b.body(Full::new(Bytes::from(
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )))
+    .expect("valid response")
 }
 
-async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    shared: Arc<SharedHandle>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let s = &shared.0;
     let host = req
         .headers()
@@ -324,15 +412,29 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
     let proxy = route.proxy.clone();
     if let Some(limit) = route.limit {
         if s.over_limit(&peer.ip().to_string(), limit) {
-            return Ok(Response::builder().status(429).header("x-envoy-ratelimited", "true").header("server", "envoy").body(Full::new(Bytes::new())).expect("valid response"));
+            return Ok(Response::builder()
+                .status(429)
+                .header("x-envoy-ratelimited", "true")
+                .header("server", "envoy")
+                .body(Full::new(Bytes::new()))
+                .expect("valid response"));
         }
     }
-    let Some(service) = proxy.pointer("/spec/routes/0/services/0/name").and_then(Value::as_str).map(String::from) else {
+    let Some(service) = proxy
+        .pointer("/spec/routes/0/services/0/name")
+        .and_then(Value::as_str)
+        .map(String::from)
+    else {
         return Ok(respond(404, json!({"error": "no route"}), &[]));
     };
     let pods = route.pods.clone();
     if pods.is_empty() {
-        return Ok(Response::builder().status(503).header("server", "envoy").header("content-type", "text/plain").body(Full::new(Bytes::from("no healthy upstream"))).expect("valid response"));
+        return Ok(Response::builder()
+            .status(503)
+            .header("server", "envoy")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from("no healthy upstream")))
+            .expect("valid response"));
     }
     let pod = {
         let mut rr = s.rr.lock().unwrap_or_else(|e| e.into_inner());
@@ -340,7 +442,13 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
         *i = i.wrapping_add(1);
         pods[*i % pods.len()].clone()
     };
-    let permit_pool = s.pods.lock().unwrap_or_else(|e| e.into_inner()).entry(obj::uid(&pod).to_string()).or_insert_with(|| Arc::new(Semaphore::new(s.model.pod_concurrency))).clone();
+    let permit_pool = s
+        .pods
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(obj::uid(&pod).to_string())
+        .or_insert_with(|| Arc::new(Semaphore::new(s.model.pod_concurrency)))
+        .clone();
     let Ok(_permit) = permit_pool.acquire_owned().await else {
         return Ok(respond(503, json!({"detail": "upstream overflow"}), &[]));
     };
@@ -348,8 +456,14 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
         tokio::time::sleep(s.service_time(0.2)).await;
         return Ok(match route.db.clone() {
             DbState::Ok { .. } => respond(200, json!({"status": "ok", "database": "ok"}), &[]),
-            DbState::Unavailable(why) => respond(503, json!({"status": "degraded", "database": why}), &[]),
-            DbState::Blocked => respond(503, json!({"status": "degraded", "database": "storage blocked"}), &[]),
+            DbState::Unavailable(why) => {
+                respond(503, json!({"status": "degraded", "database": why}), &[])
+            }
+            DbState::Blocked => respond(
+                503,
+                json!({"status": "degraded", "database": "storage blocked"}),
+                &[],
+            ),
         });
     }
     let db = route.db.clone();
@@ -361,11 +475,23 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
         }
         DbState::Blocked => {
             tokio::time::sleep(s.model.blocked_io_stall).await;
-            return Ok(respond(504, json!({"detail": "database query timed out"}), &[]));
+            return Ok(respond(
+                504,
+                json!({"detail": "database query timed out"}),
+                &[],
+            ));
         }
     };
     tokio::time::sleep(s.service_time(if slow { s.model.degraded_factor } else { 1.0 })).await;
-    let limit = query.split('&').find_map(|kv| kv.strip_prefix("per_page=").or_else(|| kv.strip_prefix("limit="))).and_then(|v| v.parse::<usize>().ok()).unwrap_or(25).min(200);
+    let limit = query
+        .split('&')
+        .find_map(|kv| {
+            kv.strip_prefix("per_page=")
+                .or_else(|| kv.strip_prefix("limit="))
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(25)
+        .min(200);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (table, id) = match segs.as_slice() {
         ["works"] => ("works", None),
@@ -376,14 +502,25 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
     };
     let ctx = s.ctx.clone();
     let (table_s, id_s) = (table.to_string(), id.map(String::from));
-    let rows = tokio::task::spawn_blocking(move || crate::stack::postgres::select_json(&ctx, &db_pod, &table_s, id_s.as_deref(), limit)).await;
+    let rows = tokio::task::spawn_blocking(move || {
+        crate::stack::postgres::select_json(&ctx, &db_pod, &table_s, id_s.as_deref(), limit)
+    })
+    .await;
     Ok(match rows {
         Ok(Ok(rows)) => match id {
             Some(_) => match rows.into_iter().next() {
                 Some(r) => respond(200, r, &[]),
-                None => respond(404, json!({"detail": format!("{} not found", &table[..table.len() - 1])}), &[]),
+                None => respond(
+                    404,
+                    json!({"detail": format!("{} not found", &table[..table.len() - 1])}),
+                    &[],
+                ),
             },
-            None => respond(200, json!({"meta": {"count": rows.len(), "per_page": limit}, "results": rows}), &[]),
+            None => respond(
+                200,
+                json!({"meta": {"count": rows.len(), "per_page": limit}, "results": rows}),
+                &[],
+            ),
         },
         Ok(Err(e)) => respond(500, json!({"detail": format!("database error: {e}")}), &[]),
         Err(_) => respond(500, json!({"detail": "internal error"}), &[]),
@@ -391,8 +528,15 @@ async fn handle(shared: Arc<SharedHandle>, peer: SocketAddr, req: Request<Incomi
 }
 
 /// Starts the data plane and publishes its address on the envoy Service.
-pub async fn start(ctx: Ctx, model: LatencyModel, seed: u64, stop: watch::Receiver<bool>) -> Result<SocketAddr, DataPlaneError> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(DataPlaneError::Bind)?;
+pub async fn start(
+    ctx: Ctx,
+    model: LatencyModel,
+    seed: u64,
+    stop: watch::Receiver<bool>,
+) -> Result<SocketAddr, DataPlaneError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(DataPlaneError::Bind)?;
     let addr = listener.local_addr().map_err(DataPlaneError::Bind)?;
     let shared = Arc::new(SharedHandle(Shared {
         routes: Mutex::new(HashMap::new()),
@@ -424,7 +568,9 @@ pub async fn start(ctx: Ctx, model: LatencyModel, seed: u64, stop: watch::Receiv
             let shared = shared.clone();
             let mut stop_conn = stop.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
                 let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, req));
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(tls), svc);

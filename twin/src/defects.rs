@@ -34,16 +34,38 @@
 //!   - `flux-not-ready`: Kustomization `flux-system/apps` gets an extra
 //!     `dependsOn: apps-secrets`, a Kustomization that does not exist, so Flux keeps
 //!     it `Ready=False` (DependencyNotReady).
+//!   - `hdd-pool-on-nvme`: CephBlockPool `rook-ceph/hdd-pool` gets
+//!     `spec.deviceClass: nvme`; the Rook operator places the pool on the NVMe OSDs.
+//!   - `hdd-class-retain`: StorageClass `ceph-hdd` gets `reclaimPolicy: Retain`.
+//!   - `db-on-local-path`: StatefulSet `openalex/neo4j`'s claim templates get
+//!     `storageClassName: standard`; [`run`] creates that class as kind ships it
+//!     (`rancher.io/local-path`, WaitForFirstConsumer), a provisioner without a Rook
+//!     backend.
+//!   - `cert-wrong-host`: Certificate `openalex/openalex-api-tls` gets
+//!     `spec.dnsNames: [api-staging.openalex.univ-lehavre.fr]`; cert-manager issues
+//!     for that name and Envoy serves it for the API host.
+//!   - `prometheus-retention-default`: Prometheus `monitoring/k8s` loses
+//!     `spec.retention`; the operator starts Prometheus with its default (24h).
+//!   - `loki-retention-short`: ConfigMap `monitoring/loki-config` gets
+//!     `retention_period: 168h`.
+//!   - `flux-suspended`: Kustomization `flux-system/infrastructure` gets
+//!     `spec.suspend: true`.
 //!   - `no-velero-schedule`: Schedules in `velero` are admitted paused (so Velero
 //!     never backs up from them) and then deleted by [`run`] right after creation,
 //!     as if GitOps never applied them (the API cannot refuse an apply silently).
-//! - By deletion right after creation ([`run`]): `no-velero-schedule` (above) and
-//!   `db-no-pdb` (PodDisruptionBudget `openalex/postgresql`).
+//! - By deletion right after creation ([`run`]): `no-velero-schedule` (above),
+//!   `db-no-pdb` (PodDisruptionBudget `openalex/postgresql`) and `no-thanos-query`
+//!   (Service `monitoring/thanos-query`).
+//! - By a change right after creation ([`run`]; for objects the twin bootstraps
+//!   before any admission plugin runs): `coredns-unreachable` (Service
+//!   `kube-system/kube-dns` gets the selector `k8s-app: coredns`; the endpoints
+//!   controller then finds no pod and the resolver no server).
 //! - By behaviour: `cert-not-ready` (cert-manager's ACME order for a Certificate of
 //!   an ACME issuer fails: `Ready=False` with the ACME error, no Secret; see
 //!   [`certificate_failure`]), `slow-osd-recovery` (the Ceph model's
 //!   `recovery_objects_per_sec` divided by 50, set by [`run`] once the Rook operator
-//!   created the cluster), `unscanned-image` (Harbor's `openalex` project has
+//!   created the cluster), `ceph-noout-set` (the Ceph model's `noout` flag, set by
+//!   [`run`] once, as `ceph osd set noout` would), `unscanned-image` (Harbor's `openalex` project has
 //!   `auto_scan` off and the `openalex/fastapi` artifacts carry no scan overview;
 //!   see `stack::harbor`).
 
@@ -74,6 +96,16 @@ const CATALOG: &[(&str, &str)] = &[
     ("slow-osd-recovery", "Ceph recovers and backfills 50 times slower than normal."),
     ("db-no-pdb", "The postgresql PodDisruptionBudget is not applied (the twin deletes it right after creation): nothing protects the database from eviction."),
     ("unscanned-image", "Harbor's openalex project has scan-on-push off, so the fastapi image has no Trivy scan report."),
+    ("coredns-unreachable", "The kube-dns Service selects k8s-app=coredns, a label the CoreDNS pods lack: it has no endpoints, so no cluster name resolves."),
+    ("ceph-noout-set", "The noout flag was left set after maintenance: Ceph reports HEALTH_WARN (OSDMAP_FLAGS) and would never mark a dead OSD out."),
+    ("hdd-pool-on-nvme", "CephBlockPool hdd-pool names device class nvme: the bulk data pool fills the NVMe devices."),
+    ("hdd-class-retain", "StorageClass ceph-hdd has reclaim policy Retain: deleted claims leave their volumes behind."),
+    ("db-on-local-path", "StatefulSet neo4j claims its volume on kind's node-local StorageClass standard (rancher.io/local-path, added by the defect), not on Rook."),
+    ("cert-wrong-host", "Certificate openalex-api-tls is issued for the staging host api-staging.openalex.univ-lehavre.fr: clients of the API host reject it."),
+    ("prometheus-retention-default", "Prometheus k8s sets no retention, so prometheus-operator's default applies: 24 h of metrics instead of 15 d."),
+    ("loki-retention-short", "Loki's retention_period is 168h: logs are kept 7 days instead of 30."),
+    ("flux-suspended", "Kustomization infrastructure is suspended: changes to it in Git are no longer applied."),
+    ("no-thanos-query", "The thanos-query Service is never applied (the twin deletes it right after creation): nothing answers for metrics older than Prometheus's retention."),
 ];
 
 /// Defects that cannot be combined (they set the same field).
@@ -88,6 +120,11 @@ pub fn catalog() -> &'static [(&'static str, &'static str)] {
 pub fn defects() -> &'static [(&'static str, &'static str)] {
     CATALOG
 }
+
+/// The StorageClass `db-on-local-path` adds and points neo4j at (kind's default).
+pub const LOCAL_PATH_CLASS: &str = "standard";
+/// The name `cert-wrong-host` issues the API's certificate for.
+pub const WRONG_HOST: &str = "api-staging.openalex.univ-lehavre.fr";
 
 /// The Ceph recovery rate is divided by this under `slow-osd-recovery`.
 pub const SLOW_RECOVERY_FACTOR: f64 = 50.0;
@@ -271,6 +308,76 @@ pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {
             labels.remove("grafana_dashboard");
         }
     }
+    if ns == "rook-ceph"
+        && d.has("hdd-pool-on-nvme")
+        && at(o, gp, ("ceph.rook.io", "cephblockpools", Some("hdd-pool")))
+    {
+        set(o, &["spec", "deviceClass"], json!("nvme"));
+    }
+    if d.has("hdd-class-retain")
+        && at(
+            o,
+            gp,
+            ("storage.k8s.io", "storageclasses", Some("ceph-hdd")),
+        )
+    {
+        set(o, &["reclaimPolicy"], json!("Retain"));
+    }
+    if ns == "openalex"
+        && d.has("db-on-local-path")
+        && at(o, gp, ("apps", "statefulsets", Some("neo4j")))
+    {
+        if let Some(ts) = o
+            .pointer_mut("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array_mut)
+        {
+            for t in ts {
+                t["spec"]["storageClassName"] = json!(LOCAL_PATH_CLASS);
+            }
+        }
+    }
+    if ns == "openalex"
+        && d.has("cert-wrong-host")
+        && at(
+            o,
+            gp,
+            ("cert-manager.io", "certificates", Some("openalex-api-tls")),
+        )
+    {
+        set(o, &["spec", "dnsNames"], json!([WRONG_HOST]));
+    }
+    if ns == "monitoring"
+        && d.has("prometheus-retention-default")
+        && at(
+            o,
+            gp,
+            ("monitoring.coreos.com", "prometheuses", Some("k8s")),
+        )
+    {
+        if let Some(spec) = o.pointer_mut("/spec").and_then(Value::as_object_mut) {
+            spec.remove("retention");
+        }
+    }
+    if ns == "monitoring"
+        && d.has("loki-retention-short")
+        && at(o, gp, ("", "configmaps", Some("loki-config")))
+    {
+        set(o, &["data", "retention_period"], json!("168h"));
+    }
+    if ns == "flux-system"
+        && d.has("flux-suspended")
+        && at(
+            o,
+            gp,
+            (
+                "kustomize.toolkit.fluxcd.io",
+                "kustomizations",
+                Some("infrastructure"),
+            ),
+        )
+    {
+        set(o, &["spec", "suspend"], json!(true));
+    }
     if d.has("gatekeeper-absent")
         && at(
             o,
@@ -319,6 +426,15 @@ fn add_arg(o: &mut Value, pointer: &str, name: &str, flag: &str, value: &str) {
     }
 }
 
+/// Deletes an object that "is never applied", unless it is already going.
+fn delete_once(ctx: &Ctx, group: &str, plural: &str, ns: Option<&str>, name: &str) {
+    if let Some(o) = ctx.client.get(group, plural, ns, name) {
+        if !obj::is_terminating(&o) {
+            let _ = ctx.client.delete(group, plural, ns, name, None);
+        }
+    }
+}
+
 /// What cert-manager writes on a Certificate whose ACME order fails
 /// (`cert-not-ready`), or None when it issues normally.
 pub fn certificate_failure(ctx: &Ctx, cert: &Value, issuer: &Value) -> Option<Value> {
@@ -356,15 +472,58 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
         return;
     }
     let mut slowed = false;
+    let mut noout = false;
     reconcile_loop(
         ctx,
         &[
             ("velero.io", "schedules"),
             ("policy", "poddisruptionbudgets"),
             ("ceph.rook.io", "cephclusters"),
+            ("", "services"),
+            ("storage.k8s.io", "storageclasses"),
         ],
         stop,
         move |ctx| {
+            if ctx.defects.has("no-thanos-query") {
+                delete_once(ctx, "", "services", Some("monitoring"), "thanos-query");
+            }
+            if ctx.defects.has("coredns-unreachable") {
+                if let Some(svc) = ctx
+                    .client
+                    .get("", "services", Some("kube-system"), "kube-dns")
+                {
+                    if svc.pointer("/spec/selector/k8s-app") != Some(&json!("coredns")) {
+                        let _ = ctx.client.patch(
+                            "",
+                            "services",
+                            Some("kube-system"),
+                            "kube-dns",
+                            json!({"spec": {"selector": {"k8s-app": "coredns"}}}),
+                        );
+                    }
+                }
+            }
+            if ctx.defects.has("db-on-local-path")
+                && ctx
+                    .client
+                    .get("storage.k8s.io", "storageclasses", None, LOCAL_PATH_CLASS)
+                    .is_none()
+            {
+                let _ = ctx.client.create(json!({
+                    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                    "metadata": {"name": LOCAL_PATH_CLASS},
+                    "provisioner": "rancher.io/local-path",
+                    "reclaimPolicy": "Delete",
+                    "volumeBindingMode": "WaitForFirstConsumer",
+                }));
+            }
+            if ctx.defects.has("ceph-noout-set") && !noout {
+                let now = ctx.started.elapsed();
+                let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(m) = guard.as_mut() {
+                    noout = m.set_flag("noout", now).is_ok();
+                }
+            }
             if ctx.defects.has("no-velero-schedule") {
                 for s in ctx
                     .client
@@ -424,7 +583,7 @@ mod tests {
             "{e}"
         );
         assert!(Defects::new(&["pool-size-1", "nvme-pool-size-3"]).is_err());
-        assert_eq!(catalog().len(), 16);
+        assert_eq!(catalog().len(), 26);
     }
 
     #[test]
@@ -460,5 +619,54 @@ mod tests {
         let mut other = json!({"metadata": {"name": "fastapi", "namespace": "staging"}, "spec": {"replicas": 3}});
         mutate(&d, "apps", "deployments", &mut other);
         assert_eq!(other["spec"]["replicas"], 3);
+    }
+
+    #[test]
+    fn phase_check_mutations() {
+        let d = Defects::new(&[
+            "hdd-pool-on-nvme",
+            "hdd-class-retain",
+            "db-on-local-path",
+            "cert-wrong-host",
+            "prometheus-retention-default",
+            "loki-retention-short",
+            "flux-suspended",
+        ])
+        .unwrap();
+        let mut pool = json!({"metadata": {"name": "hdd-pool", "namespace": "rook-ceph"}, "spec": {"deviceClass": "hdd", "replicated": {"size": 3}}});
+        mutate(&d, "ceph.rook.io", "cephblockpools", &mut pool);
+        assert_eq!(pool["spec"]["deviceClass"], "nvme");
+        let mut sc = json!({"metadata": {"name": "ceph-hdd"}, "provisioner": "rook-ceph.rbd.csi.ceph.com", "reclaimPolicy": "Delete"});
+        mutate(&d, "storage.k8s.io", "storageclasses", &mut sc);
+        assert_eq!(sc["reclaimPolicy"], "Retain");
+        let mut sts = json!({"metadata": {"name": "neo4j", "namespace": "openalex"}, "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"storageClassName": "ceph-nvme"}}]}});
+        mutate(&d, "apps", "statefulsets", &mut sts);
+        assert_eq!(
+            sts.pointer("/spec/volumeClaimTemplates/0/spec/storageClassName")
+                .unwrap(),
+            LOCAL_PATH_CLASS
+        );
+        let mut cert = json!({"metadata": {"name": "openalex-api-tls", "namespace": "openalex"}, "spec": {"dnsNames": ["api.openalex.univ-lehavre.fr"]}});
+        mutate(&d, "cert-manager.io", "certificates", &mut cert);
+        assert_eq!(cert["spec"]["dnsNames"], json!([WRONG_HOST]));
+        let mut prom = json!({"metadata": {"name": "k8s", "namespace": "monitoring"}, "spec": {"retention": "15d", "replicas": 1}});
+        mutate(&d, "monitoring.coreos.com", "prometheuses", &mut prom);
+        assert!(prom["spec"].get("retention").is_none());
+        let mut cm = json!({"metadata": {"name": "loki-config", "namespace": "monitoring"}, "data": {"retention_period": "720h"}});
+        mutate(&d, "", "configmaps", &mut cm);
+        assert_eq!(cm["data"]["retention_period"], "168h");
+        let mut ks =
+            json!({"metadata": {"name": "infrastructure", "namespace": "flux-system"}, "spec": {}});
+        mutate(&d, "kustomize.toolkit.fluxcd.io", "kustomizations", &mut ks);
+        assert_eq!(ks["spec"]["suspend"], true);
+        let mut apps =
+            json!({"metadata": {"name": "apps", "namespace": "flux-system"}, "spec": {}});
+        mutate(
+            &d,
+            "kustomize.toolkit.fluxcd.io",
+            "kustomizations",
+            &mut apps,
+        );
+        assert!(apps["spec"].get("suspend").is_none());
     }
 }

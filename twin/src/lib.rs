@@ -181,8 +181,12 @@ impl Twin {
                     what: "operators.yaml".into(),
                     source: error::ApiError::bad_request(e.to_string()),
                 })?;
-            let what = format!("operators.yaml {}", obj["metadata"]["name"].as_str().unwrap_or(""));
-            api.install(obj).map_err(|source| TwinError::Bootstrap { what, source })?;
+            let what = format!(
+                "operators.yaml {}",
+                obj["metadata"]["name"].as_str().unwrap_or("")
+            );
+            api.install(obj)
+                .map_err(|source| TwinError::Bootstrap { what, source })?;
         }
         for crd in upstream::crds().map_err(|(what, e)| TwinError::Bootstrap {
             what,
@@ -206,10 +210,18 @@ impl Twin {
         stack::harbor::install(&ctx);
         controllers.extend(stack::observability::start(&ctx, stopped.clone()));
         controllers.push(tokio::spawn(defects::run(ctx.clone(), stopped.clone())));
-        controllers.push(tokio::spawn(stack::postgres::run(ctx.clone(), stopped.clone())));
-        let api_addr = dataplane::start(ctx.clone(), dataplane::LatencyModel::default(), opts.seed, stopped.clone())
-            .await
-            .map_err(TwinError::DataPlane)?;
+        controllers.push(tokio::spawn(stack::postgres::run(
+            ctx.clone(),
+            stopped.clone(),
+        )));
+        let api_addr = dataplane::start(
+            ctx.clone(),
+            dataplane::LatencyModel::default(),
+            opts.seed,
+            stopped.clone(),
+        )
+        .await
+        .map_err(TwinError::DataPlane)?;
         let task = tokio::spawn(async move {
             loop {
                 let conn = tokio::select! {
@@ -305,15 +317,24 @@ impl Twin {
 /// Waits (bounded) until the bare cluster is up — kube-system pods and the stack
 /// operators' Deployments Ready — as `kind create cluster` returns a usable cluster.
 async fn settle(ctx: &controllers::Ctx) {
-    let bound = ctx.timing.container_start.1 + ctx.timing.readiness.1 + ctx.timing.node_boot + Duration::from_secs(10);
+    let bound = ctx.timing.container_start.1
+        + ctx.timing.readiness.1
+        + ctx.timing.node_boot
+        + Duration::from_secs(10);
     let deadline = std::time::Instant::now() + bound;
     loop {
         let pods = ctx.client.list("", "pods", Some("kube-system"), None);
         let pods_ready = !pods.is_empty() && pods.iter().all(controllers::obj::is_pod_ready);
         let deployments = ctx.client.list("apps", "deployments", None, None);
         let deployments_ready = deployments.iter().all(|d| {
-            let want = d.pointer("/spec/replicas").and_then(serde_json::Value::as_i64).unwrap_or(1);
-            d.pointer("/status/availableReplicas").and_then(serde_json::Value::as_i64).unwrap_or(0) >= want
+            let want = d
+                .pointer("/spec/replicas")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(1);
+            d.pointer("/status/availableReplicas")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0)
+                >= want
         });
         if (pods_ready && deployments_ready) || std::time::Instant::now() >= deadline {
             if std::time::Instant::now() >= deadline {

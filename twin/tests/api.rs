@@ -397,20 +397,38 @@ async fn status_and_scale_subresources() {
     )
     .await
     .unwrap();
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("test.stormdrill.io", "v1", "Widget"), "widgets");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("test.stormdrill.io", "v1", "Widget"),
+        "widgets",
+    );
     let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.stormdrill.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2}, "status": {"size": 9}})).unwrap();
     let created = widgets.create(&PostParams::default(), &w).await.unwrap();
-    assert!(created.data.get("status").is_none(), "a client's status is dropped on create");
+    assert!(
+        created.data.get("status").is_none(),
+        "a client's status is dropped on create"
+    );
     let st = widgets
-        .patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"size": 2}})))
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"size": 2}})),
+        )
         .await
         .unwrap();
     assert_eq!(st.data["status"]["size"], 2);
-    assert_eq!(st.metadata.generation, Some(1), "a status write does not bump generation");
+    assert_eq!(
+        st.metadata.generation,
+        Some(1),
+        "a status write does not bump generation"
+    );
     // Writes to the main resource cannot change status.
     let main = widgets
-        .patch("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"size": 0}, "spec": {"size": 3}})))
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"size": 0}, "spec": {"size": 3}})),
+        )
         .await
         .unwrap();
     assert_eq!(main.data["status"]["size"], 2);
@@ -418,7 +436,11 @@ async fn status_and_scale_subresources() {
     let scale = widgets.get_scale("w").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(3));
     widgets
-        .patch_scale("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+        .patch_scale(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
         .await
         .unwrap();
     assert_eq!(widgets.get("w").await.unwrap().data["spec"]["size"], 5);

@@ -12,9 +12,19 @@ use serde_json::json;
 use stormdrill_twin::{Twin, TwinOptions};
 
 async fn run(seed: u64) -> (Vec<(String, String)>, BTreeMap<String, Vec<String>>) {
-    let twin = Twin::start(TwinOptions { seed, ..Default::default() }).await.unwrap();
+    let twin = Twin::start(TwinOptions {
+        seed,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let kc = kube::config::Kubeconfig::from_yaml(&twin.kubeconfig_yaml()).unwrap();
-    let client = Client::try_from(Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap();
+    let client = Client::try_from(
+        Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
     let template = |app: &str| json!({"metadata": {"labels": {"app": app}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}});
@@ -29,9 +39,27 @@ async fn run(seed: u64) -> (Vec<(String, String)>, BTreeMap<String, Vec<String>>
     let deadline = Instant::now() + Duration::from_secs(20);
     let placed = loop {
         let list = pods.list(&ListParams::default()).await.unwrap();
-        let ready = list.items.iter().filter(|p| p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))).count();
+        let ready = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
         if ready == 5 {
-            let mut v: Vec<(String, String)> = list.items.iter().map(|p| (p.metadata.name.clone().unwrap(), p.spec.as_ref().unwrap().node_name.clone().unwrap())).collect();
+            let mut v: Vec<(String, String)> = list
+                .items
+                .iter()
+                .map(|p| {
+                    (
+                        p.metadata.name.clone().unwrap(),
+                        p.spec.as_ref().unwrap().node_name.clone().unwrap(),
+                    )
+                })
+                .collect();
             v.sort();
             break v;
         }
@@ -39,12 +67,18 @@ async fn run(seed: u64) -> (Vec<(String, String)>, BTreeMap<String, Vec<String>>
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut per_object: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let req = http::Request::get("/twin/v1/events?since=0").body(Vec::new()).unwrap();
-    let events: Vec<serde_json::Value> = serde_json::from_str(&client.request_text(req).await.unwrap()).unwrap();
+    let req = http::Request::get("/twin/v1/events?since=0")
+        .body(Vec::new())
+        .unwrap();
+    let events: Vec<serde_json::Value> =
+        serde_json::from_str(&client.request_text(req).await.unwrap()).unwrap();
     for e in events {
         let object = e["object"].as_str().unwrap_or("").to_string();
         if object.starts_with("default/") {
-            per_object.entry(object).or_default().push(e["state"].as_str().unwrap_or("").to_string());
+            per_object
+                .entry(object)
+                .or_default()
+                .push(e["state"].as_str().unwrap_or("").to_string());
         }
     }
     twin.shutdown().await;

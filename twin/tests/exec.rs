@@ -330,7 +330,10 @@ async fn logs_and_follow() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
     let all = pods.logs(COREDNS, &LogParams::default()).await.unwrap();
     // The kubelet's own line comes first, then what the container wrote.
-    assert_eq!(all, "Started container\nline 1\nline 2\nline 3\nline 4\nline 5\n");
+    assert_eq!(
+        all,
+        "Started container\nline 1\nline 2\nline 3\nline 4\nline 5\n"
+    );
     let tail = pods
         .logs(
             COREDNS,

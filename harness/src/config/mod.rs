@@ -68,9 +68,12 @@ impl Profile {
         for p in parts {
             cur = cur.as_mapping()?.get(p)?;
         }
-        cur.as_f64()
+        threshold::as_number(cur)
     }
 }
+
+pub mod threshold;
+pub use threshold::{Threshold, ThresholdError};
 
 #[cfg(test)]
 mod tests {

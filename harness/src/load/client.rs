@@ -30,9 +30,14 @@ pub struct PinnedResolver {
 impl tower_service::Service<hyper_util::client::legacy::connect::dns::Name> for PinnedResolver {
     type Response = std::vec::IntoIter<std::net::SocketAddr>;
     type Error = std::io::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         self.gai.poll_ready(cx)
     }
 

@@ -25,7 +25,10 @@ pub enum ApiDiscoveryError {
 /// The first HTTPProxy with a virtual host, reached through Envoy's load balancer.
 /// None when there is no HTTPProxy or no load balancer address yet.
 pub async fn discover(client: &Client) -> Result<Option<ApiEndpoint>, ApiDiscoveryError> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("projectcontour.io", "v1", "HTTPProxy"), "httpproxies");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("projectcontour.io", "v1", "HTTPProxy"),
+        "httpproxies",
+    );
     let proxies: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let list = match proxies.list(&ListParams::default()).await {
         Ok(l) => l,
@@ -33,19 +36,39 @@ pub async fn discover(client: &Client) -> Result<Option<ApiEndpoint>, ApiDiscove
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
         Err(e) => return Err(ApiDiscoveryError::Proxies(e)),
     };
-    let Some(proxy) = list.items.iter().find(|p| p.data.pointer("/spec/virtualhost/fqdn").is_some()) else {
+    let Some(proxy) = list
+        .items
+        .iter()
+        .find(|p| p.data.pointer("/spec/virtualhost/fqdn").is_some())
+    else {
         return Ok(None);
     };
-    let fqdn = proxy.data.pointer("/spec/virtualhost/fqdn").and_then(Value::as_str).unwrap_or("").to_string();
+    let fqdn = proxy
+        .data
+        .pointer("/spec/virtualhost/fqdn")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let envoy: Api<Service> = Api::namespaced(client.clone(), "projectcontour");
-    let Some(svc) = envoy.get_opt("envoy").await.map_err(ApiDiscoveryError::Envoy)? else {
+    let Some(svc) = envoy
+        .get_opt("envoy")
+        .await
+        .map_err(ApiDiscoveryError::Envoy)?
+    else {
         return Ok(None);
     };
     let Some((ip, port)) = lb_address(&serde_json::to_value(&svc).unwrap_or(Value::Null)) else {
         return Ok(None);
     };
-    let tls_secret = proxy.data.pointer("/spec/virtualhost/tls/secretName").and_then(Value::as_str);
-    let scheme = if tls_secret.is_some() { "https" } else { "http" };
+    let tls_secret = proxy
+        .data
+        .pointer("/spec/virtualhost/tls/secretName")
+        .and_then(Value::as_str);
+    let scheme = if tls_secret.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let mut ca_pem = None;
     if let (Some(name), Some(ns)) = (tls_secret, proxy.metadata.namespace.as_deref()) {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
@@ -57,7 +80,9 @@ pub async fn discover(client: &Client) -> Result<Option<ApiEndpoint>, ApiDiscove
     }
     let url = format!("{scheme}://{fqdn}:{port}");
     Ok(Some(ApiEndpoint {
-        url: url.parse().map_err(|_| ApiDiscoveryError::Url(url.clone()))?,
+        url: url
+            .parse()
+            .map_err(|_| ApiDiscoveryError::Url(url.clone()))?,
         ca_pem,
         resolve: Some((fqdn, ip)),
         ..Default::default()
@@ -83,10 +108,18 @@ mod tests {
     #[test]
     fn load_balancer_address_with_and_without_status_ports() {
         let twin: Value = serde_yaml::from_str("spec: {ports: [{port: 443}]}\nstatus: {loadBalancer: {ingress: [{ip: 127.0.0.1, ports: [{port: 40009, protocol: TCP}]}]}}").unwrap();
-        assert_eq!(lb_address(&twin), Some(("127.0.0.1".parse().unwrap(), 40009)));
-        let cloud: Value = serde_yaml::from_str("spec: {ports: [{port: 443}]}\nstatus: {loadBalancer: {ingress: [{ip: 10.0.0.7}]}}").unwrap();
+        assert_eq!(
+            lb_address(&twin),
+            Some(("127.0.0.1".parse().unwrap(), 40009))
+        );
+        let cloud: Value = serde_yaml::from_str(
+            "spec: {ports: [{port: 443}]}\nstatus: {loadBalancer: {ingress: [{ip: 10.0.0.7}]}}",
+        )
+        .unwrap();
         assert_eq!(lb_address(&cloud), Some(("10.0.0.7".parse().unwrap(), 443)));
-        let pending: Value = serde_yaml::from_str("spec: {ports: [{port: 443}]}\nstatus: {loadBalancer: {}}").unwrap();
+        let pending: Value =
+            serde_yaml::from_str("spec: {ports: [{port: 443}]}\nstatus: {loadBalancer: {}}")
+                .unwrap();
         assert_eq!(lb_address(&pending), None);
     }
 }

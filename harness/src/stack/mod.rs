@@ -29,7 +29,7 @@ pub enum StackError {
         path: PathBuf,
         line: usize,
         #[source]
-        source: serde_yaml::Error,
+        source: Box<serde_yaml::Error>,
     },
     #[error("{}: document {index} has no apiVersion/kind/metadata.name: every object needs all three", path.display())]
     Incomplete { path: PathBuf, index: usize },
@@ -44,14 +44,14 @@ pub enum StackError {
         waited: Duration,
     },
     #[error("API discovery failed")]
-    Discovery(#[source] kube::Error),
+    Discovery(#[source] Box<kube::Error>),
     #[error("{}: applying {kind} {name} failed", path.display())]
     Apply {
         path: PathBuf,
         kind: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -113,11 +113,12 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, StackError> {
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Manifest>, StackError> {
     let mut out = Vec::new();
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(doc).map_err(|source| StackError::Yaml {
-            path: path.to_owned(),
-            line: source.location().map(|l| l.line()).unwrap_or(0),
-            source,
-        })?;
+        let value: Value =
+            serde::Deserialize::deserialize(doc).map_err(|source| StackError::Yaml {
+                path: path.to_owned(),
+                line: source.location().map(|l| l.line()).unwrap_or(0),
+                source: Box::new(source),
+            })?;
         if value.is_null() {
             continue;
         }
@@ -165,13 +166,15 @@ pub async fn apply(
     let mut discovery = Discovery::new(client.clone())
         .run()
         .await
-        .map_err(StackError::Discovery)?;
+        .map_err(|e| StackError::Discovery(Box::new(e)))?;
     let mut report = ApplyReport::default();
     for m in manifests {
         let gvk = gvk_of(m);
         let (ar, caps) = resolve(client, &mut discovery, &gvk, m, kind_wait).await?;
         let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(client.clone(), m.namespace().unwrap_or("default"), &ar),
+            Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), m.namespace().unwrap_or("default"), &ar)
+            }
             Scope::Cluster => Api::all_with(client.clone(), &ar),
         };
         let pp = PatchParams::apply(FIELD_MANAGER).force();
@@ -181,7 +184,7 @@ pub async fn apply(
                 path: m.path.clone(),
                 kind: m.kind().to_owned(),
                 name: m.name().to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         progress(m);
         report.applied.push(m.describe());
@@ -215,7 +218,7 @@ async fn resolve(
         *discovery = Discovery::new(client.clone())
             .run()
             .await
-            .map_err(StackError::Discovery)?;
+            .map_err(|e| StackError::Discovery(Box::new(e)))?;
     }
 }
 
@@ -239,16 +242,137 @@ pub async fn deploy(
 ) -> Result<DeployReport, StackError> {
     let manifests = load_dir(dir)?;
     let started = Instant::now();
-    let applied = apply(client, &manifests, deadline, |m| progress(&format!("applied {}", m.describe()))).await?;
-    progress(&format!("applied {} objects in {:.1?}; waiting for readiness", applied.applied.len(), applied.elapsed));
+    let applied = apply(client, &manifests, deadline, |m| {
+        progress(&format!("applied {}", m.describe()))
+    })
+    .await?;
+    progress(&format!(
+        "applied {} objects in {:.1?}; waiting for readiness",
+        applied.applied.len(),
+        applied.elapsed
+    ));
     let waited = Instant::now();
-    let not_ready = ready::wait_ready(client, &manifests, deadline.saturating_sub(started.elapsed())).await?;
+    let not_ready = ready::wait_ready(
+        client,
+        &manifests,
+        deadline.saturating_sub(started.elapsed()),
+    )
+    .await?;
     Ok(DeployReport {
         applied: applied.applied.len(),
         apply_time: applied.elapsed,
         ready_time: waited.elapsed(),
         not_ready,
     })
+}
+
+/// [`deploy`], shared by scenarios running at once: a caller that waited while another
+/// deployed the same folder takes that deployment's report (when it succeeded) instead
+/// of applying the stack again. Concurrent scenarios would otherwise apply every
+/// object N times over and wait N times as long.
+pub async fn deploy_shared(
+    client: &Client,
+    dir: &Path,
+    deadline: Duration,
+    progress: impl FnMut(&str),
+) -> Result<DeployReport, StackError> {
+    single_flight(dir, None, deploy(client, dir, deadline, progress)).await
+}
+
+/// Like [`deploy_shared`], but once the workloads are ready (within `deadline`) waits
+/// at most `settle` for the rest (health and conditions reported by operators): for
+/// checks that judge the stack's health themselves, a component that never gets
+/// healthy must not hold every scenario for the whole deployment deadline.
+///
+/// `run` names the run (its report folder): the stack is applied once per run, and
+/// later callers of the same run only wait for readiness as above (None: every
+/// caller applies).
+pub async fn apply_shared(
+    client: &Client,
+    dir: &Path,
+    run: Option<&Path>,
+    deadline: Duration,
+    settle: Duration,
+    mut progress: impl FnMut(&str),
+) -> Result<DeployReport, StackError> {
+    static APPLIED: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let key = run.map(|r| (r.to_owned(), dir.to_owned()));
+    let applied_before = key.as_ref().is_some_and(|k| {
+        APPLIED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(k)
+    });
+    let work = async {
+        let manifests = load_dir(dir)?;
+        let applied = if applied_before {
+            ApplyReport::default()
+        } else {
+            let r = apply(client, &manifests, deadline, |m| {
+                progress(&format!("applied {}", m.describe()))
+            })
+            .await?;
+            if let Some(k) = &key {
+                let mut done = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
+                // Runs are few per process; keep the last ones only.
+                if done.len() >= 16 {
+                    done.remove(0);
+                }
+                done.push(k.clone());
+            }
+            r
+        };
+        let waited = Instant::now();
+        let (workloads, rest): (Vec<Manifest>, Vec<Manifest>) =
+            manifests.into_iter().partition(|m| {
+                matches!(
+                    m.kind(),
+                    "Deployment"
+                        | "StatefulSet"
+                        | "DaemonSet"
+                        | "ReplicaSet"
+                        | "PersistentVolumeClaim"
+                )
+            });
+        let mut not_ready =
+            ready::wait_ready(client, &workloads, deadline.saturating_sub(applied.elapsed)).await?;
+        not_ready.extend(ready::wait_ready(client, &rest, settle).await?);
+        Ok(DeployReport {
+            applied: applied.applied.len(),
+            apply_time: applied.elapsed,
+            ready_time: waited.elapsed(),
+            not_ready,
+        })
+    };
+    single_flight(dir, Some(settle), work).await
+}
+
+/// Runs `deploy` unless a deployment of the same folder (and settle bound) finished
+/// while this caller waited its turn; then returns that one's report.
+async fn single_flight(
+    dir: &Path,
+    settle: Option<Duration>,
+    deploy: impl std::future::Future<Output = Result<DeployReport, StackError>>,
+) -> Result<DeployReport, StackError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    type Last = Option<(u64, PathBuf, Option<Duration>, DeployReport)>;
+    static DONE: AtomicU64 = AtomicU64::new(0);
+    static LAST: tokio::sync::Mutex<Last> = tokio::sync::Mutex::const_new(None);
+    let seen = DONE.load(Ordering::SeqCst);
+    let mut last = LAST.lock().await;
+    if let Some((generation, d, s, report)) = last.as_ref() {
+        // Only a deployment that finished after this caller asked counts.
+        if *generation > seen && d == dir && *s == settle {
+            return Ok(report.clone());
+        }
+    }
+    let result = deploy.await;
+    let generation = DONE.fetch_add(1, Ordering::SeqCst) + 1;
+    *last = result
+        .as_ref()
+        .ok()
+        .map(|r| (generation, dir.to_owned(), settle, r.clone()));
+    result
 }
 
 #[cfg(test)]
@@ -275,6 +399,8 @@ mod tests {
         let pos = |kind: &str| ms.iter().position(|m| m.kind() == kind).unwrap();
         assert!(pos("CephCluster") < pos("StatefulSet"));
         assert!(pos("ConstraintTemplate") < pos("K8sDisallowedTags"));
-        assert!(ms.iter().any(|m| m.kind() == "Deployment" && m.name() == "fastapi"));
+        assert!(ms
+            .iter()
+            .any(|m| m.kind() == "Deployment" && m.name() == "fastapi"));
     }
 }

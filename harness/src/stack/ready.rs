@@ -21,32 +21,58 @@ pub fn not_ready_reason(kind: &str, obj: &Value) -> Option<String> {
         obj.pointer("/status/conditions")
             .and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| c["type"] == t))
-            .map(|c| (c["status"].as_str().unwrap_or("").to_owned(), c["message"].as_str().unwrap_or("").to_owned()))
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or("").to_owned(),
+                    c["message"].as_str().unwrap_or("").to_owned(),
+                )
+            })
     };
     let want_condition = |t: &str| match condition(t) {
         Some((st, _)) if st == "True" => None,
-        Some((st, msg)) => Some(format!("condition {t} is {st}{}", if msg.is_empty() { String::new() } else { format!(": {msg}") })),
+        Some((st, msg)) => Some(format!(
+            "condition {t} is {st}{}",
+            if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            }
+        )),
         None => Some(format!("no {t} condition yet")),
     };
     match kind {
         "Deployment" => {
-            let want = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            let (avail, updated) = (int("/status/availableReplicas"), int("/status/updatedReplicas"));
+            let want = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let (avail, updated) = (
+                int("/status/availableReplicas"),
+                int("/status/updatedReplicas"),
+            );
             if int("/status/observedGeneration") < int("/metadata/generation") {
                 Some("the controller has not observed the latest generation".into())
             } else if avail < want || updated < want {
-                Some(format!("{avail}/{want} replicas available, {updated} updated"))
+                Some(format!(
+                    "{avail}/{want} replicas available, {updated} updated"
+                ))
             } else {
                 None
             }
         }
         "StatefulSet" | "ReplicaSet" => {
-            let want = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let want = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let ready = int("/status/readyReplicas");
             (ready < want).then(|| format!("{ready}/{want} replicas ready"))
         }
         "DaemonSet" => {
-            let (desired, ready) = (int("/status/desiredNumberScheduled"), int("/status/numberReady"));
+            let (desired, ready) = (
+                int("/status/desiredNumberScheduled"),
+                int("/status/numberReady"),
+            );
             (desired == 0 || ready < desired).then(|| format!("{ready}/{desired} pods ready"))
         }
         // Rook's status.phase stays Ready even when Ceph is not healthy: health is the signal.
@@ -65,10 +91,13 @@ pub fn not_ready_reason(kind: &str, obj: &Value) -> Option<String> {
             "" => Some("no phase yet".into()),
             p => Some(format!("phase {p}")),
         },
-        "PersistentVolumeClaim" => (s("/status/phase") != "Bound").then(|| format!("phase {}", s("/status/phase"))),
+        "PersistentVolumeClaim" => {
+            (s("/status/phase") != "Bound").then(|| format!("phase {}", s("/status/phase")))
+        }
         "Certificate" | "ClusterIssuer" | "Issuer" | "Kustomization" => want_condition("Ready"),
         "Prometheus" => want_condition("Available"),
-        "ConstraintTemplate" => (obj.pointer("/status/created") != Some(&Value::Bool(true))).then(|| "constraint CRD not created yet".into()),
+        "ConstraintTemplate" => (obj.pointer("/status/created") != Some(&Value::Bool(true)))
+            .then(|| "constraint CRD not created yet".into()),
         "HTTPProxy" => match s("/status/currentStatus") {
             "valid" => None,
             "" => Some("no status from Contour yet".into()),
@@ -100,16 +129,23 @@ pub async fn wait_ready(
     let discovery = Discovery::new(client.clone())
         .run()
         .await
-        .map_err(StackError::Discovery)?;
+        .map_err(|e| StackError::Discovery(Box::new(e)))?;
     let started = Instant::now();
     let mut waits = Vec::new();
     for m in manifests.iter().filter(|m| has_readiness(m.kind())) {
-        let (group, version) = m.api_version().rsplit_once('/').unwrap_or(("", m.api_version()));
-        let Some((ar, caps)) = discovery.resolve_gvk(&GroupVersionKind::gvk(group, version, m.kind())) else {
+        let (group, version) = m
+            .api_version()
+            .rsplit_once('/')
+            .unwrap_or(("", m.api_version()));
+        let Some((ar, caps)) =
+            discovery.resolve_gvk(&GroupVersionKind::gvk(group, version, m.kind()))
+        else {
             continue;
         };
         let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(client.clone(), m.namespace().unwrap_or("default"), &ar),
+            Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), m.namespace().unwrap_or("default"), &ar)
+            }
             Scope::Cluster => Api::all_with(client.clone(), &ar),
         };
         let kind = m.kind().to_owned();
@@ -130,15 +166,29 @@ pub async fn wait_ready(
         };
         let remaining = deadline.saturating_sub(started.elapsed());
         waits.push(async move {
-            let res = tokio::time::timeout(remaining, kube::runtime::wait::await_condition(api, &name, cond)).await;
+            let res = tokio::time::timeout(
+                remaining,
+                kube::runtime::wait::await_condition(api, &name, cond),
+            )
+            .await;
             match res {
                 Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(NotReady { object: what, reason: format!("watch failed: {e}") }),
-                Err(_) => Some(NotReady { object: what, reason: last.lock().unwrap_or_else(|e| e.into_inner()).clone() }),
+                Ok(Err(e)) => Some(NotReady {
+                    object: what,
+                    reason: format!("watch failed: {e}"),
+                }),
+                Err(_) => Some(NotReady {
+                    object: what,
+                    reason: last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                }),
             }
         });
     }
-    Ok(futures::future::join_all(waits).await.into_iter().flatten().collect())
+    Ok(futures::future::join_all(waits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 #[cfg(test)]
@@ -152,17 +202,29 @@ mod tests {
     #[test]
     fn readiness_per_kind() {
         let d = y("metadata: {generation: 2}\nspec: {replicas: 3}\nstatus: {observedGeneration: 2, availableReplicas: 2, updatedReplicas: 3}");
-        assert_eq!(not_ready_reason("Deployment", &d).unwrap(), "2/3 replicas available, 3 updated");
+        assert_eq!(
+            not_ready_reason("Deployment", &d).unwrap(),
+            "2/3 replicas available, 3 updated"
+        );
         let d = y("metadata: {generation: 2}\nspec: {replicas: 3}\nstatus: {observedGeneration: 2, availableReplicas: 3, updatedReplicas: 3}");
         assert_eq!(not_ready_reason("Deployment", &d), None);
         let stale = y("metadata: {generation: 3}\nspec: {replicas: 1}\nstatus: {observedGeneration: 2, availableReplicas: 1, updatedReplicas: 1}");
         assert!(not_ready_reason("Deployment", &stale).is_some());
         // Rook reports phase Ready while Ceph is degraded: health decides.
         let c = y("status: {phase: Ready, ceph: {health: HEALTH_WARN}}");
-        assert_eq!(not_ready_reason("CephCluster", &c).unwrap(), "Ceph reports HEALTH_WARN");
+        assert_eq!(
+            not_ready_reason("CephCluster", &c).unwrap(),
+            "Ceph reports HEALTH_WARN"
+        );
         let cert = y("status: {conditions: [{type: Ready, status: 'False', message: 'Issuing certificate'}]}");
-        assert_eq!(not_ready_reason("Certificate", &cert).unwrap(), "condition Ready is False: Issuing certificate");
-        assert_eq!(not_ready_reason("BackupStorageLocation", &y("status: {phase: Available}")), None);
+        assert_eq!(
+            not_ready_reason("Certificate", &cert).unwrap(),
+            "condition Ready is False: Issuing certificate"
+        );
+        assert_eq!(
+            not_ready_reason("BackupStorageLocation", &y("status: {phase: Available}")),
+            None
+        );
         assert_eq!(not_ready_reason("ConfigMap", &y("data: {}")), None);
         assert!(has_readiness("StatefulSet") && !has_readiness("Service"));
     }

@@ -1,9 +1,15 @@
 //! Step definitions (thin glue over probes), their catalog for `stormdrill steps`, and
 //! the "closest known step" hint for unknown steps.
 
+pub mod ceph;
+pub mod checks;
 pub mod cluster;
+pub mod dr;
 pub mod faults;
+pub mod http;
 pub mod load;
+pub mod observability;
+pub mod platform;
 pub mod stack;
 
 use std::sync::LazyLock;
@@ -254,6 +260,251 @@ pub const CATALOG: &[StepDoc] = &[
         pattern: "the harness waits {int} seconds",
         example: "the harness waits 30 seconds",
         summary: "sleeps, at most 600 s (game days, kill tests)",
+    },
+    // Disaster recovery with Velero (steps/dr.rs).
+    StepDoc {
+        keywords: GIVEN,
+        pattern: "the drill scenario {string}",
+        example: "the drill scenario \"scenarios/velero-dr.yaml\"",
+        summary: "the DR drill's parameters (namespaces, markers, API check, deadlines); \
+                  without it the defaults, which are that file's",
+    },
+    StepDoc {
+        keywords: GIVEN,
+        pattern: "markers are being written [every {duration}]",
+        example: "markers are being written every 1 second",
+        summary: "a marker row into PostgreSQL (psql exec) and a ConfigMap per interval, \
+                  until the disaster; waits for the first",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "a Velero backup of the drill's namespaces completes",
+        example: "a Velero backup of the drill's namespaces completes",
+        summary: "pre-checks (BackupStorageLocation Available, a marker written, the API \
+                  serving), then a Backup (or one from the scenario's Schedule) until \
+                  Completed; measures backup_s",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the drill's namespaces are deleted",
+        example: "the drill's namespaces are deleted",
+        summary: "the disaster: deletes the namespaces (and retained volumes); only after a \
+                  Completed backup holding them, and on a cluster only with its opt-in \
+                  (fault `disaster`); journaled",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the drill's backup is restored",
+        example: "the drill's backup is restored",
+        summary: "a Velero Restore of the drill's backup until Completed (PartiallyFailed or \
+                  Failed fails, with Velero's status); measures restore_s",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the API serves correct data again [within LIMIT]",
+        example: "the API serves correct data again within 30 minutes",
+        summary: "waits for the workloads and /works/<id>, then checks works and markers; \
+                  measures rto_s, rpo_s, markers_*; criterion markers_after_backup_present",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the backup completes within LIMIT",
+        example: "the backup completes within the profile's dr.backup_s",
+        summary: "criterion backup_s",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the restore completes within LIMIT",
+        example: "the restore completes within 30 minutes",
+        summary: "criterion restore_s",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "[the] RTO is at most LIMIT",
+        example: "the RTO is at most the profile's dr.rto_s",
+        summary: "criterion rto_s: disaster to the API serving correct data again",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "[the] RPO is at most LIMIT",
+        example: "RPO is at most 24 hours",
+        summary: "criterion rpo_s: disaster minus the newest marker present after the restore",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "no data written before the backup is lost",
+        example: "no data written before the backup is lost",
+        summary: "criteria markers_lost_before_backup (0) and works_count (the scenario's)",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the Velero schedule {string} is configured as: (table: key | value)",
+        example: "the Velero schedule \"daily-openalex\" is configured as:",
+        summary: "keys schedule, namespaces, snapshotVolumes, ttl; criteria \
+                  velero_schedule_{exists,enabled,cron,namespaces,snapshot_volumes,ttl_h}",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the newest backup of the Velero schedule {string} is Completed and at most \
+                  LIMIT old",
+        example: "the newest backup of the Velero schedule \"daily-openalex\" is Completed and at most 26 hours old",
+        summary: "criteria velero_schedule_backup_completed, velero_schedule_backup_age_h; \
+                  waits up to dr.schedule_backup_wait_s (60) for one in progress",
+    },
+    // Phase checks (steps/{ceph,http,observability,platform}.rs). LIMIT: inline
+    // (`60 seconds`, `15 days`) or `the profile's KEY` (unit from the key's suffix).
+    StepDoc {
+        keywords: GIVEN,
+        pattern: "the documented stack is applied",
+        example: "the documented stack is applied",
+        summary: "applies --stack once for concurrent scenarios, waits up to stack.settle_s for \
+                  readiness; not-ready objects are left to the checks (measure stack_not_ready)",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the Ceph cluster reports HEALTH_OK",
+        example: "the Ceph cluster reports HEALTH_OK",
+        summary: "`ceph status` in the toolbox; criterion ceph_health (0 OK, 1 WARN, 2 ERR)",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "every OSD is up and in",
+        example: "every OSD is up and in",
+        summary: "`ceph status` OSD map; criteria osds_up, osds_in",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "every placement group is active+clean",
+        example: "every placement group is active+clean",
+        summary: "`ceph status` PG states (scrubbing allowed, remapped not); criterion \
+                  pgs_active_clean; no PG list is a failure",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the CephCluster {string} in namespace {string} reports HEALTH_OK",
+        example: "the CephCluster \"rook-ceph\" in namespace \"rook-ceph\" reports HEALTH_OK",
+        summary: "status.ceph.health (not status.phase); criterion cephcluster_health[NS/NAME]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "pool {string} is replicated {int} times [on device class {string}]",
+        example: "pool \"nvme-pool\" is replicated 2 times on device class \"nvme\"",
+        summary: "Ceph's pool size (`osd pool ls detail`) and the CephBlockPool's device class; \
+                  criteria pool_size[POOL], pool_device_class[POOL]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "a {size} claim on storage class {string} is bound within LIMIT [and cleaned up \
+                  within LIMIT]",
+        example: "a 1Gi claim on storage class \"ceph-nvme\" is bound within the profile's storage.claim_bind_s and cleaned up within the profile's storage.claim_cleanup_s",
+        summary: "a probe PVC in namespace default, deleted whatever happens; criteria \
+                  claim_bound_s[CLASS], claim_cleanup_s[CLASS]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "a TLS handshake with the API host succeeds with a certificate for that name",
+        example: "a TLS handshake with the API host succeeds with a certificate for that name",
+        summary: "SNI = the HTTPProxy's fqdn, CA = its TLS secret's ca.crt (else system roots); \
+                  criteria tls_handshake[HOST], tls_certificate_name[HOST]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the API answers {path} with status {int}",
+        example: "the API answers \"/health\" with status 200",
+        summary: "one GET through Envoy's load balancer; criterion api_status[PATH]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "{int} requests to {path} within one second from one address get at least \
+                  one|no 429",
+        example: "150 requests to \"/health\" within one second from one address get at least one 429",
+        summary: "a burst (at most 1000) started at a wall-clock second; criterion \
+                  rate_limited[N in 1 s]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "every Prometheus target of these jobs is up: (table of job names)",
+        example: "every Prometheus target of these jobs is up:",
+        summary: "/api/v1/targets via the service proxy; criterion prometheus_targets_up[JOB] \
+                  (a job without targets fails)",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "Prometheus|Loki's retention is LIMIT",
+        example: "Prometheus's retention is the profile's observability.prometheus_retention_d",
+        summary: "Prometheus flags / Loki /config (retention_period, only when the compactor \
+                  enforces it); criteria prometheus_retention_d, loki_retention_d",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "Loki has log lines younger than LIMIT from every namespace of: (table)",
+        example: "Loki has log lines younger than 5 minutes from every namespace of:",
+        summary: "query_range {namespace=\"NS\"}; criterion loki_lines[NS]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "Loki has log lines younger than LIMIT from the pods of these statefulsets in \
+                  namespace {string}: (table)",
+        example: "Loki has log lines younger than 5 minutes from the pods of these statefulsets in namespace \"openalex\":",
+        summary: "query_range {namespace=\"NS\", pod=~\"SET-[0-9]+\"}; criterion loki_lines[NS/SET]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "Grafana has these dashboards: (table of titles)",
+        example: "Grafana has these dashboards:",
+        summary: "/api/search; criterion grafana_dashboard[TITLE]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "Thanos returns {string} data older than Prometheus's retention",
+        example: "Thanos returns \"up\" data older than Prometheus's retention",
+        summary: "instant query at Prometheus's retention + 1 day; criterion \
+                  thanos_history_series[QUERY]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "a pod in namespace {string} resolves {string}",
+        example: "a pod in namespace \"openalex\" resolves \"fastapi.openalex.svc.cluster.local\"",
+        summary: "nslookup (else getent hosts) by exec in a Ready pod; a Service name must give \
+                  its ClusterIP; criterion dns_resolves[NAME]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the {kind} {string} [in namespace {string}] is Ready",
+        example: "the Certificate \"openalex-api-tls\" in namespace \"openalex\" is Ready",
+        summary: "its Ready condition is True; criterion KIND_ready[[NS/]NAME]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "every Flux Kustomization is Ready and not suspended",
+        example: "every Flux Kustomization is Ready and not suspended",
+        summary: "criteria flux_kustomizations_ready, flux_kustomizations_suspended",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "the backup storage location {string} in namespace {string} is Available",
+        example: "the backup storage location \"default\" in namespace \"velero\" is Available",
+        summary: "Velero's status.phase; criterion bsl_available[NS/NAME]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "every PVC in namespace {string} is Bound on a Rook storage class",
+        example: "every PVC in namespace \"openalex\" is Bound on a Rook storage class",
+        summary: "class provisioner *.rbd.csi.ceph.com / *.cephfs.csi.ceph.com; criterion \
+                  pvcs_on_rook[NS]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "every image of namespace {string} has a vulnerability scan in Harbor",
+        example: "every image of namespace \"openalex\" has a vulnerability scan in Harbor",
+        summary: "each pod image's artifact with_scan_overview; criterion images_scanned[NS]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "a pod with image {string} is denied|admitted in namespace {string}",
+        example: "a pod with image \"nginx\" is denied in namespace \"openalex\"",
+        summary: "server-side dry run (dryRun=All): 403 is denied, another refusal fails; \
+                  criterion admission_denied|admitted[NS IMAGE]",
     },
 ];
 

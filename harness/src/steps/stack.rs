@@ -59,7 +59,8 @@ async fn stack_is_deployed(world: &mut World) -> Result<(), StackStepError> {
         );
         return Ok(());
     }
-    let report = stack::deploy(
+    // Scenarios running at once share one deployment (see stack::deploy_shared).
+    let report = stack::deploy_shared(
         world.client(),
         &dir,
         Duration::from_secs_f64(secs.max(1.0)),

@@ -113,7 +113,8 @@ pub enum ReachError {
 
 /// A target in use; keeps the twin alive while the run needs it.
 pub enum Target {
-    Twin(Twin),
+    // Boxed: the twin handle is large and Cluster is empty.
+    Twin(Box<Twin>),
     Cluster,
 }
 
@@ -193,7 +194,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
             match client_for_twin(&twin).await {
                 Ok((client, server)) => match check_reachable(&client, &server).await {
                     Ok(version) => Ok(Connected {
-                        target: Target::Twin(twin),
+                        target: Target::Twin(Box::new(twin)),
                         client,
                         server,
                         version,

@@ -50,6 +50,10 @@ pub struct Criterion {
     pub pass: bool,
     /// Only gating criteria can turn a run into no-go; others are advisory.
     pub gating: bool,
+    /// Where the threshold comes from when not from the feature's text: the profile
+    /// key (`profile storage.claim_bind_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Criterion {
@@ -70,7 +74,14 @@ impl Criterion {
             // NaN never passes: a figure we could not measure is not a pass.
             pass: comparison.holds(figure, threshold),
             gating: true,
+            source: None,
         }
+    }
+
+    /// Records where the threshold comes from (e.g. `profile storage.claim_bind_s`).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
     /// Reported but never gating.
@@ -139,6 +150,9 @@ pub struct Judged<'a> {
     pub criteria: &'a [Criterion],
 }
 
+/// How a reason about a failed criterion starts (the closing table shows those).
+pub const CRITERION_REASON: &str = "criterion ";
+
 /// go: at least one scenario ran, all passed, every gating criterion passed.
 /// error wins over aborted, which wins over no-go: the weaker verdicts would hide
 /// that the run itself was incomplete.
@@ -167,7 +181,7 @@ pub fn decide<'a>(scenarios: impl IntoIterator<Item = Judged<'a>>, facts: RunFac
         }
         for c in s.criteria.iter().filter(|c| c.gating && !c.pass) {
             reasons.push(format!(
-                "criterion {} failed: {} {} (threshold {} {}{})",
+                "{CRITERION_REASON}{} failed: {} {} (threshold {} {}{})",
                 c.name,
                 c.figure,
                 c.unit,
@@ -191,6 +205,97 @@ pub fn decide<'a>(scenarios: impl IntoIterator<Item = Judged<'a>>, facts: RunFac
         Verdict::NoGo
     };
     Decision { verdict, reasons }
+}
+
+/// A figure as people read it: integers without decimals, others to 3 significant
+/// decimals; NaN (nothing could be measured) as `n/a`.
+pub fn format_figure(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// A failed gating criterion and where it was judged (`feature:line`).
+pub struct FailedCriterion<'a> {
+    pub criterion: &'a Criterion,
+    pub location: String,
+}
+
+/// The closing table of failed gating criteria: figure against threshold and where,
+/// e.g.
+///
+/// ```text
+/// failed criteria (1):
+///   criterion         figure  threshold                           where
+///   claim_bound_s[x]  n/a s   <= 30 s (profile storage.claim_bind_s)  features/a.feature:7
+/// ```
+///
+/// Empty when nothing failed.
+pub fn failed_table<'a>(rows: impl IntoIterator<Item = FailedCriterion<'a>>) -> Vec<String> {
+    const MAX_NAME: usize = 48;
+    let cells: Vec<[String; 4]> = rows
+        .into_iter()
+        .map(|r| {
+            let c = r.criterion;
+            let mut name = c.name.clone();
+            if name.chars().count() > MAX_NAME {
+                name = name.chars().take(MAX_NAME - 1).collect::<String>() + "…";
+            }
+            let figure = format!("{}{}", format_figure(c.figure), unit_suffix(&c.unit));
+            let mut threshold = format!(
+                "{} {}{}",
+                c.comparison.symbol(),
+                format_figure(c.threshold),
+                unit_suffix(&c.unit)
+            );
+            if let Some(src) = &c.source {
+                threshold.push_str(&format!(" ({src})"));
+            }
+            [name, figure, threshold, r.location]
+        })
+        .collect();
+    if cells.is_empty() {
+        return Vec::new();
+    }
+    let header = [
+        "criterion".to_owned(),
+        "figure".to_owned(),
+        "threshold".to_owned(),
+        "where".to_owned(),
+    ];
+    let width = |i: usize| {
+        cells
+            .iter()
+            .chain(std::iter::once(&header))
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [width(0), width(1), width(2)];
+    let line = |r: &[String; 4]| {
+        format!(
+            "  {:<w0$}  {:<w1$}  {:<w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+        .trim_end()
+        .to_owned()
+    };
+    let mut out = vec![format!("failed criteria ({}):", cells.len()), line(&header)];
+    out.extend(cells.iter().map(line));
+    out
 }
 
 fn unit_suffix(unit: &str) -> String {
@@ -300,6 +405,53 @@ mod tests {
             ..RunFacts::default()
         };
         assert_eq!(decide([], facts).verdict, Verdict::Error);
+    }
+
+    #[test]
+    fn figures_read_well() {
+        assert_eq!(format_figure(3.0), "3");
+        assert_eq!(format_figure(0.12345), "0.123");
+        assert_eq!(format_figure(2.5), "2.5");
+        assert_eq!(format_figure(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn failed_table_lines_up_figure_threshold_and_location() {
+        let a = Criterion::new(
+            "claim_bound_s[ceph-hdd]",
+            f64::NAN,
+            Comparison::AtMost,
+            30.0,
+            "s",
+        )
+        .with_source("profile storage.claim_bind_s");
+        let b = Criterion::new(
+            "pool_size[nvme-pool]",
+            1.0,
+            Comparison::Equal,
+            2.0,
+            "replicas",
+        );
+        let t = failed_table([
+            FailedCriterion {
+                criterion: &a,
+                location: "features/p1.feature:12".into(),
+            },
+            FailedCriterion {
+                criterion: &b,
+                location: "features/p1.feature:20".into(),
+            },
+        ]);
+        assert_eq!(
+            t,
+            [
+                "failed criteria (2):",
+                "  criterion                figure      threshold                               where",
+                "  claim_bound_s[ceph-hdd]  n/a s       <= 30 s (profile storage.claim_bind_s)  features/p1.feature:12",
+                "  pool_size[nvme-pool]     1 replicas  == 2 replicas                           features/p1.feature:20",
+            ]
+        );
+        assert!(failed_table([]).is_empty());
     }
 
     #[test]

@@ -56,7 +56,10 @@ struct Kubelet {
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut k = Kubelet::default();
-    super::reconcile_loop(ctx, &[("", "pods"), ("", "nodes")], stop, move |ctx| k.reconcile(ctx)).await
+    super::reconcile_loop(ctx, &[("", "pods"), ("", "nodes")], stop, move |ctx| {
+        k.reconcile(ctx)
+    })
+    .await
 }
 
 /// Whether a node's kubelet runs: powered on and booted.
@@ -75,7 +78,12 @@ fn container_names(pod: &Value) -> Vec<(String, String)> {
         .and_then(Value::as_array)
         .map(|cs| {
             cs.iter()
-                .map(|c| (c["name"].as_str().unwrap_or("").to_string(), c["image"].as_str().unwrap_or("").to_string()))
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or("").to_string(),
+                        c["image"].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -86,14 +94,26 @@ fn restart_counts(pod: &Value) -> HashMap<String, i64> {
         .and_then(Value::as_array)
         .map(|cs| {
             cs.iter()
-                .map(|c| (c["name"].as_str().unwrap_or("").to_string(), c["restartCount"].as_i64().unwrap_or(0)))
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or("").to_string(),
+                        c["restartCount"].as_i64().unwrap_or(0),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
 /// containerStatuses for every container in one state.
-fn statuses(pod: &Value, state: Value, ready: bool, started: bool, restart_bump: i64, last: Option<Value>) -> Value {
+fn statuses(
+    pod: &Value,
+    state: Value,
+    ready: bool,
+    started: bool,
+    restart_bump: i64,
+    last: Option<Value>,
+) -> Value {
     let counts = restart_counts(pod);
     Value::Array(
         container_names(pod)
@@ -125,7 +145,11 @@ fn statuses(pod: &Value, state: Value, ready: bool, started: bool, restart_bump:
 }
 
 fn conditions(pod: &Value, ready: bool, reason: Option<&str>, now: &str) -> Value {
-    let mut conds = pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut conds = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let status = if ready { "True" } else { "False" };
     let reason = reason.unwrap_or(if ready { "" } else { "ContainersNotReady" });
     obj::set_condition(&mut conds, "PodScheduled", "True", "", "", now);
@@ -137,30 +161,58 @@ fn conditions(pod: &Value, ready: bool, reason: Option<&str>, now: &str) -> Valu
 
 /// Whether every readiness dependency of the pod has a Ready pod.
 fn dependencies_ready(ctx: &Ctx, pod: &Value) -> bool {
-    let Some(spec) = obj::str_at(pod, &format!("/metadata/annotations/{}", READY_REQUIRES.replace('/', "~1"))) else {
+    let Some(spec) = obj::str_at(
+        pod,
+        &format!(
+            "/metadata/annotations/{}",
+            READY_REQUIRES.replace('/', "~1")
+        ),
+    ) else {
         return true;
     };
-    spec.split(';').map(str::trim).filter(|s| !s.is_empty()).all(|dep| {
-        let (ns, sel) = dep.split_once('/').unwrap_or((obj::namespace(pod), dep));
-        let Ok(sel) = LabelSelector::parse(sel) else { return false };
-        ctx.client
-            .list("", "pods", Some(ns), Some(&sel))
-            .iter()
-            .any(|p| obj::is_pod_ready(p) && !obj::is_terminating(p))
-    })
+    spec.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .all(|dep| {
+            let (ns, sel) = dep.split_once('/').unwrap_or((obj::namespace(pod), dep));
+            let Ok(sel) = LabelSelector::parse(sel) else {
+                return false;
+            };
+            ctx.client
+                .list("", "pods", Some(ns), Some(&sel))
+                .iter()
+                .any(|p| obj::is_pod_ready(p) && !obj::is_terminating(p))
+        })
 }
 
 impl Kubelet {
     fn ip_for(&mut self, node: &Value) -> String {
         let cidr = obj::str_at(node, "/spec/podCIDR").unwrap_or("10.244.0.0/24");
-        let base: Vec<&str> = cidr.split('/').next().unwrap_or("10.244.0.0").split('.').collect();
+        let base: Vec<&str> = cidr
+            .split('/')
+            .next()
+            .unwrap_or("10.244.0.0")
+            .split('.')
+            .collect();
         let n = self.next_ip.entry(obj::name(node).to_string()).or_insert(1);
         *n = if *n >= 254 { 2 } else { *n + 1 };
-        format!("{}.{}.{}.{}", base.first().unwrap_or(&"10"), base.get(1).unwrap_or(&"244"), base.get(2).unwrap_or(&"0"), n)
+        format!(
+            "{}.{}.{}.{}",
+            base.first().unwrap_or(&"10"),
+            base.get(1).unwrap_or(&"244"),
+            base.get(2).unwrap_or(&"0"),
+            n
+        )
     }
 
     fn set_status(ctx: &Ctx, pod: &Value, status: Value) {
-        let _ = ctx.client.patch_status("", "pods", Some(obj::namespace(pod)), obj::name(pod), status);
+        let _ = ctx.client.patch_status(
+            "",
+            "pods",
+            Some(obj::namespace(pod)),
+            obj::name(pod),
+            status,
+        );
     }
 
     fn log_all(ctx: &Ctx, pod: &Value, line: &str) {
@@ -179,7 +231,11 @@ impl Kubelet {
             .into_iter()
             .map(|n| (obj::name(&n).to_string(), n))
             .collect();
-        let running: HashSet<String> = nodes.keys().filter(|n| kubelet_running(ctx, n)).cloned().collect();
+        let running: HashSet<String> = nodes
+            .keys()
+            .filter(|n| kubelet_running(ctx, n))
+            .cloned()
+            .collect();
         let rebooted: HashSet<String> = running.difference(&self.up).cloned().collect();
         let first_pass = self.up.is_empty() && self.pods.is_empty();
         self.up = running.clone();
@@ -190,7 +246,10 @@ impl Kubelet {
         self.pods.retain(|uid, _| live.contains(uid));
 
         for pod in &pods {
-            let Some(node_name) = obj::str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty()) else { continue };
+            let Some(node_name) = obj::str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty())
+            else {
+                continue;
+            };
             if !running.contains(node_name) {
                 continue;
             }
@@ -198,16 +257,34 @@ impl Kubelet {
             let key = format!("{}/{}", obj::namespace(pod), obj::name(pod));
 
             if obj::is_terminating(pod) {
-                let grace = pod.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30).max(0) as u64;
+                let grace = pod
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
+                    .max(0) as u64;
                 let stop_in = t.termination.min(Duration::from_secs(grace));
-                let sim = self.pods.entry(uid.clone()).or_insert(PodSim { stage: Stage::Running, due: now, stopping_due: None });
+                let sim = self.pods.entry(uid.clone()).or_insert(PodSim {
+                    stage: Stage::Running,
+                    due: now,
+                    stopping_due: None,
+                });
                 let due = *sim.stopping_due.get_or_insert(now + stop_in);
                 if now >= due {
                     if obj::is_pod_ready(pod) {
                         ctx.truth.record("pod", &key, "NotReady");
                     }
                     Self::log_all(ctx, pod, "Stopping container");
-                    if ctx.client.delete("", "pods", Some(obj::namespace(pod)), obj::name(pod), Some(0)).is_ok() {
+                    if ctx
+                        .client
+                        .delete(
+                            "",
+                            "pods",
+                            Some(obj::namespace(pod)),
+                            obj::name(pod),
+                            Some(0),
+                        )
+                        .is_ok()
+                    {
                         ctx.truth.record("pod", &key, "Deleted");
                         ctx.sim.forget_pod(obj::namespace(pod), obj::name(pod));
                     }
@@ -216,11 +293,14 @@ impl Kubelet {
                 continue;
             }
 
-            let phase = obj::str_at(pod, "/status/phase").unwrap_or("Pending").to_string();
+            let phase = obj::str_at(pod, "/status/phase")
+                .unwrap_or("Pending")
+                .to_string();
             let job_like = obj::str_at(pod, "/spec/restartPolicy").is_some_and(|r| r != "Always");
 
             // A crash or a reboot restarts the containers.
-            let crash = crashed.contains(&(obj::namespace(pod).to_string(), obj::name(pod).to_string()));
+            let crash =
+                crashed.contains(&(obj::namespace(pod).to_string(), obj::name(pod).to_string()));
             let reboot = rebooted.contains(node_name) && !first_pass && phase == "Running";
             if (crash || reboot) && phase == "Running" {
                 let last = json!({"terminated": {"exitCode": 137, "reason": if crash { "Error" } else { "Unknown" }, "finishedAt": ts}});
@@ -228,17 +308,41 @@ impl Kubelet {
                 if obj::is_pod_ready(pod) {
                     ctx.truth.record("pod", &key, "NotReady");
                 }
-                Self::set_status(ctx, pod, json!({
-                    "conditions": conditions(pod, false, None, &ts),
-                    "containerStatuses": statuses(pod, waiting, false, false, 1, Some(last)),
-                }));
-                Self::log_all(ctx, pod, if crash { "container killed (exit code 137)" } else { "node rebooted; restarting container" });
+                Self::set_status(
+                    ctx,
+                    pod,
+                    json!({
+                        "conditions": conditions(pod, false, None, &ts),
+                        "containerStatuses": statuses(pod, waiting, false, false, 1, Some(last)),
+                    }),
+                );
+                Self::log_all(
+                    ctx,
+                    pod,
+                    if crash {
+                        "container killed (exit code 137)"
+                    } else {
+                        "node rebooted; restarting container"
+                    },
+                );
                 // The log so far becomes `--previous`, as the kubelet keeps it.
                 for (c, _) in container_names(pod) {
-                    ctx.sim.restart_container(obj::namespace(pod), obj::name(pod), &c);
+                    ctx.sim
+                        .restart_container(obj::namespace(pod), obj::name(pod), &c);
                 }
-                let backoff = if crash { t.restart_backoff } else { Duration::ZERO };
-                self.pods.insert(uid, PodSim { stage: Stage::BackOff, due: now + backoff, stopping_due: None });
+                let backoff = if crash {
+                    t.restart_backoff
+                } else {
+                    Duration::ZERO
+                };
+                self.pods.insert(
+                    uid,
+                    PodSim {
+                        stage: Stage::BackOff,
+                        due: now + backoff,
+                        stopping_due: None,
+                    },
+                );
                 continue;
             }
 
@@ -255,24 +359,45 @@ impl Kubelet {
                         due = now + ctx.jitter(t.container_start, &format!("{key}/create"));
                         let ip = match obj::str_at(pod, "/status/podIP") {
                             Some(ip) => ip.to_string(),
-                            None => nodes.get(node_name).map(|n| self.ip_for(n)).unwrap_or_default(),
+                            None => nodes
+                                .get(node_name)
+                                .map(|n| self.ip_for(n))
+                                .unwrap_or_default(),
                         };
                         let host_ip = nodes
                             .get(node_name)
-                            .and_then(|n| n.pointer("/status/addresses")?.as_array()?.iter().find(|a| a["type"] == "InternalIP")?.get("address").cloned())
+                            .and_then(|n| {
+                                n.pointer("/status/addresses")?
+                                    .as_array()?
+                                    .iter()
+                                    .find(|a| a["type"] == "InternalIP")?
+                                    .get("address")
+                                    .cloned()
+                            })
                             .unwrap_or(json!(""));
-                        Self::set_status(ctx, pod, json!({
-                            "phase": "Pending",
-                            "hostIP": host_ip,
-                            "hostIPs": [{"ip": host_ip}],
-                            "podIP": ip,
-                            "podIPs": [{"ip": ip}],
-                            "startTime": ts,
-                            "conditions": conditions(pod, false, None, &ts),
-                            "containerStatuses": statuses(pod, json!({"waiting": {"reason": "ContainerCreating"}}), false, false, 0, None),
-                        }));
+                        Self::set_status(
+                            ctx,
+                            pod,
+                            json!({
+                                "phase": "Pending",
+                                "hostIP": host_ip,
+                                "hostIPs": [{"ip": host_ip}],
+                                "podIP": ip,
+                                "podIPs": [{"ip": ip}],
+                                "startTime": ts,
+                                "conditions": conditions(pod, false, None, &ts),
+                                "containerStatuses": statuses(pod, json!({"waiting": {"reason": "ContainerCreating"}}), false, false, 0, None),
+                            }),
+                        );
                     }
-                    self.pods.insert(uid.clone(), PodSim { stage, due, stopping_due: None });
+                    self.pods.insert(
+                        uid.clone(),
+                        PodSim {
+                            stage,
+                            due,
+                            stopping_due: None,
+                        },
+                    );
                     self.pods.get_mut(&uid).expect("just inserted")
                 }
             };
@@ -281,21 +406,33 @@ impl Kubelet {
             }
             match sim.stage {
                 Stage::Creating | Stage::BackOff => {
-                    Self::set_status(ctx, pod, json!({
-                        "phase": "Running",
-                        "conditions": conditions(pod, false, None, &ts),
-                        "containerStatuses": statuses(pod, json!({"running": {"startedAt": ts}}), false, true, 0, None),
-                    }));
+                    Self::set_status(
+                        ctx,
+                        pod,
+                        json!({
+                            "phase": "Running",
+                            "conditions": conditions(pod, false, None, &ts),
+                            "containerStatuses": statuses(pod, json!({"running": {"startedAt": ts}}), false, true, 0, None),
+                        }),
+                    );
                     Self::log_all(ctx, pod, "Started container");
                     sim.stage = Stage::Starting;
-                    sim.due = now + ctx.jitter(t.readiness, &format!("{key}/ready/{}", restart_counts(pod).values().sum::<i64>()));
+                    sim.due = now
+                        + ctx.jitter(
+                            t.readiness,
+                            &format!("{key}/ready/{}", restart_counts(pod).values().sum::<i64>()),
+                        );
                 }
                 Stage::Starting if job_like => {
-                    Self::set_status(ctx, pod, json!({
-                        "phase": "Succeeded",
-                        "conditions": conditions(pod, false, Some("PodCompleted"), &ts),
-                        "containerStatuses": statuses(pod, json!({"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": ts}}), false, false, 0, None),
-                    }));
+                    Self::set_status(
+                        ctx,
+                        pod,
+                        json!({
+                            "phase": "Succeeded",
+                            "conditions": conditions(pod, false, Some("PodCompleted"), &ts),
+                            "containerStatuses": statuses(pod, json!({"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": ts}}), false, false, 0, None),
+                        }),
+                    );
                     Self::log_all(ctx, pod, "Completed");
                     ctx.truth.record("pod", &key, "Succeeded");
                     sim.stage = Stage::Done;
@@ -304,11 +441,16 @@ impl Kubelet {
                     let want = dependencies_ready(ctx, pod);
                     let is = obj::is_pod_ready(pod);
                     if want != is {
-                        Self::set_status(ctx, pod, json!({
-                            "conditions": conditions(pod, want, None, &ts),
-                            "containerStatuses": statuses(pod, json!({"running": {"startedAt": ts}}), want, true, 0, None),
-                        }));
-                        ctx.truth.record("pod", &key, if want { "Ready" } else { "NotReady" });
+                        Self::set_status(
+                            ctx,
+                            pod,
+                            json!({
+                                "conditions": conditions(pod, want, None, &ts),
+                                "containerStatuses": statuses(pod, json!({"running": {"startedAt": ts}}), want, true, 0, None),
+                            }),
+                        );
+                        ctx.truth
+                            .record("pod", &key, if want { "Ready" } else { "NotReady" });
                     }
                     if want {
                         sim.stage = Stage::Running;

@@ -112,7 +112,11 @@ pub struct Ctx {
 impl Ctx {
     /// A delay from `range` fixed by the seed and `key` alone (e.g. pod name and
     /// stage), so concurrent controllers cannot reorder random draws between runs.
-    pub fn jitter(&self, range: (std::time::Duration, std::time::Duration), key: &str) -> std::time::Duration {
+    pub fn jitter(
+        &self,
+        range: (std::time::Duration, std::time::Duration),
+        key: &str,
+    ) -> std::time::Duration {
         use rand::SeedableRng;
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -130,7 +134,9 @@ impl Ctx {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (self.seed, key).hash(&mut h);
         let mut rng = StdRng::seed_from_u64(h.finish());
-        (0..5).map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char).collect()
+        (0..5)
+            .map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char)
+            .collect()
     }
 
     pub fn with_rng<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {

@@ -53,11 +53,17 @@ fn heartbeats(ctx: &Ctx, last_renew: &mut HashMap<String, std::time::Instant>) {
         if !kubelet_running(ctx, &name) {
             continue;
         }
-        let due = last_renew.get(&name).is_none_or(|t| t.elapsed() >= ctx.timing.node_heartbeat);
+        let due = last_renew
+            .get(&name)
+            .is_none_or(|t| t.elapsed() >= ctx.timing.node_heartbeat);
         if due {
             let lease_ns = Some("kube-node-lease");
             let renew = json!({"spec": {"renewTime": micro_now()}});
-            if ctx.client.patch("coordination.k8s.io", "leases", lease_ns, &name, renew).is_err() {
+            if ctx
+                .client
+                .patch("coordination.k8s.io", "leases", lease_ns, &name, renew)
+                .is_err()
+            {
                 let _ = ctx.client.create(json!({
                     "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": name, "namespace": "kube-node-lease",
@@ -69,15 +75,51 @@ fn heartbeats(ctx: &Ctx, last_renew: &mut HashMap<String, std::time::Instant>) {
         }
         if !obj::is_node_ready(&node) {
             let now = now_rfc3339();
-            let mut conds = node.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-            obj::set_condition(&mut conds, "Ready", "True", "KubeletReady", "kubelet is posting ready status", &now);
-            obj::set_condition(&mut conds, "MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available", &now);
-            obj::set_condition(&mut conds, "DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure", &now);
-            obj::set_condition(&mut conds, "PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now);
+            let mut conds = node
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            obj::set_condition(
+                &mut conds,
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+                &now,
+            );
+            obj::set_condition(
+                &mut conds,
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                &now,
+            );
+            obj::set_condition(
+                &mut conds,
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                &now,
+            );
+            obj::set_condition(
+                &mut conds,
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                &now,
+            );
             for c in conds.iter_mut() {
                 c["lastHeartbeatTime"] = json!(now);
             }
-            if ctx.client.patch_status("", "nodes", None, &name, json!({"conditions": conds})).is_ok() {
+            if ctx
+                .client
+                .patch_status("", "nodes", None, &name, json!({"conditions": conds}))
+                .is_ok()
+            {
                 ctx.truth.record("node", &name, "Ready");
             }
         }
@@ -85,11 +127,19 @@ fn heartbeats(ctx: &Ctx, last_renew: &mut HashMap<String, std::time::Instant>) {
 }
 
 fn taints(node: &Value) -> Vec<Value> {
-    node.pointer("/spec/taints").and_then(Value::as_array).cloned().unwrap_or_default()
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn lease_age(ctx: &Ctx, node: &str) -> Option<chrono::Duration> {
-    let lease = ctx.client.get("coordination.k8s.io", "leases", Some("kube-node-lease"), node)?;
+    let lease = ctx.client.get(
+        "coordination.k8s.io",
+        "leases",
+        Some("kube-node-lease"),
+        node,
+    )?;
     let renew = obj::str_at(&lease, "/spec/renewTime")?;
     let t = chrono::DateTime::parse_from_rfc3339(renew).ok()?;
     Some(chrono::Utc::now() - t.with_timezone(&chrono::Utc))
@@ -117,11 +167,26 @@ fn lifecycle(ctx: &Ctx) {
         let ready = obj::is_node_ready(&node);
         if stale && ready {
             let now = now_rfc3339();
-            let mut conds = node.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut conds = node
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for kind in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
-                obj::set_condition(&mut conds, kind, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", &now);
+                obj::set_condition(
+                    &mut conds,
+                    kind,
+                    "Unknown",
+                    "NodeStatusUnknown",
+                    "Kubelet stopped posting node status.",
+                    &now,
+                );
             }
-            if ctx.client.patch_status("", "nodes", None, &name, json!({"conditions": conds})).is_ok() {
+            if ctx
+                .client
+                .patch_status("", "nodes", None, &name, json!({"conditions": conds}))
+                .is_ok()
+            {
                 ctx.truth.record("node", &name, "NotReady");
                 mark_pods_not_ready(ctx, &name);
             }
@@ -135,8 +200,18 @@ fn lifecycle(ctx: &Ctx) {
             want.push(json!({"key": UNSCHEDULABLE, "effect": "NoSchedule", "timeAdded": keep_time(UNSCHEDULABLE, "NoSchedule")}));
         }
         if want != existing {
-            let taints = if want.is_empty() { Value::Null } else { Value::Array(want) };
-            let _ = ctx.client.patch("", "nodes", None, &name, json!({"spec": {"taints": taints}}));
+            let taints = if want.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(want)
+            };
+            let _ = ctx.client.patch(
+                "",
+                "nodes",
+                None,
+                &name,
+                json!({"spec": {"taints": taints}}),
+            );
         }
     }
 }
@@ -148,26 +223,59 @@ fn mark_pods_not_ready(ctx: &Ctx, node: &str) {
         if obj::str_at(&pod, "/spec/nodeName") != Some(node) || !obj::is_pod_ready(&pod) {
             continue;
         }
-        let mut conds = pod.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut conds = pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         obj::set_condition(&mut conds, "Ready", "False", "NodeNotReady", "", &now);
-        if ctx.client.patch_status("", "pods", Some(obj::namespace(&pod)), obj::name(&pod), json!({"conditions": conds})).is_ok() {
-            ctx.truth.record("pod", &format!("{}/{}", obj::namespace(&pod), obj::name(&pod)), "NotReady");
+        if ctx
+            .client
+            .patch_status(
+                "",
+                "pods",
+                Some(obj::namespace(&pod)),
+                obj::name(&pod),
+                json!({"conditions": conds}),
+            )
+            .is_ok()
+        {
+            ctx.truth.record(
+                "pod",
+                &format!("{}/{}", obj::namespace(&pod), obj::name(&pod)),
+                "NotReady",
+            );
         }
     }
 }
 
 /// Seconds a pod may stay on a node with this NoExecute taint (None: forever).
 fn toleration_seconds(pod: &Value, taint: &Value) -> Option<Option<i64>> {
-    let tols: Vec<Value> = pod.pointer("/spec/tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
-    let matching: Vec<&Value> = tols.iter().filter(|t| tolerates(std::slice::from_ref(t), taint)).collect();
+    let tols: Vec<Value> = pod
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let matching: Vec<&Value> = tols
+        .iter()
+        .filter(|t| tolerates(std::slice::from_ref(t), taint))
+        .collect();
     if matching.is_empty() {
         return None;
     }
     // The shortest bounded toleration wins; any unbounded one tolerates forever.
-    if matching.iter().any(|t| t.get("tolerationSeconds").is_none_or(Value::is_null)) {
+    if matching
+        .iter()
+        .any(|t| t.get("tolerationSeconds").is_none_or(Value::is_null))
+    {
         return Some(None);
     }
-    Some(matching.iter().filter_map(|t| t["tolerationSeconds"].as_i64()).min())
+    Some(
+        matching
+            .iter()
+            .filter_map(|t| t["tolerationSeconds"].as_i64())
+            .min(),
+    )
 }
 
 /// Taint-based eviction of pods from NoExecute-tainted nodes.
@@ -175,29 +283,46 @@ fn evictions(ctx: &Ctx) {
     let nodes = ctx.client.list("", "nodes", None, None);
     let now = chrono::Utc::now();
     for node in &nodes {
-        let noexec: Vec<Value> = taints(node).into_iter().filter(|t| t["effect"] == "NoExecute").collect();
+        let noexec: Vec<Value> = taints(node)
+            .into_iter()
+            .filter(|t| t["effect"] == "NoExecute")
+            .collect();
         if noexec.is_empty() {
             continue;
         }
         for pod in ctx.client.list("", "pods", None, None) {
-            if obj::str_at(&pod, "/spec/nodeName") != Some(obj::name(node)) || obj::is_terminating(&pod) {
+            if obj::str_at(&pod, "/spec/nodeName") != Some(obj::name(node))
+                || obj::is_terminating(&pod)
+            {
                 continue;
             }
-            let evict = noexec.iter().any(|taint| match toleration_seconds(&pod, taint) {
-                None => true,
-                Some(None) => false,
-                Some(Some(secs)) => {
-                    let added = taint["timeAdded"]
-                        .as_str()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .unwrap_or(now);
-                    now - added >= chrono::Duration::seconds(secs)
-                }
-            });
+            let evict = noexec
+                .iter()
+                .any(|taint| match toleration_seconds(&pod, taint) {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(secs)) => {
+                        let added = taint["timeAdded"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .map(|t| t.with_timezone(&chrono::Utc))
+                            .unwrap_or(now);
+                        now - added >= chrono::Duration::seconds(secs)
+                    }
+                });
             if evict {
                 let key = format!("{}/{}", obj::namespace(&pod), obj::name(&pod));
-                if ctx.client.delete("", "pods", Some(obj::namespace(&pod)), obj::name(&pod), None).is_ok() {
+                if ctx
+                    .client
+                    .delete(
+                        "",
+                        "pods",
+                        Some(obj::namespace(&pod)),
+                        obj::name(&pod),
+                        None,
+                    )
+                    .is_ok()
+                {
                     ctx.truth.record("pod", &key, "Evicted");
                 }
             }
@@ -207,12 +332,24 @@ fn evictions(ctx: &Ctx) {
 
 /// Pod GC: force-delete pods bound to nodes that no longer exist.
 fn pod_gc(ctx: &Ctx) {
-    let nodes: std::collections::HashSet<String> =
-        ctx.client.list("", "nodes", None, None).iter().map(|n| obj::name(n).to_string()).collect();
+    let nodes: std::collections::HashSet<String> = ctx
+        .client
+        .list("", "nodes", None, None)
+        .iter()
+        .map(|n| obj::name(n).to_string())
+        .collect();
     for pod in ctx.client.list("", "pods", None, None) {
-        let Some(node) = obj::str_at(&pod, "/spec/nodeName").filter(|n| !n.is_empty()) else { continue };
+        let Some(node) = obj::str_at(&pod, "/spec/nodeName").filter(|n| !n.is_empty()) else {
+            continue;
+        };
         if !nodes.contains(node) {
-            let _ = ctx.client.delete("", "pods", Some(obj::namespace(&pod)), obj::name(&pod), Some(0));
+            let _ = ctx.client.delete(
+                "",
+                "pods",
+                Some(obj::namespace(&pod)),
+                obj::name(&pod),
+                Some(0),
+            );
         }
     }
 }

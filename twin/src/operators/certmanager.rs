@@ -25,17 +25,31 @@ fn new_ca(name: &str) -> Option<IssuerCa> {
     let key = KeyPair::generate().ok()?;
     let mut params = CertificateParams::new(Vec::<String>::new()).ok()?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, format!("{name} (stormdrill twin)"));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} (stormdrill twin)"));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let cert = params.self_signed(&key).ok()?;
-    Some(IssuerCa { pem: cert.pem(), issuer: Issuer::new(params, key) })
+    Some(IssuerCa {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    })
 }
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut cas: HashMap<String, IssuerCa> = HashMap::new();
     reconcile_loop(
         ctx,
-        &[("cert-manager.io", "certificates"), ("cert-manager.io", "clusterissuers"), ("cert-manager.io", "issuers"), ("apps", "deployments"), ("", "secrets")],
+        &[
+            ("cert-manager.io", "certificates"),
+            ("cert-manager.io", "clusterissuers"),
+            ("cert-manager.io", "issuers"),
+            ("apps", "deployments"),
+            ("", "secrets"),
+        ],
         stop,
         move |ctx| reconcile(ctx, &mut cas),
     )
@@ -46,39 +60,71 @@ fn reconcile(ctx: &Ctx, cas: &mut HashMap<String, IssuerCa>) {
     if !operator_running(ctx, "cert-manager", "cert-manager") {
         return;
     }
-    for iss in ctx.client.list("cert-manager.io", "clusterissuers", None, None) {
+    for iss in ctx
+        .client
+        .list("cert-manager.io", "clusterissuers", None, None)
+    {
         let (reason, message) = if iss.pointer("/spec/acme").is_some() {
-            ("ACMEAccountRegistered", "The ACME account was registered with the ACME server")
+            (
+                "ACMEAccountRegistered",
+                "The ACME account was registered with the ACME server",
+            )
         } else {
             ("IsReady", "")
         };
         let acme = iss.pointer("/spec/acme").map(|a| json!({"uri": format!("{}/acct/1", a["server"].as_str().unwrap_or("")), "lastRegisteredEmail": a["email"]}));
-        let mut status = json!({"conditions": ready_condition(&iss, "Ready", true, reason, message)});
+        let mut status =
+            json!({"conditions": ready_condition(&iss, "Ready", true, reason, message)});
         if let Some(a) = acme {
             status["acme"] = a;
         }
         set_status(ctx, "cert-manager.io", "clusterissuers", &iss, status);
     }
-    for cert in ctx.client.list("cert-manager.io", "certificates", None, None) {
+    for cert in ctx
+        .client
+        .list("cert-manager.io", "certificates", None, None)
+    {
         let ns = obj::namespace(&cert).to_string();
-        let issuer_kind = cert.pointer("/spec/issuerRef/kind").and_then(Value::as_str).unwrap_or("Issuer");
-        let issuer_name = cert.pointer("/spec/issuerRef/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let issuer_kind = cert
+            .pointer("/spec/issuerRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("Issuer");
+        let issuer_name = cert
+            .pointer("/spec/issuerRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let issuer = if issuer_kind == "ClusterIssuer" {
-            ctx.client.get("cert-manager.io", "clusterissuers", None, &issuer_name)
+            ctx.client
+                .get("cert-manager.io", "clusterissuers", None, &issuer_name)
         } else {
-            ctx.client.get("cert-manager.io", "issuers", Some(&ns), &issuer_name)
+            ctx.client
+                .get("cert-manager.io", "issuers", Some(&ns), &issuer_name)
         };
         let Some(issuer) = issuer.filter(|i| obj::condition(i, "Ready") == Some("True")) else {
             let msg = format!("Issuing certificate as Secret does not exist; waiting on {issuer_kind} {issuer_name:?} to be Ready");
-            set_status(ctx, "cert-manager.io", "certificates", &cert, json!({"conditions": ready_condition(&cert, "Ready", false, "DoesNotExist", &msg)}));
+            set_status(
+                ctx,
+                "cert-manager.io",
+                "certificates",
+                &cert,
+                json!({"conditions": ready_condition(&cert, "Ready", false, "DoesNotExist", &msg)}),
+            );
             continue;
         };
         if let Some(failed) = crate::defects::certificate_failure(ctx, &cert, &issuer) {
             set_status(ctx, "cert-manager.io", "certificates", &cert, failed);
             continue;
         }
-        let secret_name = cert.pointer("/spec/secretName").and_then(Value::as_str).unwrap_or("").to_string();
-        let have = ctx.client.get("", "secrets", Some(&ns), &secret_name).is_some_and(|s| s.pointer("/data/tls.crt").is_some());
+        let secret_name = cert
+            .pointer("/spec/secretName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let have = ctx
+            .client
+            .get("", "secrets", Some(&ns), &secret_name)
+            .is_some_and(|s| s.pointer("/data/tls.crt").is_some());
         if !have {
             let key = format!("{issuer_kind}/{}", obj::uid(&issuer));
             if !cas.contains_key(&key) {
@@ -93,14 +139,26 @@ fn reconcile(ctx: &Ctx, cas: &mut HashMap<String, IssuerCa>) {
             let names: Vec<String> = cert
                 .pointer("/spec/dnsNames")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let Ok(leaf_key) = KeyPair::generate() else { continue };
-            let Ok(mut params) = CertificateParams::new(names.clone()) else { continue };
+            let Ok(leaf_key) = KeyPair::generate() else {
+                continue;
+            };
+            let Ok(mut params) = CertificateParams::new(names.clone()) else {
+                continue;
+            };
             if let Some(cn) = names.first() {
-                params.distinguished_name.push(DnType::CommonName, cn.clone());
+                params
+                    .distinguished_name
+                    .push(DnType::CommonName, cn.clone());
             }
-            let Ok(leaf) = params.signed_by(&leaf_key, &ca.issuer) else { continue };
+            let Ok(leaf) = params.signed_by(&leaf_key, &ca.issuer) else {
+                continue;
+            };
             let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
             let secret = json!({
                 "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
@@ -113,8 +171,13 @@ fn reconcile(ctx: &Ctx, cas: &mut HashMap<String, IssuerCa>) {
             }
         }
         let now = chrono::Utc::now();
-        let fmt = |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let not_before = cert.pointer("/status/notBefore").and_then(Value::as_str).map(String::from).unwrap_or_else(|| fmt(now));
+        let fmt =
+            |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let not_before = cert
+            .pointer("/status/notBefore")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| fmt(now));
         let status = json!({
             "conditions": ready_condition(&cert, "Ready", true, "Ready", "Certificate is up to date and has not expired"),
             "notBefore": not_before,

@@ -21,7 +21,12 @@ pub const ASSETS: &str = include_str!("../../assets/operators.yaml");
 pub fn operator_running(ctx: &Ctx, ns: &str, name: &str) -> bool {
     ctx.client
         .get("apps", "deployments", Some(ns), name)
-        .is_some_and(|d| d.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0) > 0)
+        .is_some_and(|d| {
+            d.pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                > 0
+        })
 }
 
 /// Writes `status` only when it differs from the current one (keeps watches quiet).
@@ -30,18 +35,27 @@ pub fn set_status(ctx: &Ctx, group: &str, plural: &str, o: &Value, status: Value
     crate::patch::merge_patch(&mut merged, &status);
     if o.get("status") != Some(&merged) {
         let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
-        let _ = ctx.client.patch_status(group, plural, ns, obj::name(o), status);
+        let _ = ctx
+            .client
+            .patch_status(group, plural, ns, obj::name(o), status);
     }
 }
 
 /// A Ready condition, keeping lastTransitionTime when the status does not change.
 pub fn ready_condition(o: &Value, kind: &str, status: bool, reason: &str, message: &str) -> Value {
-    let mut conds = o.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut conds = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let st = if status { "True" } else { "False" };
     obj::set_condition(&mut conds, kind, st, reason, message, &now_rfc3339());
     for c in conds.iter_mut() {
         if c.get("observedGeneration").is_some() || kind == "Ready" {
-            c["observedGeneration"] = o.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+            c["observedGeneration"] = o
+                .pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1));
         }
     }
     Value::Array(conds)
@@ -53,9 +67,35 @@ pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::Join
         tokio::spawn(certmanager::run(ctx.clone(), stop.clone())),
         tokio::spawn(rook::run(ctx.clone(), stop.clone())),
         tokio::spawn(velero::run(ctx.clone(), store, stop.clone())),
-        tokio::spawn(reconcile_loop(ctx.clone(), &[("kustomize.toolkit.fluxcd.io", "kustomizations"), ("apps", "deployments")], stop.clone(), flux)),
-        tokio::spawn(reconcile_loop(ctx.clone(), &[("monitoring.coreos.com", "prometheuses"), ("apps", "deployments"), ("apps", "statefulsets")], stop.clone(), prometheus_operator)),
-        tokio::spawn(reconcile_loop(ctx.clone(), &[("projectcontour.io", "httpproxies"), ("", "services"), ("apps", "deployments")], stop.clone(), contour)),
+        tokio::spawn(reconcile_loop(
+            ctx.clone(),
+            &[
+                ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+                ("apps", "deployments"),
+            ],
+            stop.clone(),
+            flux,
+        )),
+        tokio::spawn(reconcile_loop(
+            ctx.clone(),
+            &[
+                ("monitoring.coreos.com", "prometheuses"),
+                ("apps", "deployments"),
+                ("apps", "statefulsets"),
+            ],
+            stop.clone(),
+            prometheus_operator,
+        )),
+        tokio::spawn(reconcile_loop(
+            ctx.clone(),
+            &[
+                ("projectcontour.io", "httpproxies"),
+                ("", "services"),
+                ("apps", "deployments"),
+            ],
+            stop.clone(),
+            contour,
+        )),
     ]
 }
 
@@ -66,7 +106,9 @@ fn flux(ctx: &Ctx) {
     if !operator_running(ctx, "flux-system", "kustomize-controller") {
         return;
     }
-    let all = ctx.client.list("kustomize.toolkit.fluxcd.io", "kustomizations", None, None);
+    let all = ctx
+        .client
+        .list("kustomize.toolkit.fluxcd.io", "kustomizations", None, None);
     for k in &all {
         if k.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
             continue;
@@ -78,7 +120,11 @@ fn flux(ctx: &Ctx) {
                 deps.iter()
                     .filter_map(|d| d["name"].as_str())
                     .filter(|name| {
-                        !all.iter().any(|o| obj::name(o) == *name && obj::namespace(o) == obj::namespace(k) && obj::condition(o, "Ready") == Some("True"))
+                        !all.iter().any(|o| {
+                            obj::name(o) == *name
+                                && obj::namespace(o) == obj::namespace(k)
+                                && obj::condition(o, "Ready") == Some("True")
+                        })
                     })
                     .map(String::from)
                     .collect()
@@ -98,7 +144,13 @@ fn flux(ctx: &Ctx) {
                 "observedGeneration": k.pointer("/metadata/generation"),
             })
         };
-        set_status(ctx, "kustomize.toolkit.fluxcd.io", "kustomizations", k, status);
+        set_status(
+            ctx,
+            "kustomize.toolkit.fluxcd.io",
+            "kustomizations",
+            k,
+            status,
+        );
     }
 }
 
@@ -108,12 +160,22 @@ fn prometheus_operator(ctx: &Ctx) {
     if !operator_running(ctx, "monitoring", "prometheus-operator") {
         return;
     }
-    for p in ctx.client.list("monitoring.coreos.com", "prometheuses", None, None) {
+    for p in ctx
+        .client
+        .list("monitoring.coreos.com", "prometheuses", None, None)
+    {
         let (ns, name) = (obj::namespace(&p).to_string(), obj::name(&p).to_string());
         let sts_name = format!("prometheus-{name}");
-        let replicas = p.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+        let replicas = p
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         let labels = json!({"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/instance": name, "operator.prometheus.io/name": name});
-        if ctx.client.get("apps", "statefulsets", Some(&ns), &sts_name).is_none() {
+        if ctx
+            .client
+            .get("apps", "statefulsets", Some(&ns), &sts_name)
+            .is_none()
+        {
             let _ = ctx.client.create(json!({
                 "apiVersion": "apps/v1", "kind": "StatefulSet",
                 "metadata": {"name": sts_name, "namespace": ns, "labels": labels,
@@ -133,7 +195,8 @@ fn prometheus_operator(ctx: &Ctx) {
         let ok = ready >= replicas;
         // Both conditions are computed on one copy so neither overwrites the other.
         let mut with_avail = p.clone();
-        with_avail["status"]["conditions"] = ready_condition(&p, "Available", ok, if ok { "" } else { "NoPodReady" }, "");
+        with_avail["status"]["conditions"] =
+            ready_condition(&p, "Available", ok, if ok { "" } else { "NoPodReady" }, "");
         let status = json!({
             "availableReplicas": ready, "replicas": replicas, "updatedReplicas": ready,
             "unavailableReplicas": (replicas - ready).max(0), "paused": false,
@@ -149,16 +212,29 @@ fn contour(ctx: &Ctx) {
     if !operator_running(ctx, "projectcontour", "contour") {
         return;
     }
-    for hp in ctx.client.list("projectcontour.io", "httpproxies", None, None) {
+    for hp in ctx
+        .client
+        .list("projectcontour.io", "httpproxies", None, None)
+    {
         let ns = obj::namespace(&hp).to_string();
         let mut missing = Vec::new();
-        for route in hp.pointer("/spec/routes").and_then(Value::as_array).cloned().unwrap_or_default() {
+        for route in hp
+            .pointer("/spec/routes")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
             for svc in route["services"].as_array().cloned().unwrap_or_default() {
                 let name = svc["name"].as_str().unwrap_or("");
                 let port = svc["port"].as_i64().unwrap_or(0);
-                let has_port = ctx.client.get("", "services", Some(&ns), name).is_some_and(|s| {
-                    s.pointer("/spec/ports").and_then(Value::as_array).is_some_and(|ps| ps.iter().any(|p| p["port"].as_i64() == Some(port)))
-                });
+                let has_port = ctx
+                    .client
+                    .get("", "services", Some(&ns), name)
+                    .is_some_and(|s| {
+                        s.pointer("/spec/ports")
+                            .and_then(Value::as_array)
+                            .is_some_and(|ps| ps.iter().any(|p| p["port"].as_i64() == Some(port)))
+                    });
                 if !has_port {
                     missing.push(format!("Service [{name}:{port}] is invalid or missing"));
                 }

@@ -98,8 +98,15 @@ pub fn install(ctx: &Ctx) {
 fn quorum(ctx: &Ctx) -> bool {
     let sel = crate::selector::LabelSelector::parse("app=rook-ceph-mon").expect("static selector");
     let pods = ctx.client.list("", "pods", Some("rook-ceph"), Some(&sel));
-    let ready = pods.iter().filter(|p| obj::is_pod_ready(p) && !obj::is_terminating(p)).count();
-    let total = ctx.client.list("apps", "deployments", Some("rook-ceph"), Some(&sel)).len().max(1);
+    let ready = pods
+        .iter()
+        .filter(|p| obj::is_pod_ready(p) && !obj::is_terminating(p))
+        .count();
+    let total = ctx
+        .client
+        .list("apps", "deployments", Some("rook-ceph"), Some(&sel))
+        .len()
+        .max(1);
     ready * 2 > total
 }
 
@@ -109,7 +116,14 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut seeded = std::collections::HashSet::new();
     reconcile_loop(
         ctx,
-        &[(GROUP, "cephclusters"), (GROUP, "cephblockpools"), (GROUP, "cephobjectstores"), ("", "pods"), ("apps", "deployments"), ("", "nodes")],
+        &[
+            (GROUP, "cephclusters"),
+            (GROUP, "cephblockpools"),
+            (GROUP, "cephobjectstores"),
+            ("", "pods"),
+            ("apps", "deployments"),
+            ("", "nodes"),
+        ],
         stop,
         move |ctx| {
             if !operator_running(ctx, "rook-ceph", "rook-ceph-operator") {
@@ -128,8 +142,21 @@ fn owner(o: &Value, kind: &str) -> Value {
 }
 
 #[allow(clippy::too_many_arguments)] // one call site per daemon kind; a struct would only rename them
-fn ensure_deployment(ctx: &Ctx, ns: &str, name: &str, labels: Value, node: Option<&str>, port: Option<(&str, u16)>, owners: &Value, image: &str) {
-    if ctx.client.get("apps", "deployments", Some(ns), name).is_some() {
+fn ensure_deployment(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    labels: Value,
+    node: Option<&str>,
+    port: Option<(&str, u16)>,
+    owners: &Value,
+    image: &str,
+) {
+    if ctx
+        .client
+        .get("apps", "deployments", Some(ns), name)
+        .is_some()
+    {
         return;
     }
     let mut pod_spec = json!({"containers": [{"name": labels["app"].as_str().unwrap_or("ceph").trim_start_matches("rook-ceph-"), "image": image}]});
@@ -147,7 +174,16 @@ fn ensure_deployment(ctx: &Ctx, ns: &str, name: &str, labels: Value, node: Optio
 }
 
 #[allow(clippy::too_many_arguments)]
-fn ensure_service(ctx: &Ctx, ns: &str, name: &str, selector: Value, port_name: &str, port: u16, target: u16, owners: &Value) {
+fn ensure_service(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    selector: Value,
+    port_name: &str,
+    port: u16,
+    target: u16,
+    owners: &Value,
+) {
     if ctx.client.get("", "services", Some(ns), name).is_some() {
         return;
     }
@@ -162,7 +198,11 @@ fn device_class(dev: &Value) -> DeviceClass {
     dev.pointer("/config/deviceClass")
         .and_then(Value::as_str)
         .and_then(DeviceClass::parse)
-        .unwrap_or(if dev["name"].as_str().unwrap_or("").starts_with("nvme") { DeviceClass::Nvme } else { DeviceClass::Hdd })
+        .unwrap_or(if dev["name"].as_str().unwrap_or("").starts_with("nvme") {
+            DeviceClass::Nvme
+        } else {
+            DeviceClass::Hdd
+        })
 }
 
 /// Rook's default min_size for a replicated pool: size - size/2.
@@ -170,20 +210,43 @@ fn default_min_size(size: u32) -> u32 {
     (size - size / 2).max(1)
 }
 
-fn reconcile_cluster(ctx: &Ctx, cluster: &Value, last_health: &mut String, seeded: &mut std::collections::HashSet<String>) {
+fn reconcile_cluster(
+    ctx: &Ctx,
+    cluster: &Value,
+    last_health: &mut String,
+    seeded: &mut std::collections::HashSet<String>,
+) {
     let ns = obj::namespace(cluster).to_string();
-    let image = cluster.pointer("/spec/cephVersion/image").and_then(Value::as_str).unwrap_or("quay.io/ceph/ceph:v18.2.4").to_string();
+    let image = cluster
+        .pointer("/spec/cephVersion/image")
+        .and_then(Value::as_str)
+        .unwrap_or("quay.io/ceph/ceph:v18.2.4")
+        .to_string();
     let owners = owner(cluster, "CephCluster");
     let now = model_now(ctx);
     // The devices of the spec, in order: OSD ids are assigned as Rook's prepare jobs do.
     let mut devices: Vec<(String, DeviceClass)> = Vec::new();
-    for node in cluster.pointer("/spec/storage/nodes").and_then(Value::as_array).cloned().unwrap_or_default() {
+    for node in cluster
+        .pointer("/spec/storage/nodes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
         let host = node["name"].as_str().unwrap_or("").to_string();
         for dev in node["devices"].as_array().cloned().unwrap_or_default() {
             devices.push((host.clone(), device_class(&dev)));
         }
     }
-    let mons: Vec<String> = ["a", "b", "c"].iter().take(cluster.pointer("/spec/mon/count").and_then(Value::as_u64).unwrap_or(3) as usize).map(|s| s.to_string()).collect();
+    let mons: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .take(
+            cluster
+                .pointer("/spec/mon/count")
+                .and_then(Value::as_u64)
+                .unwrap_or(3) as usize,
+        )
+        .map(|s| s.to_string())
+        .collect();
     let hosts: Vec<String> = {
         let mut h: Vec<String> = devices.iter().map(|(h, _)| h.clone()).collect();
         h.dedup();
@@ -193,22 +256,67 @@ fn reconcile_cluster(ctx: &Ctx, cluster: &Value, last_health: &mut String, seede
         let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             let mut m = CephModel::new(ctx.seed, params(ctx));
-            m.set_wall_clock_origin(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0) - now.as_secs_f64());
+            m.set_wall_clock_origin(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0)
+                    - now.as_secs_f64(),
+            );
             for (id, (host, class)) in devices.iter().enumerate() {
-                let size = if *class == DeviceClass::Nvme { 1u64 << 40 } else { 4u64 << 40 };
+                let size = if *class == DeviceClass::Nvme {
+                    1u64 << 40
+                } else {
+                    4u64 << 40
+                };
                 let _ = m.add_osd(id as i32, host, *class, size, now);
             }
             let mgr_size = (hosts.len() as u32).clamp(1, 3);
-            let _ = m.create_pool(".mgr", mgr_size, default_min_size(mgr_size), 1, None, "mgr", now);
+            let _ = m.create_pool(
+                ".mgr",
+                mgr_size,
+                default_min_size(mgr_size),
+                1,
+                None,
+                "mgr",
+                now,
+            );
             *guard = Some(m);
         }
     }
     for (i, mon) in mons.iter().enumerate() {
         let node = hosts.get(i % hosts.len().max(1)).map(String::as_str);
-        ensure_deployment(ctx, &ns, &format!("rook-ceph-mon-{mon}"), json!({"app": "rook-ceph-mon", "ceph_daemon_id": mon, "mon": mon, "rook_cluster": ns}), node, Some(("tcp-msgr2", 3300)), &owners, &image);
+        ensure_deployment(
+            ctx,
+            &ns,
+            &format!("rook-ceph-mon-{mon}"),
+            json!({"app": "rook-ceph-mon", "ceph_daemon_id": mon, "mon": mon, "rook_cluster": ns}),
+            node,
+            Some(("tcp-msgr2", 3300)),
+            &owners,
+            &image,
+        );
     }
-    ensure_deployment(ctx, &ns, "rook-ceph-mgr-a", json!({"app": "rook-ceph-mgr", "ceph_daemon_id": "a", "mgr": "a", "rook_cluster": ns}), None, Some(("http-metrics", 9283)), &owners, &image);
-    ensure_service(ctx, &ns, "rook-ceph-mgr", json!({"app": "rook-ceph-mgr", "rook_cluster": ns}), "http-metrics", 9283, 9283, &owners);
+    ensure_deployment(
+        ctx,
+        &ns,
+        "rook-ceph-mgr-a",
+        json!({"app": "rook-ceph-mgr", "ceph_daemon_id": "a", "mgr": "a", "rook_cluster": ns}),
+        None,
+        Some(("http-metrics", 9283)),
+        &owners,
+        &image,
+    );
+    ensure_service(
+        ctx,
+        &ns,
+        "rook-ceph-mgr",
+        json!({"app": "rook-ceph-mgr", "rook_cluster": ns}),
+        "http-metrics",
+        9283,
+        9283,
+        &owners,
+    );
     for (id, (host, class)) in devices.iter().enumerate() {
         ensure_deployment(
             ctx,
@@ -237,9 +345,18 @@ fn reconcile_cluster(ctx: &Ctx, cluster: &Value, last_health: &mut String, seede
             .and_then(Value::as_object)
             .map(|cs| cs.iter().map(|(k, v)| (k.clone(), json!({"message": v.pointer("/summary/message"), "severity": v["severity"]}))).collect())
             .unwrap_or_default();
-        let total = status.pointer("/pgmap/bytes_total").cloned().unwrap_or(json!(0));
-        let used = status.pointer("/pgmap/bytes_used").cloned().unwrap_or(json!(0));
-        let avail = status.pointer("/pgmap/bytes_avail").cloned().unwrap_or(json!(0));
+        let total = status
+            .pointer("/pgmap/bytes_total")
+            .cloned()
+            .unwrap_or(json!(0));
+        let used = status
+            .pointer("/pgmap/bytes_used")
+            .cloned()
+            .unwrap_or(json!(0));
+        let avail = status
+            .pointer("/pgmap/bytes_avail")
+            .cloned()
+            .unwrap_or(json!(0));
         (
             m.health_status().as_str().to_string(),
             checks,
@@ -247,10 +364,14 @@ fn reconcile_cluster(ctx: &Ctx, cluster: &Value, last_health: &mut String, seede
             m.fsid().to_string(),
         )
     };
-    let picture = format!("{health} {}", serde_json::to_string(&details).unwrap_or_default());
+    let picture = format!(
+        "{health} {}",
+        serde_json::to_string(&details).unwrap_or_default()
+    );
     if *last_health != picture || cluster.pointer("/status/ceph/health").is_none() {
         if last_health.split(' ').next() != Some(health.as_str()) {
-            ctx.truth.record("ceph", &format!("{ns}/{}", obj::name(cluster)), &health);
+            ctx.truth
+                .record("ceph", &format!("{ns}/{}", obj::name(cluster)), &health);
         }
         *last_health = picture;
         let mut ceph = json!({"health": health, "lastChecked": now_rfc3339(), "capacity": capacity, "fsid": fsid});
@@ -265,7 +386,13 @@ fn reconcile_cluster(ctx: &Ctx, cluster: &Value, last_health: &mut String, seede
         }));
         // Remove `details` when Ceph is healthy again (a merge patch cannot drop it).
         if details.is_empty() && cluster.pointer("/status/ceph/details").is_some() {
-            let _ = ctx.client.patch_status(GROUP, "cephclusters", Some(&ns), obj::name(cluster), json!({"ceph": {"details": null}}));
+            let _ = ctx.client.patch_status(
+                GROUP,
+                "cephclusters",
+                Some(&ns),
+                obj::name(cluster),
+                json!({"ceph": {"details": null}}),
+            );
         }
     }
 }
@@ -277,26 +404,41 @@ const SEED_OBJECTS: u64 = 2_000;
 fn pools(ctx: &Ctx, ns: &str, now: Duration, seeded: &mut std::collections::HashSet<String>) {
     for pool in ctx.client.list(GROUP, "cephblockpools", Some(ns), None) {
         let name = obj::name(&pool).to_string();
-        let size = pool.pointer("/spec/replicated/size").and_then(Value::as_u64).unwrap_or(3) as u32;
+        let size = pool
+            .pointer("/spec/replicated/size")
+            .and_then(Value::as_u64)
+            .unwrap_or(3) as u32;
         let min_size = default_min_size(size);
-        let class = pool.pointer("/spec/deviceClass").and_then(Value::as_str).and_then(DeviceClass::parse);
+        let class = pool
+            .pointer("/spec/deviceClass")
+            .and_then(Value::as_str)
+            .and_then(DeviceClass::parse);
         let result = {
             let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
             let Some(m) = guard.as_mut() else { return };
             match m.pool_by_name(&name).map(|p| (p.size, p.min_size)) {
-                None => m.create_pool(&name, size, min_size, 32, class, "rbd", now).map(|_| ()),
-                Some((s, ms)) if s != size || ms != min_size => m.set_pool_size(&name, size, now).and_then(|_| m.set_pool_min_size(&name, min_size, now)),
+                None => m
+                    .create_pool(&name, size, min_size, 32, class, "rbd", now)
+                    .map(|_| ()),
+                Some((s, ms)) if s != size || ms != min_size => m
+                    .set_pool_size(&name, size, now)
+                    .and_then(|_| m.set_pool_min_size(&name, min_size, now)),
                 Some(_) => Ok(()),
             }
             .and_then(|_| {
-                if !seeded.contains(&name) && m.pool_active(&name) && m.write_objects(&name, SEED_OBJECTS, 4 << 20, now)? > 0 {
+                if !seeded.contains(&name)
+                    && m.pool_active(&name)
+                    && m.write_objects(&name, SEED_OBJECTS, 4 << 20, now)? > 0
+                {
                     seeded.insert(name.clone());
                 }
                 Ok(())
             })
         };
         let status = match result {
-            Ok(()) => json!({"phase": "Ready", "info": {"rbdMirrorBootstrapPeerSecretName": format!("pool-peer-token-{name}")}}),
+            Ok(()) => {
+                json!({"phase": "Ready", "info": {"rbdMirrorBootstrapPeerSecretName": format!("pool-peer-token-{name}")}})
+            }
             Err(e) => json!({"phase": "Failure", "info": {"error": e.to_string()}}),
         };
         set_status(ctx, GROUP, "cephblockpools", &pool, status);
@@ -307,23 +449,63 @@ fn object_stores(ctx: &Ctx, ns: &str, image: &str, now: Duration) {
     for store in ctx.client.list(GROUP, "cephobjectstores", Some(ns), None) {
         let name = obj::name(&store).to_string();
         let owners = owner(&store, "CephObjectStore");
-        let port = store.pointer("/spec/gateway/port").and_then(Value::as_u64).unwrap_or(80) as u16;
+        let port = store
+            .pointer("/spec/gateway/port")
+            .and_then(Value::as_u64)
+            .unwrap_or(80) as u16;
         let labels = json!({"app": "rook-ceph-rgw", "rgw": name, "rook_cluster": ns, "rook_object_store": name});
-        ensure_deployment(ctx, ns, &format!("rook-ceph-rgw-{name}-a"), labels.clone(), None, Some(("http", 8080)), &owners, image);
-        ensure_service(ctx, ns, &format!("rook-ceph-rgw-{name}"), labels.clone(), "http", port, 8080, &owners);
+        ensure_deployment(
+            ctx,
+            ns,
+            &format!("rook-ceph-rgw-{name}-a"),
+            labels.clone(),
+            None,
+            Some(("http", 8080)),
+            &owners,
+            image,
+        );
+        ensure_service(
+            ctx,
+            ns,
+            &format!("rook-ceph-rgw-{name}"),
+            labels.clone(),
+            "http",
+            port,
+            8080,
+            &owners,
+        );
         {
             let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(m) = guard.as_mut() {
-                let size = store.pointer("/spec/dataPool/replicated/size").and_then(Value::as_u64).unwrap_or(3) as u32;
-                let class = store.pointer("/spec/dataPool/deviceClass").and_then(Value::as_str).and_then(DeviceClass::parse);
+                let size = store
+                    .pointer("/spec/dataPool/replicated/size")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(3) as u32;
+                let class = store
+                    .pointer("/spec/dataPool/deviceClass")
+                    .and_then(Value::as_str)
+                    .and_then(DeviceClass::parse);
                 let data_pool = format!("{name}.rgw.buckets.data");
                 if m.pool_by_name(&data_pool).is_none() {
-                    let _ = m.create_pool(&data_pool, size, default_min_size(size), 8, class, "rgw", now);
+                    let _ = m.create_pool(
+                        &data_pool,
+                        size,
+                        default_min_size(size),
+                        8,
+                        class,
+                        "rgw",
+                        now,
+                    );
                 }
             }
         }
-        let sel = crate::selector::LabelSelector::parse(&format!("app=rook-ceph-rgw,rgw={name}")).expect("valid selector");
-        let ready = ctx.client.list("", "pods", Some(ns), Some(&sel)).iter().any(|p| obj::is_pod_ready(p) && !obj::is_terminating(p));
+        let sel = crate::selector::LabelSelector::parse(&format!("app=rook-ceph-rgw,rgw={name}"))
+            .expect("valid selector");
+        let ready = ctx
+            .client
+            .list("", "pods", Some(ns), Some(&sel))
+            .iter()
+            .any(|p| obj::is_pod_ready(p) && !obj::is_terminating(p));
         let status = if ready {
             json!({"phase": "Ready", "info": {"endpoint": format!("http://rook-ceph-rgw-{name}.{ns}.svc:{port}")}})
         } else {
@@ -342,11 +524,21 @@ fn sync_osds(ctx: &Ctx, ns: &str, count: usize, now: Duration) {
     let Some(m) = guard.as_mut() else { return };
     for id in 0..count as i32 {
         let id_s = id.to_string();
-        let pod = pods.iter().find(|p| p.pointer("/metadata/labels/ceph-osd-id").and_then(Value::as_str) == Some(id_s.as_str()) && !obj::is_terminating(p) && obj::str_at(p, "/status/phase") == Some("Running"));
-        let node = pod.and_then(|p| obj::str_at(p, "/spec/nodeName")).map(String::from);
+        let pod = pods.iter().find(|p| {
+            p.pointer("/metadata/labels/ceph-osd-id")
+                .and_then(Value::as_str)
+                == Some(id_s.as_str())
+                && !obj::is_terminating(p)
+                && obj::str_at(p, "/status/phase") == Some("Running")
+        });
+        let node = pod
+            .and_then(|p| obj::str_at(p, "/spec/nodeName"))
+            .map(String::from);
         let node_alive = node.as_deref().is_some_and(|n| kubelet_running(ctx, n));
         let started = pod.is_some_and(|p| {
-            p.pointer("/status/containerStatuses").and_then(Value::as_array).is_some_and(|cs| cs.iter().all(|c| c.pointer("/state/running").is_some()))
+            p.pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().all(|c| c.pointer("/state/running").is_some()))
         });
         let running = started && node_alive;
         let Some(osd) = m.osd(id) else { continue };
@@ -355,9 +547,21 @@ fn sync_osds(ctx: &Ctx, ns: &str, count: usize, now: Duration) {
         }
         // A pod on a node that went dark: Ceph only notices through missed heartbeats.
         let on_dead_node = pod.is_some() && !node_alive;
-        let res = if !running && on_dead_node { m.set_osd_unreachable(id, now) } else { m.set_osd_running(id, running, now) };
+        let res = if !running && on_dead_node {
+            m.set_osd_unreachable(id, now)
+        } else {
+            m.set_osd_running(id, running, now)
+        };
         if res.is_ok() {
-            ctx.truth.record("ceph-osd", &format!("osd.{id}"), if running { "ProcessStarted" } else { "ProcessStopped" });
+            ctx.truth.record(
+                "ceph-osd",
+                &format!("osd.{id}"),
+                if running {
+                    "ProcessStarted"
+                } else {
+                    "ProcessStopped"
+                },
+            );
         }
     }
 }

@@ -53,10 +53,17 @@ pub struct ObjectStore {
 
 impl ObjectStore {
     pub fn get(&self, name: &str) -> Option<StoredBackup> {
-        self.backups.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.backups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
     fn put(&self, name: &str, b: StoredBackup) {
-        self.backups.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), b);
+        self.backups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), b);
     }
 }
 
@@ -75,7 +82,15 @@ pub async fn run(ctx: Ctx, store: Arc<ObjectStore>, stop: watch::Receiver<bool>)
     let mut st = State::default();
     reconcile_loop(
         ctx,
-        &[(GROUP, "backups"), (GROUP, "restores"), (GROUP, "schedules"), (GROUP, "backupstoragelocations"), ("apps", "deployments"), ("", "persistentvolumeclaims"), ("", "endpoints")],
+        &[
+            (GROUP, "backups"),
+            (GROUP, "restores"),
+            (GROUP, "schedules"),
+            (GROUP, "backupstoragelocations"),
+            ("apps", "deployments"),
+            ("", "persistentvolumeclaims"),
+            ("", "endpoints"),
+        ],
         stop,
         move |ctx| {
             if !operator_running(ctx, "velero", "velero") {
@@ -104,16 +119,28 @@ fn store_service(url: &str) -> Option<(String, String)> {
 }
 
 fn store_available(ctx: &Ctx, bsl: &Value) -> Result<(), String> {
-    let url = bsl.pointer("/spec/config/s3Url").and_then(Value::as_str).unwrap_or("");
-    let bucket = bsl.pointer("/spec/objectStorage/bucket").and_then(Value::as_str).unwrap_or("");
+    let url = bsl
+        .pointer("/spec/config/s3Url")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bucket = bsl
+        .pointer("/spec/objectStorage/bucket")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let Some((ns, svc)) = store_service(url) else {
-        return Err(format!("BackupStorageLocation \"{}\" is unavailable: invalid s3Url {url:?}", obj::name(bsl)));
+        return Err(format!(
+            "BackupStorageLocation \"{}\" is unavailable: invalid s3Url {url:?}",
+            obj::name(bsl)
+        ));
     };
     let ready = ctx
         .client
         .get("", "endpoints", Some(&ns), &svc)
         .and_then(|e| e.pointer("/subsets").and_then(Value::as_array).cloned())
-        .is_some_and(|subs| subs.iter().any(|s| s["addresses"].as_array().is_some_and(|a| !a.is_empty())));
+        .is_some_and(|subs| {
+            subs.iter()
+                .any(|s| s["addresses"].as_array().is_some_and(|a| !a.is_empty()))
+        });
     if ready {
         Ok(())
     } else {
@@ -148,12 +175,16 @@ fn location(ctx: &Ctx, ns: &str, name: &str) -> Option<Value> {
             .into_iter()
             .find(|b| b.pointer("/spec/default") == Some(&Value::Bool(true)));
     }
-    ctx.client.get(GROUP, "backupstoragelocations", Some(ns), name)
+    ctx.client
+        .get(GROUP, "backupstoragelocations", Some(ns), name)
 }
 
 /// Next time a 5-field cron expression (minute hour day-of-month month day-of-week,
 /// `*`, numbers, lists, ranges and `*/n`) fires after `after`.
-pub fn cron_next(expr: &str, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+pub fn cron_next(
+    expr: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     use chrono::{Datelike, Timelike};
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if fields.len() != 5 {
@@ -178,10 +209,21 @@ pub fn cron_next(expr: &str, after: chrono::DateTime<chrono::Utc>) -> Option<chr
         }
         Some(out)
     };
-    let (mins, hours, doms, months, dows) = (parse(fields[0], 0, 59)?, parse(fields[1], 0, 23)?, parse(fields[2], 1, 31)?, parse(fields[3], 1, 12)?, parse(fields[4], 0, 6)?);
+    let (mins, hours, doms, months, dows) = (
+        parse(fields[0], 0, 59)?,
+        parse(fields[1], 0, 23)?,
+        parse(fields[2], 1, 31)?,
+        parse(fields[3], 1, 12)?,
+        parse(fields[4], 0, 6)?,
+    );
     let mut t = after.with_second(0)?.with_nanosecond(0)? + chrono::Duration::minutes(1);
     for _ in 0..(366 * 24 * 60) {
-        if months.contains(&t.month()) && doms.contains(&t.day()) && dows.contains(&t.weekday().num_days_from_sunday()) && hours.contains(&t.hour()) && mins.contains(&t.minute()) {
+        if months.contains(&t.month())
+            && doms.contains(&t.day())
+            && dows.contains(&t.weekday().num_days_from_sunday())
+            && hours.contains(&t.hour())
+            && mins.contains(&t.minute())
+        {
             return Some(t);
         }
         t += chrono::Duration::minutes(1);
@@ -192,10 +234,19 @@ pub fn cron_next(expr: &str, after: chrono::DateTime<chrono::Utc>) -> Option<chr
 fn schedules(ctx: &Ctx) {
     for s in ctx.client.list(GROUP, "schedules", None, None) {
         let ns = obj::namespace(&s).to_string();
-        let expr = s.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("");
+        let expr = s
+            .pointer("/spec/schedule")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let now = chrono::Utc::now();
         let Some(_) = cron_next(expr, now) else {
-            set_status(ctx, GROUP, "schedules", &s, json!({"phase": "FailedValidation", "validationErrors": [format!("invalid schedule: {expr}")]}));
+            set_status(
+                ctx,
+                GROUP,
+                "schedules",
+                &s,
+                json!({"phase": "FailedValidation", "validationErrors": [format!("invalid schedule: {expr}")]}),
+            );
             continue;
         };
         if s.pointer("/spec/paused") == Some(&Value::Bool(true)) {
@@ -203,8 +254,19 @@ fn schedules(ctx: &Ctx) {
         }
         // A backup is only worth starting once its location is usable; the first
         // one of a new schedule waits for that rather than failing validation.
-        let loc_name = s.pointer("/spec/template/storageLocation").and_then(Value::as_str).unwrap_or("");
-        if location(ctx, &ns, loc_name).and_then(|l| l.pointer("/status/phase").and_then(Value::as_str).map(String::from)).as_deref() != Some("Available") {
+        let loc_name = s
+            .pointer("/spec/template/storageLocation")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if location(ctx, &ns, loc_name)
+            .and_then(|l| {
+                l.pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .as_deref()
+            != Some("Available")
+        {
             continue;
         }
         let last = s
@@ -229,7 +291,8 @@ fn schedules(ctx: &Ctx) {
                 "spec": spec,
             }));
             if created.is_ok() {
-                status["lastBackup"] = json!(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                status["lastBackup"] =
+                    json!(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
             }
         }
         set_status(ctx, GROUP, "schedules", &s, status);
@@ -237,35 +300,65 @@ fn schedules(ctx: &Ctx) {
 }
 
 /// Resources Velero restores first (its default priorities), then everything else.
-const PRIORITY: &[&str] = &["namespaces", "storageclasses", "persistentvolumes", "persistentvolumeclaims", "secrets", "configmaps", "serviceaccounts", "limitranges", "pods", "replicasets"];
+const PRIORITY: &[&str] = &[
+    "namespaces",
+    "storageclasses",
+    "persistentvolumes",
+    "persistentvolumeclaims",
+    "secrets",
+    "configmaps",
+    "serviceaccounts",
+    "limitranges",
+    "pods",
+    "replicasets",
+];
 
 fn collect(ctx: &Ctx, namespaces: &[String]) -> StoredBackup {
     let mut b = StoredBackup::default();
     let reg = ctx.client.api.registry();
-    let skip = ["events", "endpoints", "endpointslices", "leases", "controllerrevisions"];
+    let skip = [
+        "events",
+        "endpoints",
+        "endpointslices",
+        "leases",
+        "controllerrevisions",
+    ];
     for ns in namespaces {
         if let Some(n) = ctx.client.get("", "namespaces", None, ns) {
-            b.items.push((String::new(), "namespaces".into(), clean(&n)));
+            b.items
+                .push((String::new(), "namespaces".into(), clean(&n)));
         }
-        for info in reg.all().filter(|i| i.namespaced && !skip.contains(&i.plural.as_str())) {
+        for info in reg
+            .all()
+            .filter(|i| i.namespaced && !skip.contains(&i.plural.as_str()))
+        {
             if info.group == GROUP {
                 continue;
             }
             for o in ctx.client.list(&info.group, &info.plural, Some(ns), None) {
                 // Controllers recreate what they own; Velero's restore does the same.
-                if obj::controller_of(&o).is_some() && matches!(info.plural.as_str(), "pods" | "replicasets" | "jobs") {
+                if obj::controller_of(&o).is_some()
+                    && matches!(info.plural.as_str(), "pods" | "replicasets" | "jobs")
+                {
                     continue;
                 }
                 if info.plural == "persistentvolumeclaims" {
                     if let Some(pv) = o.pointer("/spec/volumeName").and_then(Value::as_str) {
-                        b.volumes.insert(format!("{ns}/{}", obj::name(&o)), ctx.voldata.snapshot(pv));
+                        b.volumes
+                            .insert(format!("{ns}/{}", obj::name(&o)), ctx.voldata.snapshot(pv));
                     }
                 }
-                b.items.push((info.group.clone(), info.plural.clone(), clean(&o)));
+                b.items
+                    .push((info.group.clone(), info.plural.clone(), clean(&o)));
             }
         }
     }
-    b.items.sort_by_key(|(_, plural, _)| PRIORITY.iter().position(|p| p == plural).unwrap_or(PRIORITY.len()));
+    b.items.sort_by_key(|(_, plural, _)| {
+        PRIORITY
+            .iter()
+            .position(|p| p == plural)
+            .unwrap_or(PRIORITY.len())
+    });
     b
 }
 
@@ -273,7 +366,17 @@ fn collect(ctx: &Ctx, namespaces: &[String]) -> StoredBackup {
 fn clean(o: &Value) -> Value {
     let mut c = o.clone();
     if let Some(m) = c["metadata"].as_object_mut() {
-        for k in ["uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers"] {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+            "ownerReferences",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "finalizers",
+        ] {
             m.remove(k);
         }
     }
@@ -285,7 +388,9 @@ fn clean(o: &Value) -> Value {
             spec.remove("volumeName");
         }
         if let Some(a) = c["metadata"]["annotations"].as_object_mut() {
-            a.retain(|k, _| !k.starts_with("pv.kubernetes.io/") && !k.starts_with("volume.kubernetes.io/"));
+            a.retain(|k, _| {
+                !k.starts_with("pv.kubernetes.io/") && !k.starts_with("volume.kubernetes.io/")
+            });
         }
     }
     if c["kind"] == "Service" {
@@ -300,43 +405,96 @@ fn clean(o: &Value) -> Value {
 fn backups(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
     for b in ctx.client.list(GROUP, "backups", None, None) {
         let key = format!("backup/{}/{}", obj::namespace(&b), obj::name(&b));
-        let phase = b.pointer("/status/phase").and_then(Value::as_str).unwrap_or("").to_string();
+        let phase = b
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let ns = obj::namespace(&b).to_string();
-        let loc_name = b.pointer("/spec/storageLocation").and_then(Value::as_str).unwrap_or("");
+        let loc_name = b
+            .pointer("/spec/storageLocation")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         match phase.as_str() {
             "" | "New" => {
                 let Some(loc) = location(ctx, &ns, loc_name) else {
-                    set_status(ctx, GROUP, "backups", &b, json!({"phase": "FailedValidation", "validationErrors": [format!("an existing backup storage location was not specified at backup creation time and the default {loc_name:?} was not found")]}));
+                    set_status(
+                        ctx,
+                        GROUP,
+                        "backups",
+                        &b,
+                        json!({"phase": "FailedValidation", "validationErrors": [format!("an existing backup storage location was not specified at backup creation time and the default {loc_name:?} was not found")]}),
+                    );
                     continue;
                 };
                 if loc.pointer("/status/phase").and_then(Value::as_str) != Some("Available") {
-                    set_status(ctx, GROUP, "backups", &b, json!({"phase": "FailedValidation", "validationErrors": [format!("backup can't be created because BackupStorageLocation {} is in Unavailable status.", obj::name(&loc))]}));
+                    set_status(
+                        ctx,
+                        GROUP,
+                        "backups",
+                        &b,
+                        json!({"phase": "FailedValidation", "validationErrors": [format!("backup can't be created because BackupStorageLocation {} is in Unavailable status.", obj::name(&loc))]}),
+                    );
                     continue;
                 }
-                let namespaces: Vec<String> = b.pointer("/spec/includedNamespaces").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+                let namespaces: Vec<String> = b
+                    .pointer("/spec/includedNamespaces")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let collected = collect(ctx, &namespaces);
                 let total = collected.items.len();
                 let work = ctx.timing.backup_base + ctx.timing.backup_per_item * total as u32;
                 st.due.insert(key.clone(), Instant::now() + work);
                 store.put(&format!("{ns}/{}", obj::name(&b)), collected);
-                let ttl = b.pointer("/spec/ttl").and_then(Value::as_str).and_then(parse_go_duration).unwrap_or(Duration::from_secs(30 * 24 * 3600));
+                let ttl = b
+                    .pointer("/spec/ttl")
+                    .and_then(Value::as_str)
+                    .and_then(parse_go_duration)
+                    .unwrap_or(Duration::from_secs(30 * 24 * 3600));
                 let start = chrono::Utc::now();
-                set_status(ctx, GROUP, "backups", &b, json!({
-                    "phase": "InProgress", "version": 1, "formatVersion": "1.1.0",
-                    "startTimestamp": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "expiration": (start + chrono::Duration::from_std(ttl).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "progress": {"totalItems": total, "itemsBackedUp": 0},
-                }));
+                set_status(
+                    ctx,
+                    GROUP,
+                    "backups",
+                    &b,
+                    json!({
+                        "phase": "InProgress", "version": 1, "formatVersion": "1.1.0",
+                        "startTimestamp": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "expiration": (start + chrono::Duration::from_std(ttl).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "progress": {"totalItems": total, "itemsBackedUp": 0},
+                    }),
+                );
             }
             "InProgress" => {
                 let due = *st.due.entry(key.clone()).or_insert_with(Instant::now);
-                let total = b.pointer("/status/progress/totalItems").and_then(Value::as_i64).unwrap_or(0);
-                let loc_ok = location(ctx, &ns, loc_name).is_some_and(|l| store_available(ctx, &l).is_ok());
+                let total = b
+                    .pointer("/status/progress/totalItems")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let loc_ok =
+                    location(ctx, &ns, loc_name).is_some_and(|l| store_available(ctx, &l).is_ok());
                 if !loc_ok {
-                    set_status(ctx, GROUP, "backups", &b, json!({"phase": "Failed", "failureReason": "error uploading backup: the object store is unavailable", "completionTimestamp": now_ts(), "errors": 1}));
+                    set_status(
+                        ctx,
+                        GROUP,
+                        "backups",
+                        &b,
+                        json!({"phase": "Failed", "failureReason": "error uploading backup: the object store is unavailable", "completionTimestamp": now_ts(), "errors": 1}),
+                    );
                     st.due.remove(&key);
                 } else if Instant::now() >= due {
-                    set_status(ctx, GROUP, "backups", &b, json!({"phase": "Completed", "completionTimestamp": now_ts(), "progress": {"totalItems": total, "itemsBackedUp": total}, "errors": 0, "warnings": 0}));
+                    set_status(
+                        ctx,
+                        GROUP,
+                        "backups",
+                        &b,
+                        json!({"phase": "Completed", "completionTimestamp": now_ts(), "progress": {"totalItems": total, "itemsBackedUp": total}, "errors": 0, "warnings": 0}),
+                    );
                     st.due.remove(&key);
                     ctx.truth.record("velero", &key, "Completed");
                 }
@@ -349,8 +507,16 @@ fn backups(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
 /// A line in the velero pod's log (container `velero`), as the server logs errors.
 fn log(ctx: &Ctx, line: &str) {
     let pods = ctx.client.list("", "pods", Some("velero"), None);
-    if let Some(p) = pods.iter().find(|p| p.pointer("/metadata/labels/deploy").and_then(Value::as_str) == Some("velero")) {
-        ctx.sim.log("velero", obj::name(p), "velero", &format!("time=\"{}\" {line}", now_ts()));
+    if let Some(p) = pods
+        .iter()
+        .find(|p| p.pointer("/metadata/labels/deploy").and_then(Value::as_str) == Some("velero"))
+    {
+        ctx.sim.log(
+            "velero",
+            obj::name(p),
+            "velero",
+            &format!("time=\"{}\" {line}", now_ts()),
+        );
     }
 }
 
@@ -392,16 +558,32 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
 fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
     for r in ctx.client.list(GROUP, "restores", None, None) {
         let key = format!("restore/{}/{}", obj::namespace(&r), obj::name(&r));
-        let phase = r.pointer("/status/phase").and_then(Value::as_str).unwrap_or("").to_string();
+        let phase = r
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let ns = obj::namespace(&r).to_string();
         match phase.as_str() {
             "" | "New" => {
-                let backup_name = r.pointer("/spec/backupName").and_then(Value::as_str).unwrap_or("").to_string();
+                let backup_name = r
+                    .pointer("/spec/backupName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let backup = ctx.client.get(GROUP, "backups", Some(&ns), &backup_name);
-                let completed = backup.as_ref().is_some_and(|b| b.pointer("/status/phase").and_then(Value::as_str) == Some("Completed"));
+                let completed = backup.as_ref().is_some_and(|b| {
+                    b.pointer("/status/phase").and_then(Value::as_str) == Some("Completed")
+                });
                 let stored = store.get(&format!("{ns}/{backup_name}"));
                 let (Some(stored), true) = (stored, completed) else {
-                    set_status(ctx, GROUP, "restores", &r, json!({"phase": "FailedValidation", "validationErrors": [format!("backup {backup_name:?} is not Completed or was not found")]}));
+                    set_status(
+                        ctx,
+                        GROUP,
+                        "restores",
+                        &r,
+                        json!({"phase": "FailedValidation", "validationErrors": [format!("backup {backup_name:?} is not Completed or was not found")]}),
+                    );
                     continue;
                 };
                 let start = now_ts();
@@ -415,16 +597,31 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                     }
                     item["metadata"]["labels"]["velero.io/restore-name"] = json!(obj::name(&r));
                     item["metadata"]["labels"]["velero.io/backup-name"] = json!(backup_name);
-                    let ins = item.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
-                    if ctx.client.get(group, plural, ins.as_deref(), obj::name(&item)).is_some() {
-                        warnings.push(format!("could not restore, {} {:?} already exists.", item["kind"].as_str().unwrap_or(""), obj::name(&item)));
+                    let ins = item
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(String::from);
+                    if ctx
+                        .client
+                        .get(group, plural, ins.as_deref(), obj::name(&item))
+                        .is_some()
+                    {
+                        warnings.push(format!(
+                            "could not restore, {} {:?} already exists.",
+                            item["kind"].as_str().unwrap_or(""),
+                            obj::name(&item)
+                        ));
                         continue;
                     }
                     match ctx.client.create(item.clone()) {
                         Ok(_) => restored += 1,
                         Err(e) => {
                             errors += 1;
-                            let what = format!("{plural}/{}{}", ins.map(|n| format!("{n}/")).unwrap_or_default(), obj::name(&item));
+                            let what = format!(
+                                "{plural}/{}{}",
+                                ins.map(|n| format!("{n}/")).unwrap_or_default(),
+                                obj::name(&item)
+                            );
                             log(ctx, &format!("level=error msg=\"error restoring {what}: {}\" logSource=\"pkg/restore/restore.go:1567\" restore={ns}/{}", e.message.replace('"', "'"), obj::name(&r)));
                         }
                     }
@@ -432,23 +629,42 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                 let volumes: Vec<PendingVolume> = stored
                     .volumes
                     .into_iter()
-                    .filter_map(|(k, files)| k.split_once('/').map(|(a, b)| (a.to_string(), b.to_string(), files)))
+                    .filter_map(|(k, files)| {
+                        k.split_once('/')
+                            .map(|(a, b)| (a.to_string(), b.to_string(), files))
+                    })
                     .collect();
                 st.pending_volumes.insert(key.clone(), volumes);
-                st.due.insert(key.clone(), Instant::now() + ctx.timing.backup_base);
-                set_status(ctx, GROUP, "restores", &r, json!({
-                    "phase": "InProgress", "startTimestamp": start,
-                    "progress": {"totalItems": stored.items.len(), "itemsRestored": restored},
-                    "warnings": warnings.len(), "errors": errors,
-                }));
+                st.due
+                    .insert(key.clone(), Instant::now() + ctx.timing.backup_base);
+                set_status(
+                    ctx,
+                    GROUP,
+                    "restores",
+                    &r,
+                    json!({
+                        "phase": "InProgress", "startTimestamp": start,
+                        "progress": {"totalItems": stored.items.len(), "itemsRestored": restored},
+                        "warnings": warnings.len(), "errors": errors,
+                    }),
+                );
             }
             "InProgress" => {
                 // Write each volume's data once its claim is bound (restore-wait).
                 let pending = st.pending_volumes.entry(key.clone()).or_default();
                 pending.retain(|(pns, pvc, files)| {
-                    let pv = ctx.client.get("", "persistentvolumeclaims", Some(pns), pvc).and_then(|c| {
-                        (c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound")).then(|| c.pointer("/spec/volumeName").and_then(Value::as_str).map(String::from)).flatten()
-                    });
+                    let pv = ctx
+                        .client
+                        .get("", "persistentvolumeclaims", Some(pns), pvc)
+                        .and_then(|c| {
+                            (c.pointer("/status/phase").and_then(Value::as_str) == Some("Bound"))
+                                .then(|| {
+                                    c.pointer("/spec/volumeName")
+                                        .and_then(Value::as_str)
+                                        .map(String::from)
+                                })
+                                .flatten()
+                        });
                     match pv {
                         Some(pv) => {
                             ctx.voldata.restore(&pv, files.clone());
@@ -461,11 +677,30 @@ fn restores(ctx: &Ctx, store: &ObjectStore, st: &mut State) {
                 if pending.is_empty() && Instant::now() >= due {
                     st.pending_volumes.remove(&key);
                     st.due.remove(&key);
-                    let total = r.pointer("/status/progress/totalItems").cloned().unwrap_or(json!(0));
-                    let done = r.pointer("/status/progress/itemsRestored").cloned().unwrap_or(json!(0));
-                    let errors = r.pointer("/status/errors").and_then(Value::as_i64).unwrap_or(0);
-                    let phase = if errors > 0 { "PartiallyFailed" } else { "Completed" };
-                    set_status(ctx, GROUP, "restores", &r, json!({"phase": phase, "completionTimestamp": now_ts(), "progress": {"totalItems": total, "itemsRestored": done}, "errors": errors}));
+                    let total = r
+                        .pointer("/status/progress/totalItems")
+                        .cloned()
+                        .unwrap_or(json!(0));
+                    let done = r
+                        .pointer("/status/progress/itemsRestored")
+                        .cloned()
+                        .unwrap_or(json!(0));
+                    let errors = r
+                        .pointer("/status/errors")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    let phase = if errors > 0 {
+                        "PartiallyFailed"
+                    } else {
+                        "Completed"
+                    };
+                    set_status(
+                        ctx,
+                        GROUP,
+                        "restores",
+                        &r,
+                        json!({"phase": phase, "completionTimestamp": now_ts(), "progress": {"totalItems": total, "itemsRestored": done}, "errors": errors}),
+                    );
                     ctx.truth.record("velero", &key, phase);
                 }
             }
@@ -481,13 +716,29 @@ mod tests {
 
     #[test]
     fn cron_and_durations() {
-        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 25, 23, 10, 0).unwrap();
-        assert_eq!(cron_next("0 2 * * *", t).unwrap(), chrono::Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap());
-        assert_eq!(cron_next("*/15 * * * *", t).unwrap(), chrono::Utc.with_ymd_and_hms(2026, 11, 25, 23, 15, 0).unwrap());
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 23, 10, 0)
+            .unwrap();
+        assert_eq!(
+            cron_next("0 2 * * *", t).unwrap(),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap()
+        );
+        assert_eq!(
+            cron_next("*/15 * * * *", t).unwrap(),
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 25, 23, 15, 0)
+                .unwrap()
+        );
         assert!(cron_next("bad", t).is_none());
-        assert_eq!(parse_go_duration("168h0m0s"), Some(Duration::from_secs(168 * 3600)));
+        assert_eq!(
+            parse_go_duration("168h0m0s"),
+            Some(Duration::from_secs(168 * 3600))
+        );
         assert_eq!(parse_go_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_go_duration("1x"), None);
-        assert_eq!(store_service("http://rook-ceph-rgw-rgw.rook-ceph.svc:80"), Some(("rook-ceph".into(), "rook-ceph-rgw-rgw".into())));
+        assert_eq!(
+            store_service("http://rook-ceph-rgw-rgw.rook-ceph.svc:80"),
+            Some(("rook-ceph".into(), "rook-ceph-rgw-rgw".into()))
+        );
     }
 }

@@ -1,0 +1,279 @@
+//! Storage checks (phase 1): Ceph's health, OSDs and PGs through the toolbox, the
+//! CephCluster's reported health, pool replication and device classes, and a claim's
+//! round trip on a StorageClass.
+
+use std::time::Duration;
+
+use cucumber::then;
+
+use super::checks::{self, judge, judge_all, judge_yes, limit, CheckError, Unit};
+use crate::{
+    probe::{
+        ceph::{self, CephStatus},
+        platform, storage,
+    },
+    verdict::{Comparison, Criterion},
+    world::World,
+};
+
+/// Where probe claims are created.
+const CLAIM_NAMESPACE: &str = "default";
+
+/// 0 for HEALTH_OK, 1 for HEALTH_WARN, 2 for HEALTH_ERR (and anything unknown).
+fn severity(health: &str) -> f64 {
+    match health {
+        "HEALTH_OK" => 0.0,
+        "HEALTH_WARN" => 1.0,
+        _ => 2.0,
+    }
+}
+
+#[then(regex = r"^the Ceph cluster reports HEALTH_OK$")]
+async fn ceph_health_ok(world: &mut World) -> Result<(), CheckError> {
+    let s = ceph::status(world.client()).await?;
+    health_criterion(world, "ceph_health", &s.health, || s.describe_checks())
+}
+
+fn health_criterion(
+    world: &mut World,
+    name: &str,
+    health: &str,
+    details: impl FnOnce() -> String,
+) -> Result<(), CheckError> {
+    // Severity 0 is HEALTH_OK, 1 HEALTH_WARN, 2 HEALTH_ERR.
+    let pass = world.judge(Criterion::new(
+        name,
+        severity(health),
+        Comparison::AtMost,
+        0.0,
+        "",
+    ));
+    if pass {
+        return Ok(());
+    }
+    Err(CheckError::Unmet {
+        expected: "HEALTH_OK".into(),
+        seen: format!("{health} ({})", details()),
+    })
+}
+
+#[then(regex = r"^every OSD is up and in$")]
+async fn osds_up_and_in(world: &mut World) -> Result<(), CheckError> {
+    let s: CephStatus = ceph::status(world.client()).await?;
+    let total = s.osds as usize;
+    let up = judge_all(world, "osds_up", s.osds_up as usize, total, "OSDs");
+    let inn = judge_all(world, "osds_in", s.osds_in as usize, total, "OSDs");
+    if up && inn {
+        return Ok(());
+    }
+    Err(CheckError::Unmet {
+        expected: "every OSD up and in".into(),
+        seen: format!(
+            "{} of {} OSDs are up and {} in",
+            s.osds_up, s.osds, s.osds_in
+        ),
+    })
+}
+
+#[then(regex = r"^every placement group is active\+clean$")]
+async fn pgs_active_clean(world: &mut World) -> Result<(), CheckError> {
+    let s = ceph::status(world.client()).await?;
+    let (clean, total) = (s.pgs_active_clean(), s.pgs_total());
+    if judge_all(
+        world,
+        "pgs_active_clean",
+        clean as usize,
+        total as usize,
+        "PGs",
+    ) {
+        return Ok(());
+    }
+    Err(CheckError::Unmet {
+        expected: "every placement group active+clean".into(),
+        seen: format!("{clean} of {total} are; {}", s.describe_unclean()),
+    })
+}
+
+#[then(regex = r#"^the CephCluster "([^"]+)" in namespace "([^"]+)" reports HEALTH_OK$"#)]
+async fn cephcluster_health_ok(
+    world: &mut World,
+    name: String,
+    namespace: String,
+) -> Result<(), CheckError> {
+    let cluster = ceph::rook_object(world.client(), "CephCluster", &namespace, &name)
+        .await?
+        .ok_or_else(|| CheckError::Unmet {
+            expected: format!("CephCluster {namespace}/{name}"),
+            seen: "it does not exist".into(),
+        })?;
+    let health = ceph::cephcluster_health(&cluster).unwrap_or("no status.ceph.health");
+    let details = cluster
+        .pointer("/status/ceph/details")
+        .and_then(serde_json::Value::as_object)
+        .map(|d| {
+            d.iter()
+                .map(|(k, v)| format!("{k}: {}", v["message"].as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "no details".into());
+    health_criterion(
+        world,
+        &format!("cephcluster_health[{namespace}/{name}]"),
+        health,
+        || details,
+    )
+}
+
+#[then(regex = r#"^pool "([^"]+)" is replicated (\d+) times(?: on device class "([^"]+)")?$"#)]
+async fn pool_replicated(
+    world: &mut World,
+    pool: String,
+    size: u64,
+    device_class: String,
+) -> Result<(), CheckError> {
+    let client = world.client().clone();
+    // Ceph's own pool, not only the CephBlockPool's wish: the operator may lag or fail.
+    let pools = ceph::pools(&client).await?;
+    let actual = pools.iter().find(|p| p.name == pool);
+    let kind = world
+        .context()
+        .catalog
+        .resolve(&client, "cephblockpool.ceph.rook.io")
+        .await?;
+    let declared = platform::list(&client, &kind, None)
+        .await?
+        .into_iter()
+        .find(|o| platform::name(o) == pool);
+    let size_ok = world.judge(Criterion::new(
+        format!("pool_size[{pool}]"),
+        actual.map_or(f64::NAN, |p| p.size as f64),
+        Comparison::Equal,
+        size as f64,
+        "replicas",
+    ));
+    let mut problems = Vec::new();
+    if !size_ok {
+        problems.push(match actual {
+            Some(p) => format!("Ceph keeps {} replicas of {pool}", p.size),
+            None => format!(
+                "Ceph has no pool {pool} (pools: {})",
+                checks::list(pools.iter().map(|p| p.name.clone()), 10)
+            ),
+        });
+    }
+    if !device_class.is_empty() {
+        let (_, class) = declared
+            .as_ref()
+            .map_or((None, None), |o| ceph::blockpool_spec(o));
+        let class_ok = judge_yes(
+            world,
+            format!("pool_device_class[{pool}]"),
+            class == Some(device_class.as_str()),
+        );
+        if !class_ok {
+            problems.push(match (&declared, class) {
+                (None, _) => format!("there is no CephBlockPool {pool}"),
+                (Some(_), Some(c)) => format!("CephBlockPool {pool} is on device class {c}"),
+                (Some(_), None) => format!("CephBlockPool {pool} names no device class"),
+            });
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let what = if device_class.is_empty() {
+        format!("pool {pool} replicated {size} times")
+    } else {
+        format!("pool {pool} replicated {size} times on device class {device_class}")
+    };
+    Err(CheckError::Unmet {
+        expected: what,
+        seen: problems.join("; "),
+    })
+}
+
+#[then(
+    regex = r#"^a (\d+(?:Mi|Gi|Ti)) claim on storage class "([^"]+)" is bound within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?))(?: and cleaned up within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)))?$"#
+)]
+async fn claim_binds(
+    world: &mut World,
+    size: String,
+    class: String,
+    bind: String,
+    cleanup: String,
+) -> Result<(), CheckError> {
+    let bind = limit(world, &bind, Unit::Seconds)?;
+    let cleanup = (!cleanup.is_empty())
+        .then(|| limit(world, &cleanup, Unit::Seconds))
+        .transpose()?;
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let r = storage::claim_round_trip(
+        world.client(),
+        CLAIM_NAMESPACE,
+        &class,
+        &size,
+        secs(bind.value),
+        secs(cleanup.as_ref().map_or(bind.value, |c| c.value)),
+    )
+    .await?;
+    let bound_s = r
+        .bound_after
+        .map_or(f64::NAN, |d| checks::round3(d.as_secs_f64()));
+    let mut problems = Vec::new();
+    if !judge(
+        world,
+        format!("claim_bound_s[{class}]"),
+        bound_s,
+        Comparison::AtMost,
+        &bind,
+        "s",
+    ) {
+        problems.push(format!(
+            "claim {} was not Bound within {}s ({})",
+            r.claim,
+            bind.value,
+            r.pending_why.as_deref().unwrap_or("Pending")
+        ));
+    }
+    if let Some(cleanup) = &cleanup {
+        let cleaned_s = r
+            .cleaned_after
+            .map_or(f64::NAN, |d| checks::round3(d.as_secs_f64()));
+        if !judge(
+            world,
+            format!("claim_cleanup_s[{class}]"),
+            cleaned_s,
+            Comparison::AtMost,
+            cleanup,
+            "s",
+        ) {
+            problems.push(format!(
+                "the claim's storage was not gone within {}s ({}; the harness deleted it)",
+                cleanup.value,
+                r.leftover.as_deref().unwrap_or("still there")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(CheckError::Unmet {
+        expected: format!("a {size} claim on storage class {class} to bind and be cleaned up"),
+        seen: problems.join("; "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities() {
+        assert_eq!(severity("HEALTH_OK"), 0.0);
+        assert_eq!(severity("HEALTH_WARN"), 1.0);
+        assert_eq!(severity("HEALTH_ERR"), 2.0);
+        assert_eq!(severity("no status.ceph.health"), 2.0);
+    }
+}

@@ -1,0 +1,398 @@
+//! Negative runs: the five phase features against a twin with each named defect, through
+//! the library as `stormdrill run --defect NAME` does it. Each defect must fail exactly
+//! its expected criteria (by name; everything else passes) and give verdict no-go; the
+//! clean run is go. Defects the phase features cannot see (they need a fault: chaos and
+//! DR features judge them) must leave the verdict go.
+//!
+//! Runs in one process are serialised (the World's context is process-global), so each
+//! run is a child process of this test (the same binary, selected by an environment
+//! variable), a few at a time: `STORMDRILL_DEFECT_JOBS` (default 2: a twin's
+//! simulation keeps most of a core busy in a debug build).
+//! (`harness = false`: it prints its own report.)
+
+use std::{
+    collections::BTreeSet,
+    io::Read as _,
+    path::PathBuf,
+    process::{Command, ExitCode, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use stormdrill::{cli::RunArgs, diag, report::Summary, target::TargetKind, verdict::Verdict};
+
+/// Each defect and the criteria it must fail. Criteria after a failed step of the same
+/// scenario are not judged (cucumber skips the rest), hence e.g. `ceph-noout-set`
+/// fails `ceph_health` alone although the CephCluster reports the same warning.
+const EXPECTED: &[(&str, &[&str])] = &[
+    ("", &[]),
+    ("no-velero-schedule", &["velero_schedule_exists"]),
+    ("velero-ttl-wrong", &["velero_schedule_ttl_h"]),
+    ("bsl-unavailable", &["bsl_available[velero/default]"]),
+    // Ceph warns about a pool without replicas (POOL_NO_REDUNDANCY).
+    ("pool-size-1", &["ceph_health", "pool_size[nvme-pool]"]),
+    ("nvme-pool-size-3", &["pool_size[nvme-pool]"]),
+    ("api-single-replica", &["ready_replicas[openalex/fastapi]"]),
+    ("no-rate-limit", &["rate_limited[150 in 1 s]"]),
+    // No certificate, no HTTPS: the API's clients fail too.
+    (
+        "cert-not-ready",
+        &[
+            "certificate_ready[openalex/openalex-api-tls]",
+            "api_status[/health]",
+            "rate_limited[150 in 1 s]",
+        ],
+    ),
+    (
+        "prometheus-target-down",
+        &["prometheus_targets_up[postgresql]"],
+    ),
+    (
+        "no-loki-logs",
+        &[
+            "loki_lines[cert-manager]",
+            "loki_lines[flux-system]",
+            "loki_lines[gatekeeper-system]",
+            "loki_lines[harbor]",
+            "loki_lines[monitoring]",
+            "loki_lines[openalex/elasticsearch]",
+            "loki_lines[openalex/influxdb]",
+            "loki_lines[openalex/neo4j]",
+            "loki_lines[openalex/postgresql]",
+            "loki_lines[openalex/redis]",
+            "loki_lines[openalex]",
+            "loki_lines[projectcontour]",
+            "loki_lines[rook-ceph]",
+            "loki_lines[velero]",
+        ],
+    ),
+    ("missing-dashboard", &["grafana_dashboard[Ceph cluster]"]),
+    ("gatekeeper-absent", &["admission_denied[openalex nginx]"]),
+    ("flux-not-ready", &["flux_kustomizations_ready"]),
+    // Chaos only: recovery speed shows under an OSD fault (features/chaos-osd).
+    ("slow-osd-recovery", &[]),
+    // Chaos only: a drain shows the missing PDB (features/chaos-node).
+    ("db-no-pdb", &[]),
+    ("unscanned-image", &["images_scanned[openalex]"]),
+    (
+        "coredns-unreachable",
+        &["dns_resolves[fastapi.openalex.svc.cluster.local]"],
+    ),
+    ("ceph-noout-set", &["ceph_health"]),
+    ("hdd-pool-on-nvme", &["pool_device_class[hdd-pool]"]),
+    ("hdd-class-retain", &["claim_cleanup_s[ceph-hdd]"]),
+    ("db-on-local-path", &["pvcs_on_rook[openalex]"]),
+    // A certificate for another host: the handshake completes, the name does not
+    // match, and the API's clients refuse it.
+    (
+        "cert-wrong-host",
+        &[
+            "tls_certificate_name[api.openalex.univ-lehavre.fr]",
+            "api_status[/health]",
+            "rate_limited[150 in 1 s]",
+        ],
+    ),
+    ("prometheus-retention-default", &["prometheus_retention_d"]),
+    ("loki-retention-short", &["loki_retention_d"]),
+    // Created suspended, Flux never reconciles it: no Ready condition either.
+    (
+        "flux-suspended",
+        &["flux_kustomizations_ready", "flux_kustomizations_suspended"],
+    ),
+    ("no-thanos-query", &["thanos_history_series[up]"]),
+];
+
+const PHASES: &[&str] = &[
+    "phase1-foundations.feature",
+    "phase2-observability.feature",
+    "phase3-databases.feature",
+    "phase4-api.feature",
+    "phase5-production.feature",
+];
+
+const CHILD_ENV: &str = "STORMDRILL_DEFECT_CHILD";
+const RESULT_MARK: &str = "DEFECT-RESULT ";
+/// A child that takes longer is stuck: kill it and fail.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Behave like a libtest binary towards cargo (see tests/features.rs).
+    if args.iter().any(|a| a == "--list") {
+        println!("defects: test");
+        return ExitCode::SUCCESS;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "defects".contains(f.as_str())) {
+        return ExitCode::SUCCESS;
+    }
+    match std::env::var(CHILD_ENV) {
+        Ok(defect) => child(&defect),
+        Err(_) => parent(),
+    }
+}
+
+/// One run (in a child process): prints the verdict and the failed gating criteria.
+fn child(defect: &str) -> ExitCode {
+    let reports = tempfile::tempdir().expect("a temporary report folder");
+    let run = RunArgs {
+        features: PHASES
+            .iter()
+            .map(|f| manifest().join("../features").join(f))
+            .collect(),
+        stack: manifest().join("../fixtures/stack"),
+        target: TargetKind::Twin,
+        report_dir: reports.path().to_owned(),
+        profile: Some(manifest().join("../fixtures/acceptance/twin.yaml")),
+        defects: if defect.is_empty() {
+            vec![]
+        } else {
+            vec![defect.to_owned()]
+        },
+        seed: Some(1),
+        run_id: Some("defect".into()),
+        ..RunArgs::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(stormdrill::run(run)) {
+        Ok(outcome) => {
+            for line in outcome.closing_lines() {
+                println!("{line}");
+            }
+            let result = serde_json::json!({
+                "verdict": outcome.verdict,
+                "failed": failed_criteria(&outcome.summary),
+                "unexplained": unexplained_failures(&outcome.summary),
+            });
+            println!("{RESULT_MARK}{result}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("harness could not run: {}", diag::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn failed_criteria(s: &Summary) -> BTreeSet<String> {
+    s.scenarios
+        .iter()
+        .flat_map(|sc| &sc.criteria)
+        .filter(|c| c.gating && !c.pass)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Scenarios that failed without a failed criterion (a step error, an unknown step):
+/// a defect must show as criteria, not as a harness that could not check.
+fn unexplained_failures(s: &Summary) -> Vec<String> {
+    s.scenarios
+        .iter()
+        .filter(|sc| sc.status != stormdrill::verdict::ScenarioStatus::Passed)
+        .filter(|sc| !sc.criteria.iter().any(|c| c.gating && !c.pass))
+        .map(|sc| {
+            format!(
+                "{}:{} {}: {}",
+                sc.feature,
+                sc.line,
+                sc.name,
+                sc.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+struct Outcome {
+    defect: String,
+    elapsed: Duration,
+    problem: Option<String>,
+}
+
+fn check(defect: &str, expected: &[&str], output: &str) -> Option<String> {
+    let Some(line) = output.lines().find_map(|l| l.strip_prefix(RESULT_MARK)) else {
+        return Some("the run gave no result".into());
+    };
+    let v: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("unreadable result {line:?}: {e}")),
+    };
+    let verdict: Verdict = serde_json::from_value(v["verdict"].clone()).unwrap_or(Verdict::Error);
+    let failed: BTreeSet<String> = serde_json::from_value(v["failed"].clone()).unwrap_or_default();
+    let want: BTreeSet<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+    let want_verdict = if want.is_empty() {
+        Verdict::Go
+    } else {
+        Verdict::NoGo
+    };
+    let mut problems = Vec::new();
+    if verdict != want_verdict {
+        problems.push(format!("verdict {verdict}, expected {want_verdict}"));
+    }
+    let missing: Vec<&String> = want.difference(&failed).collect();
+    let extra: Vec<&String> = failed.difference(&want).collect();
+    if !missing.is_empty() {
+        problems.push(format!("expected to fail but did not: {missing:?}"));
+    }
+    if !extra.is_empty() {
+        problems.push(format!("failed unexpectedly: {extra:?}"));
+    }
+    let unexplained: Vec<String> =
+        serde_json::from_value(v["unexplained"].clone()).unwrap_or_default();
+    if !unexplained.is_empty() {
+        problems.push(format!(
+            "scenarios failed without a failed criterion: {unexplained:?}"
+        ));
+    }
+    let name = if defect.is_empty() { "clean" } else { defect };
+    (!problems.is_empty()).then(|| format!("{name}: {}", problems.join("; ")))
+}
+
+fn run_child(exe: &std::path::Path, defect: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let spawned = Command::new(exe)
+        .env(CHILD_ENV, defect)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return (format!("cannot start the run: {e}"), started.elapsed()),
+    };
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > CHILD_TIMEOUT => {
+                // Our own child, by its handle.
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => break,
+        }
+    }
+    (reader.join().unwrap_or_default(), started.elapsed())
+}
+
+fn parent() -> ExitCode {
+    let known: BTreeSet<&str> = stormdrill::target::twin_defects()
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    let listed: BTreeSet<&str> = EXPECTED
+        .iter()
+        .map(|(d, _)| *d)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if known != listed {
+        eprintln!(
+            "defects: the expectations must list every twin defect exactly: missing {:?}, unknown {:?}",
+            known.difference(&listed).collect::<Vec<_>>(),
+            listed.difference(&known).collect::<Vec<_>>()
+        );
+        return ExitCode::FAILURE;
+    }
+    let jobs: usize = std::env::var("STORMDRILL_DEFECT_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .unwrap_or(2)
+        .clamp(1, 8);
+    // Children run from a private link to this binary: a build sharing the target
+    // folder may replace the original while the runs go on.
+    let private = tempfile::tempdir().expect("a temporary folder");
+    let exe = std::env::current_exe().expect("this test's binary");
+    let copy = private.path().join("defects-child");
+    let exe = if std::fs::hard_link(&exe, &copy)
+        .or_else(|_| std::fs::copy(&exe, &copy).map(drop))
+        .is_ok()
+    {
+        copy
+    } else {
+        exe
+    };
+    let exe = Arc::new(exe);
+    let queue = Arc::new(Mutex::new(EXPECTED.iter().collect::<Vec<_>>()));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..jobs)
+        .map(|_| {
+            let (queue, outcomes, exe) = (queue.clone(), outcomes.clone(), exe.clone());
+            std::thread::spawn(move || loop {
+                let Some((defect, expected)) =
+                    queue.lock().unwrap_or_else(|e| e.into_inner()).pop()
+                else {
+                    return;
+                };
+                let (output, elapsed) = run_child(&exe, defect);
+                let problem = check(defect, expected, &output).map(|p| {
+                    let tail: Vec<&str> = output.lines().rev().take(40).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    format!(
+                        "{p}\n    --- end of its output ---\n    {}",
+                        tail.join("\n    ")
+                    )
+                });
+                let name = if defect.is_empty() { "clean" } else { defect };
+                println!(
+                    "defects: {name:<30} {:>5.1}s {}",
+                    elapsed.as_secs_f64(),
+                    if problem.is_some() { "FAILED" } else { "ok" }
+                );
+                outcomes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Outcome {
+                        defect: name.to_owned(),
+                        elapsed,
+                        problem,
+                    });
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let outcomes = outcomes.lock().unwrap_or_else(|e| e.into_inner());
+    if outcomes.len() != EXPECTED.len() {
+        eprintln!(
+            "defects: only {} of {} runs reported",
+            outcomes.len(),
+            EXPECTED.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.problem.is_some()).collect();
+    let slowest = outcomes.iter().max_by_key(|o| o.elapsed);
+    println!(
+        "defects: {} runs in {:.1}s ({} at a time; slowest {} {:.1}s), {} failed",
+        outcomes.len(),
+        started.elapsed().as_secs_f64(),
+        jobs,
+        slowest.map_or("-", |o| o.defect.as_str()),
+        slowest.map_or(0.0, |o| o.elapsed.as_secs_f64()),
+        failed.len()
+    );
+    for o in &failed {
+        eprintln!("defects: {}", o.problem.as_deref().unwrap_or(""));
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
