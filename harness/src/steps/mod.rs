@@ -357,8 +357,9 @@ pub const CATALOG: &[StepDoc] = &[
         keywords: GIVEN,
         pattern: "the documented stack is applied",
         example: "the documented stack is applied",
-        summary: "applies --stack once for concurrent scenarios, waits up to stack.settle_s for \
-                  readiness; not-ready objects are left to the checks (measure stack_not_ready)",
+        summary: "applies --stack once per run, waits for its workloads, then up to \
+                  stack.settle_s for operator-reported health; what is not ready is left to \
+                  the checks (measure stack_not_ready)",
     },
     StepDoc {
         keywords: THEN,
