@@ -466,7 +466,14 @@ async fn handle(
             ),
         });
     }
-    let db = route.db.clone();
+    // Blocked I/O waits, as a client of an inactive PG does: it resumes when the PGs
+    // peer again, or the query times out.
+    let mut db = route.db.clone();
+    let stall_deadline = std::time::Instant::now() + s.model.blocked_io_stall;
+    while db == DbState::Blocked && std::time::Instant::now() < stall_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        db = s.route(&host).map(|r| r.db).unwrap_or(DbState::Blocked);
+    }
     let (db_pod, slow) = match db {
         DbState::Ok { pod, slow } => (pod, slow),
         DbState::Unavailable(why) => {
@@ -474,7 +481,6 @@ async fn handle(
             return Ok(respond(503, json!({"detail": why}), &[]));
         }
         DbState::Blocked => {
-            tokio::time::sleep(s.model.blocked_io_stall).await;
             return Ok(respond(
                 504,
                 json!({"detail": "database query timed out"}),
