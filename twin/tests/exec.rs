@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, AttachParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, AttachParams, LogParams, PostParams};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 use stormdrill_twin::sim::{ExecOutput, HttpResponse};
@@ -468,7 +468,7 @@ async fn service_proxy_reaches_a_registered_handler() {
     )
     .await
     .unwrap();
-    // The kubelet makes it Ready; until it does (or without it), so does the test.
+    // The kubelet starts it and marks it Ready (status written by the test would race it).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let p = pods.get("web-0").await.unwrap();
@@ -481,21 +481,26 @@ async fn service_proxy_reaches_a_registered_handler() {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "web-0 never Ready");
-        let _ = pods
-            .patch_status(
-                "web-0",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {
-                    "phase": "Running", "podIP": "10.244.1.50",
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                    "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0,
-                        "image": "example.com/web:1.0", "imageID": "", "state": {"running": {}}}]
-                }})),
-            )
-            .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The endpoints controller publishes the Ready pod a moment later, as upstream.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/services/web/proxy/hello",
+        None,
+    )
+    .await
+    .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web-0 never became an endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for path in [
         "/api/v1/namespaces/default/services/web/proxy/hello?x=1",
         "/api/v1/namespaces/default/services/web:http/proxy/hello?x=1",
