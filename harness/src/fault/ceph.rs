@@ -9,14 +9,13 @@ use std::time::Duration;
 use futures::{future::BoxFuture, FutureExt as _};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{
-    api::{Api, AttachParams, DynamicObject, ListParams},
+    api::{Api, DynamicObject, ListParams},
     core::GroupVersionKind,
     discovery::ApiResource,
     Client, ResourceExt,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::AsyncReadExt as _;
 
 use super::{Fault, FaultCtx, FaultError, FaultKind, Plan, Revert, Reverted};
 
@@ -34,15 +33,8 @@ pub enum CephError {
     NoToolbox,
     #[error("listing the toolbox pods failed")]
     List(#[source] kube::Error),
-    #[error("exec of `{command}` in pod {pod} failed")]
-    Exec {
-        command: String,
-        pod: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("`{command}` in pod {pod} did not finish within {}s", EXEC_TIMEOUT.as_secs())]
-    Timeout { command: String, pod: String },
+    #[error(transparent)]
+    Exec(#[from] crate::probe::exec::ExecError),
     #[error("`{command}` failed (exit code {code}): {stderr}")]
     Failed {
         command: String,
@@ -117,58 +109,24 @@ impl Toolbox {
         let mut argv = vec!["ceph"];
         argv.extend_from_slice(args);
         let command = argv.join(" ");
-        let pod = format!("{}/{}", self.namespace, self.pod);
-        let api: Api<Pod> = Api::namespaced(client.clone(), &self.namespace);
-        let run = async {
-            let ap = AttachParams::default()
-                .stdin(false)
-                .stdout(true)
-                .stderr(true);
-            let mut p = api
-                .exec(&self.pod, argv.clone(), &ap)
-                .await
-                .map_err(|source| CephError::Exec {
-                    command: command.clone(),
-                    pod: pod.clone(),
-                    source,
-                })?;
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (mut so, mut se) = (p.stdout(), p.stderr());
-            let status = p.take_status();
-            let read_out = async {
-                if let Some(r) = so.as_mut() {
-                    let _ = r.read_to_end(&mut out).await;
-                }
-            };
-            let read_err = async {
-                if let Some(r) = se.as_mut() {
-                    let _ = r.read_to_end(&mut err).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
-            let status = match status {
-                Some(s) => s.await,
-                None => None,
-            };
-            let _ = p.join().await;
-            Ok::<_, CephError>((out, err, status))
-        };
-        let (out, err, status) =
-            tokio::time::timeout(EXEC_TIMEOUT, run)
-                .await
-                .map_err(|_| CephError::Timeout {
-                    command: command.clone(),
-                    pod: pod.clone(),
-                })??;
-        let code = status.as_ref().map_or(0, exit_code);
-        if code != 0 {
+        // The same exec path as every probe (crate::probe::exec), with a toolbox timeout.
+        let out = crate::probe::exec::run(
+            client,
+            &self.namespace,
+            &self.pod,
+            None,
+            &argv,
+            EXEC_TIMEOUT,
+        )
+        .await?;
+        if out.exit_code != 0 {
             return Err(CephError::Failed {
                 command,
-                code,
-                stderr: String::from_utf8_lossy(&err).trim().to_owned(),
+                code: out.exit_code,
+                stderr: out.stderr.trim().to_owned(),
             });
         }
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        Ok(out.stdout)
     }
 
     /// Finds a toolbox and runs `ceph ARGS`, retrying for up to `patience` while no
@@ -220,21 +178,6 @@ impl Toolbox {
             source,
         })
     }
-}
-
-/// The exit code of an exec's final Status: 0 on Success, the `ExitCode` cause on
-/// NonZeroExitCode, else 1.
-fn exit_code(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> i32 {
-    if s.status.as_deref() == Some("Success") {
-        return 0;
-    }
-    s.details
-        .as_ref()
-        .and_then(|d| d.causes.as_ref())
-        .and_then(|c| c.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
-        .and_then(|c| c.message.as_deref())
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(1)
 }
 
 /// Whether `osd.ID` is in, from `ceph osd tree -f json` (out OSDs have reweight 0);
@@ -537,8 +480,8 @@ mod tests {
             serde_json::from_value(json!({"status": "Failure", "reason": "NonZeroExitCode",
                 "details": {"causes": [{"reason": "ExitCode", "message": "22"}]}}))
             .unwrap();
-        assert_eq!(exit_code(&s), 22);
+        assert_eq!(crate::probe::exec::exit_code(&s), 22);
         let ok = serde_json::from_value(json!({"status": "Success"})).unwrap();
-        assert_eq!(exit_code(&ok), 0);
+        assert_eq!(crate::probe::exec::exit_code(&ok), 0);
     }
 }
