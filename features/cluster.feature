@@ -1,4 +1,4 @@
-@phase1 @smoke
+@phase1 @smoke @nightly
 Feature: The cluster is reachable and healthy
   The first look at any target, before anything is deployed or broken: the API
   server answers, nodes and the control plane are Ready, and the core objects exist.

@@ -1,4 +1,4 @@
-@phase1 @gating
+@phase1 @gating @nightly
 Feature: Phase 1 - foundations
   The seed's first phase validates the base the rest stands on: the cluster is
   healthy, storage is provisioned, HTTPS works. Thresholds named "the profile's X"

@@ -1,4 +1,4 @@
-@phase2 @gating
+@phase2 @gating @nightly
 Feature: Phase 2 - observability
   Metrics are collected from every documented exporter and kept 15 days, logs of
   every namespace reach Loki and are kept 30 days, and the documented dashboards

@@ -1,4 +1,4 @@
-@phase3 @gating
+@phase3 @gating @nightly
 Feature: Phase 3 - databases
   The databases run on volumes Rook provisioned, their exporters are scraped and
   their logs reach Loki.

@@ -8,13 +8,14 @@ Feature: Phase 4 - API and ETL
   Background:
     Given the documented stack is applied
 
+  @nightly
   Scenario: the API is reachable through Contour
     Then deployment "fastapi" in namespace "openalex" has 3 Ready replicas within 10 seconds
     And the API answers "/health" with status 200
     And the API answers "/works?per_page=1" with status 200
 
   # Alone: other scenarios' requests from the same address would share its windows.
-  @serial
+  @serial @nightly
   Scenario: rate limiting is active
     Then 150 requests to "/health" within one second from one address get at least one 429
     And 50 requests to "/health" within one second from one address get no 429

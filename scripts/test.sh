@@ -7,3 +7,11 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The OSD chaos feature against a real Ceph cluster under the twin (issue #9), after the
+# simulated runs: the same feature, with Ceph's own daemons behind the Rook operator.
+if command -v ceph-mon >/dev/null 2>&1; then
+  cargo run --locked -q -p stormdrill -- run features/chaos-osd.feature --ceph real \
+    --report-dir "${CARGO_TARGET_DIR:-target}/ceph-real-reports"
+else
+  echo "test: real Ceph is not installed (scripts/ceph-setup.sh): chaos-osd --ceph real skipped"
+fi

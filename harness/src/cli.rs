@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     tags::TagExpr,
-    target::{TargetKind, TimingProfile},
+    target::{CephMode, TargetKind, TimingProfile},
 };
 
 #[derive(Debug, Parser)]
@@ -44,13 +44,96 @@ pub enum Command {
     Bench(BenchArgs),
     /// Deploy the documented stack (fixtures/stack) on a cluster and wait until it is ready.
     ///
-    /// For the twin, use `stormdrill twin serve --with-stack` (the twin lives as long
-    /// as its process). Exit codes: 0 ready, 1 deployed but not all ready, 2 could not run.
+    /// `--target kind` first creates (or converges) a local kind cluster with its OSD
+    /// devices and the operators (Helm). For the twin, use `stormdrill twin serve
+    /// --with-stack` (the twin lives as long as its process). Exit codes: 0 ready, 1
+    /// deployed but not all ready, 2 could not run.
     Up(UpArgs),
+    /// Delete a kind cluster made by `stormdrill up --target kind`, with its OSD devices.
+    Down(DownArgs),
+    /// Run a scenario file (scenarios/NAME.yaml) as a game day, for people: the plan
+    /// first, a confirmation before each destructive step (or --yes), the live view,
+    /// Ctrl-C reverts everything, and reports/<run>/timeline.md for the post-mortem.
+    ///
+    /// Exit codes: 0 all criteria passed, 1 a criterion or step failed, 2 could not
+    /// run, 3 aborted (faults reverted).
+    Gameday(GamedayArgs),
+}
+
+/// `stormdrill gameday`.
+#[derive(Clone, Debug, Args)]
+pub struct GamedayArgs {
+    /// A scenario name (scenarios/NAME.yaml, e.g. pod-kill) or a YAML file.
+    pub scenario: String,
+    /// Do not ask before destructive steps.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Where the faults go.
+    #[arg(long, value_enum, default_value_t = TargetKind::Twin)]
+    pub target: TargetKind,
+    /// Kubeconfig for --target cluster [default: $KUBECONFIG or ~/.kube/config]
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for --target cluster [default: current context]
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Folder for run reports; the game day writes <report-dir>/<run-id>/.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Acceptance profile (YAML) [default for --target twin: fixtures/acceptance/twin.yaml]
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Seed for every random choice [default: random, recorded in summary.json]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run id, the report folder's name [default: UTC time + 4 hex digits]
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// The twin's timing profile (--target twin only).
+    #[arg(long, value_enum, default_value_t = TimingProfile::Fast)]
+    pub timing: TimingProfile,
+    /// The stack's manifests, deployed on the twin first.
+    #[arg(long, default_value = "fixtures/stack")]
+    pub stack: PathBuf,
+    /// Allow destructive faults on --target cluster (the cluster must also opt in).
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// Target config (YAML): node power commands for --target cluster.
+    #[arg(long)]
+    pub target_config: Option<PathBuf>,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Clone, Debug, Args)]
 pub struct UpArgs {
+    /// `cluster`: deploy on the cluster of --kubeconfig/--context; `kind`: create or
+    /// converge a local kind cluster first.
+    #[arg(long, value_enum, default_value_t = TargetKind::Cluster)]
+    pub target: TargetKind,
+    /// The kind cluster's name (--target kind).
+    #[arg(long, default_value = "stormdrill")]
+    pub name: String,
+    /// The kind files: cluster.yaml, up.yaml (pinned charts, deadlines), values/, stack/.
+    #[arg(long, default_value = "fixtures/kind")]
+    pub kind_dir: PathBuf,
+    /// Where kind clusters' state lives (OSD files, kubeconfig, generated stack)
+    /// [default: ~/.cache/stormdrill/kind]
+    #[arg(long, env = "STORMDRILL_KIND_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The API Deployment's image (--target kind) [default: build fixtures/api and load it]
+    #[arg(long)]
+    pub api_image: Option<String>,
+    /// Git repository Flux reconciles fixtures/kind/gitops/ from (--target kind).
+    #[arg(long, env = "STORMDRILL_GITOPS_URL")]
+    pub gitops_url: Option<String>,
+    /// Branch of --gitops-url.
+    #[arg(long, default_value = "main", env = "STORMDRILL_GITOPS_BRANCH")]
+    pub gitops_branch: String,
+    /// Size of each OSD file in GiB (two per worker; sparse).
+    #[arg(long, default_value_t = 10)]
+    pub osd_size_gb: u64,
     /// Kubeconfig [default: $KUBECONFIG or ~/.kube/config]
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -60,9 +143,23 @@ pub struct UpArgs {
     /// The stack's manifests, applied in file-name order.
     #[arg(long, default_value = "fixtures/stack")]
     pub stack: PathBuf,
-    /// Deadline for the whole deployment, in seconds.
+    /// Deadline for the whole deployment, in seconds (--target cluster; kind uses the
+    /// per-part deadlines of up.yaml).
     #[arg(long, default_value_t = 1800)]
     pub timeout: u64,
+}
+
+/// `stormdrill down`: the kind cluster of `up --target kind`.
+#[derive(Clone, Debug, Args)]
+pub struct DownArgs {
+    /// The kind cluster's name.
+    #[arg(long, default_value = "stormdrill")]
+    pub name: String,
+    #[arg(long, default_value = "fixtures/kind")]
+    pub kind_dir: PathBuf,
+    /// [default: ~/.cache/stormdrill/kind]
+    #[arg(long, env = "STORMDRILL_KIND_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -97,6 +194,10 @@ pub struct RunArgs {
     /// The twin's timing profile (--target twin only).
     #[arg(long, value_enum, default_value_t = TimingProfile::Fast)]
     pub timing: TimingProfile,
+    /// The twin's Ceph: its model, or a real local cluster (--target twin only; real
+    /// needs the packages of scripts/ceph-setup.sh).
+    #[arg(long, value_enum, default_value_t = CephMode::Simulated)]
+    pub ceph: CephMode,
     /// Base URL of the API under test, for load steps (e.g. https://api.example:8443).
     #[arg(long)]
     pub api_url: Option<http::Uri>,
@@ -124,6 +225,28 @@ pub struct RunArgs {
     /// --target twin only; `stormdrill twin defects` lists them).
     #[arg(long = "defect", value_name = "NAME")]
     pub defects: Vec<String>,
+    /// The kind cluster's name (--target kind) [default: stormdrill]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print only the closing summary and errors: no step output, no progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Log lines (and progress lines when not in a terminal) as text or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Push the run's measurements (metrics.prom) to this Prometheus Pushgateway,
+    /// e.g. http://127.0.0.1:9091 (job `stormdrill`).
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<http::Uri>,
+}
+
+/// How log lines are written (stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
 }
 
 impl Default for RunArgs {
@@ -140,6 +263,7 @@ impl Default for RunArgs {
             seed: None,
             run_id: None,
             timing: TimingProfile::Fast,
+            ceph: CephMode::Simulated,
             api_url: None,
             api_ca: None,
             api_source_addr: None,
@@ -148,6 +272,10 @@ impl Default for RunArgs {
             target_config: None,
             stack: PathBuf::from("fixtures/stack"),
             defects: Vec::new(),
+            name: None,
+            quiet: false,
+            log_format: LogFormat::Text,
+            pushgateway: None,
         }
     }
 }
@@ -193,6 +321,33 @@ pub struct BenchArgs {
     /// Seconds of each open-loop rate run.
     #[arg(long, default_value_t = 3)]
     pub rate_duration: u64,
+    /// (c) detection lag: events of each kind (a p99 needs at least 50).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub lag_events: u64,
+    /// (c) the Ceph observer's poll interval, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub ceph_interval_ms: u64,
+    /// Skip (c), the detection lag on a twin (a few minutes).
+    #[arg(long)]
+    pub skip_lag: bool,
+    /// Skip (d), the feature suite on a twin (about 25 s in a release build).
+    #[arg(long)]
+    pub skip_suite: bool,
+    /// (e) seconds of the long run at 1,000 req/s.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub memory_duration: u64,
+    /// Skip (e), the long run.
+    #[arg(long)]
+    pub skip_memory: bool,
+    /// (d) the features to run.
+    #[arg(long, default_value = "features")]
+    pub features: PathBuf,
+    /// (c) and (d) the stack's manifests.
+    #[arg(long, default_value = "fixtures/stack")]
+    pub stack: PathBuf,
+    /// (d) where the suite's run report goes.
+    #[arg(long, default_value = "reports")]
+    pub report_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +372,10 @@ pub struct TwinServeArgs {
     /// Delays of the simulated cluster.
     #[arg(long, value_enum, default_value_t = TimingProfile::Fast)]
     pub timing: TimingProfile,
+    /// The Ceph behind the Rook operator: the model, or a real local cluster (needs the
+    /// packages of scripts/ceph-setup.sh; stopped with the twin).
+    #[arg(long, value_enum, default_value_t = CephMode::Simulated)]
+    pub ceph: CephMode,
     /// Deploy the documented stack (the manifests of --stack) before serving.
     #[arg(long)]
     pub with_stack: bool,
@@ -308,5 +467,40 @@ mod tests {
                 .command,
             Command::Steps
         ));
+    }
+
+    #[test]
+    fn ceph_backend_option() {
+        let Command::Run(r) = Cli::try_parse_from(["stormdrill", "run"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(r.ceph, CephMode::Simulated);
+        let Command::Run(r) = Cli::try_parse_from(["stormdrill", "run", "--ceph", "real"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(r.ceph, CephMode::Real);
+        let cli = Cli::try_parse_from([
+            "stormdrill",
+            "twin",
+            "serve",
+            "--kubeconfig-out",
+            "k",
+            "--ceph",
+            "real",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Twin {
+                command: TwinCommand::Serve(TwinServeArgs {
+                    ceph: CephMode::Real,
+                    ..
+                })
+            }
+        ));
+        assert!(Cli::try_parse_from(["stormdrill", "run", "--ceph", "imaginary"]).is_err());
     }
 }

@@ -6,15 +6,19 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::Parser as _;
 use stormdrill::{
-    cli::{BenchArgs, Cli, Command, TwinCommand, TwinServeArgs},
-    diag, load, signal, steps, target,
+    cli::{BenchArgs, Cli, Command, LogFormat, TwinCommand, TwinServeArgs},
+    diag, load, progress, signal, steps, target,
     verdict::Verdict,
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    match &cli.command {
+        Command::Run(a) => progress::init_output(a.log_format, a.quiet),
+        Command::Gameday(a) => progress::init_output(a.log_format, false),
+        _ => progress::init_output(LogFormat::Text, false),
+    };
     match cli.command {
         Command::Run(args) => match stormdrill::run(args).await {
             Ok(outcome) => {
@@ -25,6 +29,18 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 // One line: CI logs and people both read the first line only.
+                eprintln!("error: {}", diag::one_line(&e));
+                ExitCode::from(2)
+            }
+        },
+        Command::Gameday(args) => match stormdrill::gameday::run(args).await {
+            Ok(outcome) => {
+                for line in outcome.closing_lines() {
+                    println!("{line}");
+                }
+                exit_code(outcome.verdict)
+            }
+            Err(e) => {
                 eprintln!("error: {}", diag::one_line(&e));
                 ExitCode::from(2)
             }
@@ -70,6 +86,13 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Down(args) => match stormdrill::up::down_command(&args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", diag::one_line(&e));
+                ExitCode::from(2)
+            }
+        },
         Command::Bench(args) => match bench(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -81,13 +104,7 @@ async fn main() -> ExitCode {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let opts = load::bench::BenchOptions {
-        duration: Duration::from_secs(args.duration),
-        connections: args.connections,
-        rates: args.rates.iter().map(|&r| f64::from(r)).collect(),
-        rate_duration: Duration::from_secs(args.rate_duration),
-        ..Default::default()
-    };
+    let opts = load::bench::BenchOptions::from_args(&args);
     // The bench pins its own threads; keep it off the runtime's workers.
     let report = tokio::task::spawn_blocking(move || load::bench::run(&opts))
         .await
@@ -110,11 +127,12 @@ fn exit_code(verdict: Verdict) -> ExitCode {
 }
 
 async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
-    let twin = target::serve_twin(
+    let twin = target::serve_twin_with_ceph(
         args.port,
         args.seed,
         args.timing,
         &args.defects,
+        args.ceph,
         &args.kubeconfig_out,
     )
     .await
@@ -146,6 +164,13 @@ async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
 }
 
 async fn up(args: stormdrill::cli::UpArgs) -> anyhow::Result<bool> {
+    match args.target {
+        target::TargetKind::Kind => return Ok(stormdrill::up::up_command(&args).await?),
+        target::TargetKind::Twin => anyhow::bail!(
+            "`up --target twin`: the twin lives as long as its process; use `stormdrill twin serve --with-stack`"
+        ),
+        target::TargetKind::Cluster => {}
+    }
     let spec = target::TargetSpec {
         kind: target::TargetKind::Cluster,
         kubeconfig: args.kubeconfig.clone(),
@@ -174,18 +199,4 @@ async fn up(args: stormdrill::cli::UpArgs) -> anyhow::Result<bool> {
         println!("  not ready: {}: {}", nr.object, nr.reason);
     }
     Ok(report.not_ready.is_empty())
-}
-
-fn init_tracing() {
-    // stderr, so stdout stays cucumber's and the report line's. kube's client logs
-    // every failed request at ERROR; we report those errors ourselves, once.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "warn,kube_client::client::builder=off,kube_client::client=error",
-        )
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

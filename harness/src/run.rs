@@ -40,6 +40,8 @@ pub struct Outcome {
     pub run_dir: RunDir,
     pub verdict: Verdict,
     pub summary: Summary,
+    /// `--pushgateway`: where the metrics went, or why they did not.
+    pub pushed: Option<Result<String, String>>,
 }
 
 impl Outcome {
@@ -79,6 +81,12 @@ impl Outcome {
             lines.push(section.trim_end().to_owned());
         }
         lines.extend(failed);
+        match &self.pushed {
+            Some(Ok(url)) => lines.push(format!("metrics pushed to {url}")),
+            // A failed push never changes the verdict; it is said, not hidden.
+            Some(Err(e)) => lines.push(format!("warning: metrics not pushed: {e}")),
+            None => {}
+        }
         // Last, so the report's path is the final thing on screen.
         lines.push(self.run_dir.terminal_line(self.verdict));
         lines
@@ -121,6 +129,8 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         seed,
         timing: args.timing,
         defects: args.defects.clone(),
+        name: args.name.clone(),
+        ceph: args.ceph,
     };
     spec.validate()?;
     let target_config = match &args.target_config {
@@ -139,6 +149,8 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         reasons: Vec::new(),
         seed,
         error: None,
+        profile: profile.as_ref().map(report::profile_name),
+        harness: Some(report::harness_description()),
         scenarios: Vec::new(),
     };
 
@@ -146,13 +158,15 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         Ok(c) => c,
         Err(e) => return Err(record_error(&run_dir, summary, e.into())),
     };
-    println!(
-        "target: {} {} ({}), seed {seed}, run {}",
-        connected.name(),
-        connected.server(),
-        connected.version(),
-        summary.run_id
-    );
+    if !args.quiet {
+        println!(
+            "target: {} {} ({}), seed {seed}, run {}",
+            connected.name(),
+            connected.server(),
+            connected.version(),
+            summary.run_id
+        );
+    }
 
     let faults = Arc::new(crate::fault::for_run(
         &connected,
@@ -168,19 +182,33 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         seed,
         profile,
         catalog: ApiCatalog::default(),
-        api: args.api_url.clone().map(|url| ApiEndpoint {
-            url,
-            ca: args.api_ca.clone(),
-            source_addr: args.api_source_addr,
-            ..Default::default()
-        }),
+        api: match args.api_url.clone() {
+            Some(url) => Some(ApiEndpoint {
+                url,
+                ca: args.api_ca.clone(),
+                source_addr: args.api_source_addr,
+                ..Default::default()
+            }),
+            // kind publishes Envoy through a port mapping, not a load balancer.
+            None => connected.api_endpoint().await.map(|ep| ApiEndpoint {
+                source_addr: args.api_source_addr,
+                ..ep
+            }),
+        },
         run_dir: Some(run_dir.path().to_owned()),
-        stack_dir: args.stack.clone(),
+        stack_dir: match args.target {
+            crate::target::TargetKind::Kind => crate::up::stack_for_run(
+                args.name.as_deref(),
+                &args.stack,
+                &crate::up::default_state_dir(),
+            ),
+            _ => args.stack.clone(),
+        },
         faults: faults.clone(),
     }));
     let collector = Collector::default();
     let result = tokio::select! {
-        r = runner::run_features(&features, args.tags.clone(), &run_dir, collector.clone()) => Some(r),
+        r = runner::run_features(&features, args.tags.clone(), &run_dir, collector.clone(), args.quiet) => Some(r),
         () = signal::shutdown_signal() => None,
         reason = faults.abort().triggered() => {
             println!("aborting: {reason}");
@@ -228,10 +256,20 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     summary.finished = now_after(started);
     run_dir.write_summary(&summary)?;
     report::html::write_readable(&run_dir, &summary);
+    let pushed = match &args.pushgateway {
+        Some(url) => Some(
+            report::prom::push(url, &summary)
+                .await
+                .map(|u| u.to_string())
+                .map_err(|e| diag::one_line(&e)),
+        ),
+        None => None,
+    };
     Ok(Outcome {
         run_dir,
         verdict: decision.verdict,
         summary,
+        pushed,
     })
 }
 

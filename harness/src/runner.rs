@@ -149,12 +149,15 @@ pub struct RunnerStats {
     pub hook_errors: usize,
 }
 
-/// Runs the features; the World context must be installed by the caller.
+/// Runs the features; the World context must be installed by the caller. `quiet`
+/// keeps cucumber's console output off the terminal (the report files still get
+/// everything).
 pub async fn run_features(
     features: &FeatureSet,
     tags: Option<TagExpr>,
     run_dir: &RunDir,
     collector: Collector,
+    quiet: bool,
 ) -> Result<RunnerStats, RunnerError> {
     let create = |path: PathBuf| {
         File::create(&path).map_err(|source| RunnerError::CreateFile { path, source })
@@ -162,7 +165,13 @@ pub async fn run_features(
     let junit = create(run_dir.junit())?;
     let json = create(run_dir.cucumber_json())?;
 
-    let console = writer::Basic::raw(io::stdout(), writer::Coloring::Auto, 0).summarized();
+    let out: Box<dyn io::Write> = if quiet {
+        Box::new(io::sink())
+    } else {
+        // Around the progress line, which waits draw on stderr in a terminal.
+        Box::new(crate::progress::StdoutAroundBar::default())
+    };
+    let console = writer::Basic::raw(out, writer::Coloring::Auto, 0).summarized();
     let writers = console
         .tee::<World, _>(writer::JUnit::for_tee(junit, 0))
         .tee::<World, _>(writer::Json::for_tee(json))
@@ -263,6 +272,12 @@ fn record(
         measurements: world.map(|w| w.measurements.clone()).unwrap_or_default(),
         criteria: world.map(|w| w.criteria.clone()).unwrap_or_default(),
         message,
+        timeline: world.and_then(|w| w.timeline_file.clone()),
+        health: world
+            .and_then(|w| w.health.as_ref())
+            .and_then(|h| h.file())
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
     }
 }
 

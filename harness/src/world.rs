@@ -88,6 +88,22 @@ pub struct World {
     pub faults: crate::fault::ScenarioFaults,
     /// The scenario's Velero disaster-recovery drill (`steps/dr.rs`).
     pub dr: Option<crate::dr::VeleroDrill>,
+    /// Component health over the load's time axis (`health.csv`), for the report's
+    /// lanes; started with the load, stopped with it.
+    pub health: Option<crate::measure::health::HealthRecorder>,
+    /// The load's timeline file name (`timeline-2.csv`), so the report can tell which
+    /// scenario drew which chart.
+    pub timeline_file: Option<String>,
+    /// The latest fault change of the scenario (acknowledged injection or finished
+    /// revert): what "Ceph reports ... within D" measures from.
+    pub last_fault_change: Option<FaultChange>,
+}
+
+/// When and what (`injected` / `reverted`).
+#[derive(Clone, Copy, Debug)]
+pub struct FaultChange {
+    pub at: std::time::Instant,
+    pub what: &'static str,
 }
 
 impl World {
@@ -105,6 +121,9 @@ impl World {
             drill: None,
             faults: crate::fault::ScenarioFaults::default(),
             dr: None,
+            health: None,
+            timeline_file: None,
+            last_fault_change: None,
         }
     }
 

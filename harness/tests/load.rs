@@ -265,6 +265,101 @@ async fn a_drill_measures_detection_recovery_and_the_degraded_period() {
     assert!(report.totals.sent < 30 * 200, "stopped early by finish");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_rate_abort_is_checked_on_every_window_of_the_fault() {
+    use stormdrill::{fault::abort::Abort, measure::drill::ErrorRateAbort};
+
+    let b = Behaviour::new(None);
+    let url = serve(b.clone()).await;
+    let mut cfg = LoadConfig::open(url, 200.0);
+    cfg.duration = Duration::from_secs(20);
+    cfg.window = Duration::from_millis(100);
+    cfg.timeout = Duration::from_secs(2);
+    cfg.mix = Mix::single("/").unwrap();
+    let rule = SteadyRule {
+        slo: Slo {
+            p99_ms: 200.0,
+            error_rate_pct: 1.0,
+        },
+        windows: 3,
+    };
+    let abort_rule = ErrorRateAbort {
+        threshold_pct: 50.0,
+        windows: 3,
+    };
+    let mut drill = Drill::start(cfg, rule).await.unwrap();
+
+    // A fault that leaves the API serving: ten windows close, no abort.
+    let abort = Abort::default();
+    drill.fault_started(Instant::now());
+    drill.watch_error_rate(abort_rule, abort.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(abort.reason(), None);
+    assert!(drill.watching_error_rate());
+
+    // Then the API fails mid-fault: the abort fires with no step running.
+    b.failing.store(true, Ordering::Relaxed);
+    let reason = tokio::time::timeout(Duration::from_secs(10), abort.triggered())
+        .await
+        .expect("the abort fires while the fault lasts");
+    assert_eq!(
+        reason,
+        "the API error rate was above 50% for 3 consecutive windows"
+    );
+
+    // Once the degraded period is over, failures are the steady-state checks' business.
+    let later = Abort::default();
+    drill.watch_error_rate(abort_rule, later.clone());
+    drill.end_degraded();
+    assert!(!drill.watching_error_rate());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(later.reason(), None);
+    let (report, _) = drill.finish().await;
+    assert!(report.unwrap().totals.counts.completed() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_workers_keep_a_connection_each() {
+    type Seen = Arc<Mutex<(BTreeSet<SocketAddr>, BTreeSet<String>, BTreeSet<String>)>>;
+    async fn record(
+        State(seen): State<Seen>,
+        ConnectInfo(peer): ConnectInfo<SocketAddr>,
+        headers: axum::http::HeaderMap,
+        uri: axum::http::Uri,
+    ) -> &'static str {
+        let mut s = seen.lock().unwrap();
+        s.0.insert(peer);
+        let host = headers.get("host").and_then(|h| h.to_str().ok());
+        s.1.insert(host.unwrap_or("(none)").to_owned());
+        s.2.insert(uri.to_string());
+        "ok"
+    }
+    let seen: Seen = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(record).with_state(seen.clone());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let mut cfg = LoadConfig::closed(format!("http://{addr}/base/").parse().unwrap(), 3);
+    cfg.duration = Duration::from_secs(2);
+    cfg.max_requests = Some(600);
+    cfg.mix = Mix::single("/works/1").unwrap();
+    let r = run(cfg).await;
+    assert_eq!((r.totals.sent, r.totals.counts.ok), (600, 600));
+    let s = seen.lock().unwrap();
+    // Three workers, three connections, reused for every request.
+    assert_eq!(s.0.len(), 3, "{:?}", s.0);
+    // Origin-form requests under the base path, with the Host header set.
+    assert_eq!(s.1, BTreeSet::from([addr.to_string()]));
+    assert_eq!(s.2, BTreeSet::from(["/base/works/1".to_owned()]));
+}
+
 #[tokio::test]
 async fn source_address_is_what_the_server_sees() {
     let b = Behaviour::new(None);
@@ -312,6 +407,15 @@ async fn https_with_a_given_ca_and_errors_classified() {
         untrusted.totals
     );
     assert_eq!(untrusted.totals.p99_ms, 0.0);
+    // The closed loop's own connections do the same TLS handshake.
+    let mut cfg = LoadConfig::closed(url.clone(), 2);
+    cfg.duration = Duration::from_millis(300);
+    cfg.max_requests = Some(20);
+    cfg.mix = Mix::single("/healthz").unwrap();
+    cfg.client.ca_pem = Some(twin.ca_pem().as_bytes().to_vec());
+    let closed = run(cfg).await;
+    assert_eq!(closed.totals.sent, 20);
+    assert_eq!(closed.totals.counts.err_4xx, 20, "{:?}", closed.totals);
     twin.shutdown().await;
 
     let mut cfg = LoadConfig::open(url, 1.0);
@@ -344,7 +448,11 @@ fn recovery_from_a_recorded_timeline_csv() {
     assert_eq!(steady::steady_since(&windows[..16], &rule, &[]), None);
     let ceph = HealthTrack::new("ceph", vec![(0.0, true), (8.7, false), (13.2, true)]);
     let r = steady::analyse(&windows, &[ceph], &rule, 8.0, 20.0);
-    assert_eq!(r.detection_after_s(), Some(0.0));
+    // Ceph turns unhealthy at 8.7, before the first breaching window closes (9.0).
+    let d = r.detection_after_s().unwrap();
+    assert!((d - 0.7).abs() < 1e-9, "{d}");
+    let slo_only = steady::analyse(&windows, &[], &rule, 8.0, 20.0);
+    assert_eq!(slo_only.detection_after_s(), Some(1.0));
     // Window 13 ends slow and ceph is back at 13.2: the steady state starts at 14.
     assert_eq!(r.recovered_at_s, Some(14.0));
     assert_eq!(r.rto_s, Some(6.0));

@@ -322,12 +322,11 @@ impl Shared {
             });
         let mut slow = false;
         if let Some(pool) = pool {
-            let ceph = self.ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(model) = ceph.as_ref() {
-                if model.pool_io_blocked(&pool) {
+            if let Some(io) = self.ctx.ceph_backend.pool_io(&pool) {
+                if io.blocked {
                     return DbState::Blocked;
                 }
-                slow = model.degraded_objects().0 > 0;
+                slow = io.degraded;
             }
         }
         DbState::Ok { pod, slow }
@@ -452,9 +451,18 @@ async fn handle(
     let Ok(_permit) = permit_pool.acquire_owned().await else {
         return Ok(respond(503, json!({"detail": "upstream overflow"}), &[]));
     };
+    // Blocked I/O waits, as a client of an inactive PG does: it resumes when the PGs
+    // peer again, or the query times out. The health check's query waits too: it is a
+    // database round trip like the others, not an instant verdict on the storage.
+    let mut db = route.db.clone();
+    let stall_deadline = std::time::Instant::now() + s.model.blocked_io_stall;
+    while db == DbState::Blocked && std::time::Instant::now() < stall_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        db = s.route(&host).map(|r| r.db).unwrap_or(DbState::Blocked);
+    }
     if path == "/health" || path == "/healthz" {
         tokio::time::sleep(s.service_time(0.2)).await;
-        return Ok(match route.db.clone() {
+        return Ok(match db {
             DbState::Ok { .. } => respond(200, json!({"status": "ok", "database": "ok"}), &[]),
             DbState::Unavailable(why) => {
                 respond(503, json!({"status": "degraded", "database": why}), &[])
@@ -465,14 +473,6 @@ async fn handle(
                 &[],
             ),
         });
-    }
-    // Blocked I/O waits, as a client of an inactive PG does: it resumes when the PGs
-    // peer again, or the query times out.
-    let mut db = route.db.clone();
-    let stall_deadline = std::time::Instant::now() + s.model.blocked_io_stall;
-    while db == DbState::Blocked && std::time::Instant::now() < stall_deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        db = s.route(&host).map(|r| r.db).unwrap_or(DbState::Blocked);
     }
     let (db_pod, slow) = match db {
         DbState::Ok { pod, slow } => (pod, slow),

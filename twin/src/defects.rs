@@ -518,11 +518,7 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
                 }));
             }
             if ctx.defects.has("ceph-noout-set") && !noout {
-                let now = ctx.started.elapsed();
-                let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(m) = guard.as_mut() {
-                    noout = m.set_flag("noout", now).is_ok();
-                }
+                noout = ctx.ceph_backend.set_flag("noout", ctx.started.elapsed());
             }
             if ctx.defects.has("no-velero-schedule") {
                 for s in ctx
@@ -559,11 +555,7 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
                 }
             }
             if ctx.defects.has("slow-osd-recovery") && !slowed {
-                let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(m) = guard.as_mut() {
-                    m.params.recovery_objects_per_sec /= SLOW_RECOVERY_FACTOR;
-                    slowed = true;
-                }
+                slowed = ctx.ceph_backend.slow_recovery(SLOW_RECOVERY_FACTOR);
             }
         },
     )

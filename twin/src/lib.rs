@@ -18,6 +18,7 @@ pub mod operators;
 pub mod patch;
 pub mod provider;
 pub mod proxy;
+pub mod rbac;
 pub mod resources;
 pub mod selector;
 pub mod server;
@@ -56,6 +57,8 @@ pub enum TwinError {
     DataPlane(#[source] dataplane::DataPlaneError),
     #[error(transparent)]
     Defect(#[from] defects::DefectError),
+    #[error("cannot start the real Ceph cluster (--ceph real)")]
+    Ceph(#[source] stack::ceph::real::RealCephError),
     #[error("the twin's bootstrap object {what} was rejected")]
     Bootstrap {
         what: String,
@@ -81,6 +84,13 @@ pub struct TwinOptions {
     pub timing: timing::Timing,
     /// Named misconfigurations to run with (`defects::catalog`); unknown names are refused.
     pub defects: Vec<String>,
+    /// Tokens besides the admin's, authorized by RBAC (`rbac`), like kube-apiserver's
+    /// `--token-auth-file`.
+    pub users: Vec<rbac::StaticToken>,
+    /// The Ceph behind the Rook operator: the simulated model or a real local cluster.
+    pub ceph: stack::ceph::backend::CephBackendKind,
+    /// Where the real cluster's scratch folder goes [default: the system's temp dir].
+    pub ceph_scratch: Option<std::path::PathBuf>,
 }
 
 impl Default for TwinOptions {
@@ -93,6 +103,9 @@ impl Default for TwinOptions {
             bookmark_interval: Duration::from_secs(5),
             timing: timing::Timing::fast(),
             defects: Vec::new(),
+            users: Vec::new(),
+            ceph: stack::ceph::backend::CephBackendKind::Simulated,
+            ceph_scratch: None,
         }
     }
 }
@@ -105,6 +118,7 @@ pub struct Twin {
     api: Arc<Api>,
     ctx: controllers::Ctx,
     api_addr: SocketAddr,
+    audit: Arc<rbac::Audit>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
@@ -154,6 +168,29 @@ impl Twin {
             api.install(obj)
                 .map_err(|source| TwinError::Bootstrap { what, source })?;
         }
+        let ceph_model = Arc::new(std::sync::Mutex::new(None));
+        // Real Ceph starts first: missing packages fail the start before anything runs.
+        let ceph_backend: Arc<dyn stack::ceph::backend::CephBackend> = match opts.ceph {
+            stack::ceph::backend::CephBackendKind::Simulated => {
+                Arc::new(stack::ceph::backend::SimulatedCeph::new(
+                    ceph_model.clone(),
+                    opts.seed,
+                    stack::ceph::CephParams::by_name(opts.timing.name)
+                        .unwrap_or_else(stack::ceph::CephParams::fast),
+                ))
+            }
+            stack::ceph::backend::CephBackendKind::Real => {
+                let o = stack::ceph::real::RealCephOptions {
+                    scratch_parent: opts.ceph_scratch.clone(),
+                };
+                // Blocks until the monitor answers (seconds): off the async workers.
+                let started =
+                    tokio::task::spawn_blocking(move || stack::ceph::real::RealCeph::start(o))
+                        .await
+                        .unwrap_or(Err(stack::ceph::real::RealCephError::Gone));
+                Arc::new(started.map_err(TwinError::Ceph)?)
+            }
+        };
         let ctx = controllers::Ctx {
             client: client::Client::new(api.clone()),
             timing: opts.timing.clone(),
@@ -168,7 +205,8 @@ impl Twin {
             started: std::time::Instant::now(),
             provisioners: Arc::new(controllers::volumes::Provisioners::default()),
             voldata: Arc::new(voldata::VolumeData::default()),
-            ceph: Arc::new(std::sync::Mutex::new(None)),
+            ceph: ceph_model,
+            ceph_backend,
             seed: opts.seed,
             names: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
             defects: defect_set,
@@ -196,11 +234,14 @@ impl Twin {
             api.install(crd.clone())
                 .map_err(|source| TwinError::Bootstrap { what, source })?;
         }
+        let audit = Arc::new(rbac::Audit::default());
         let server = Arc::new(server::Server {
             api: api.clone(),
             token: token.clone(),
             address: addr.to_string(),
             ctx: ctx.clone(),
+            users: opts.users.clone(),
+            audit: audit.clone(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let (stop, mut stopped) = watch::channel(false);
@@ -229,6 +270,9 @@ impl Twin {
                     _ = stopped.changed() => return,
                 };
                 let Ok((stream, _)) = conn else { continue };
+                // As Go's net package (so kube-apiserver) does: without it, a watch event
+                // written right after another waits for the client's delayed ACK (Nagle).
+                let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let server = server.clone();
                 let mut stopped = stopped.clone();
@@ -255,6 +299,7 @@ impl Twin {
             api,
             ctx,
             api_addr,
+            audit,
             stop,
             task: Some(task),
             controllers,
@@ -293,6 +338,19 @@ impl Twin {
         &self.ctx
     }
 
+    /// (group, resource, verb, namespaced) of every resource request clients made.
+    pub fn audit(&self) -> Vec<(String, String, String, bool)> {
+        self.audit.seen()
+    }
+
+    /// [`Twin::kubeconfig_yaml`] for another token (one of `TwinOptions::users`).
+    pub fn kubeconfig_yaml_with_token(&self, token: &str) -> String {
+        self.kubeconfig_yaml().replace(
+            &format!("token: {}", self.token),
+            &format!("token: {token}"),
+        )
+    }
+
     /// A kubeconfig (YAML) with cluster, user and context all named `stormdrill-twin`.
     pub fn kubeconfig_yaml(&self) -> String {
         let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
@@ -305,6 +363,9 @@ impl Twin {
 
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        // Real Ceph daemons are stopped by PID here (blocking: a few hundred ms).
+        let backend = self.ctx.ceph_backend.clone();
+        let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -349,5 +410,8 @@ async fn settle(ctx: &controllers::Ctx) {
 impl Drop for Twin {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        // Handlers registered on `ctx.sim` hold `Ctx` clones, so the backend is never
+        // dropped by reference counting: stop its processes here (no-op when done).
+        self.ctx.ceph_backend.shutdown();
     }
 }

@@ -31,6 +31,10 @@ pub struct Server {
     pub address: String,
     /// The simulated cluster behind the API (nodes, containers, endpoints).
     pub ctx: crate::controllers::Ctx,
+    /// Tokens other than the admin's, authorized by RBAC ([`crate::rbac`]).
+    pub users: Vec<crate::rbac::StaticToken>,
+    /// Attributes of every resource request, for tests.
+    pub audit: Arc<crate::rbac::Audit>,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -320,20 +324,59 @@ impl Server {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
-        let authorized = req
+        let token = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t.trim() == self.token);
-        if !authorized {
-            return Ok(error_response(&ApiError::unauthorized()));
+            .map(str::trim)
+            .unwrap_or("");
+        // None: the admin (system:masters, no RBAC check).
+        let user = if token == self.token {
+            None
+        } else {
+            match self.users.iter().find(|u| u.token == token) {
+                Some(u) => Some(u.clone()),
+                None => return Ok(error_response(&ApiError::unauthorized())),
+            }
+        };
+        if let Some(attrs) = self.attributes(&req) {
+            self.audit.record(&attrs);
+            if let Some(u) = &user {
+                if !crate::rbac::allowed(&self.ctx.client, u, &attrs) {
+                    return Ok(error_response(&attrs.forbidden(&u.user)));
+                }
+            }
         }
         let resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
         Ok(resp)
+    }
+
+    /// RBAC attributes of a resource request; None for discovery and other
+    /// non-resource paths, and the provider endpoints.
+    fn attributes(&self, req: &Request<Incoming>) -> Option<crate::rbac::Attributes> {
+        let path = req.uri().path();
+        if path.starts_with("/twin/") {
+            return None;
+        }
+        let reg = self.api.registry();
+        let t = parse_target(path, |g, v, plural| {
+            reg.get(g, v, plural).is_some_and(|i| i.namespaced)
+        })?;
+        let q = query_map(req.uri().query());
+        let watch = t.legacy_watch || q.get("watch").is_some_and(|w| w == "true" || w == "1");
+        Some(crate::rbac::Attributes::of(
+            req.method(),
+            &t.group,
+            &t.plural,
+            t.sub.as_deref(),
+            t.namespace.as_deref(),
+            t.name.as_deref(),
+            watch,
+        ))
     }
 
     async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {

@@ -12,6 +12,8 @@ use crate::target::TargetKind;
 /// The profile `--target twin` uses when `--profile` is not given (relative to the
 /// working directory; ignored when absent).
 pub const TWIN_DEFAULT: &str = "fixtures/acceptance/twin.yaml";
+/// The kind target's default profile (relative to the working directory).
+pub const KIND_DEFAULT: &str = "fixtures/acceptance/kind.yaml";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ThresholdError {
@@ -130,14 +132,18 @@ pub fn required(profile: Option<&Profile>, key: &str) -> Result<Threshold, Thres
         .threshold(key)
 }
 
-/// The profile a run uses: `--profile`, else for the twin [`TWIN_DEFAULT`] when it
-/// exists (relative to `cwd`), else none.
+/// The profile a run uses: `--profile`, else for the twin [`TWIN_DEFAULT`] and for kind
+/// [`KIND_DEFAULT`] when it exists (relative to `cwd`), else none.
 pub fn profile_path(explicit: Option<&Path>, target: TargetKind, cwd: &Path) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.to_owned());
     }
-    let default = cwd.join(TWIN_DEFAULT);
-    (target == TargetKind::Twin && default.is_file()).then(|| PathBuf::from(TWIN_DEFAULT))
+    let default = match target {
+        TargetKind::Twin => TWIN_DEFAULT,
+        TargetKind::Kind => KIND_DEFAULT,
+        TargetKind::Cluster => return None,
+    };
+    cwd.join(default).is_file().then(|| PathBuf::from(default))
 }
 
 #[cfg(test)]

@@ -346,6 +346,10 @@ impl VeleroDrill {
         let within = secs(self.scenario.deadlines.precheck_s);
         let started = Instant::now();
         let mut poll = Poll::new();
+        let shown = crate::progress::Wait::start(
+            format!("BackupStorageLocation {ns}/{name} to be Available"),
+            Some(within),
+        );
         loop {
             let (phase, message) = match velero::location_status(self.client(), &ns, name).await {
                 Ok(s) => s,
@@ -356,6 +360,7 @@ impl VeleroDrill {
                 }
                 Err(e) => (format!("unreadable ({})", crate::diag::one_line(&e)), None),
             };
+            shown.status(format!("phase {phase}"));
             if phase == "Available" {
                 self.note(format!("BackupStorageLocation {ns}/{name} is Available"));
                 return Ok(());
@@ -382,6 +387,10 @@ impl VeleroDrill {
         let started = Instant::now();
         let mut poll = Poll::new();
         let mut last;
+        let shown = crate::progress::Wait::start(
+            format!("the API to serve /works/{}", spec.work),
+            Some(within),
+        );
         loop {
             match api::discover(self.client(), &spec).await {
                 Ok(target) => {
@@ -400,6 +409,7 @@ impl VeleroDrill {
                 }
                 Err(e) => last = crate::diag::one_line(&e),
             }
+            shown.status(last.clone());
             if started.elapsed() >= within {
                 return Err(DrillError::Precheck(format!(
                     "the API does not serve /works/{} before the disaster ({last}), so its \
@@ -703,6 +713,10 @@ impl VeleroDrill {
         let within = secs(self.scenario.deadlines.disaster_s);
         let started = Instant::now();
         let mut poll = Poll::new();
+        let shown = crate::progress::Wait::start(
+            format!("namespace(s) {} to be gone", namespaces.join(", ")),
+            Some(within),
+        );
         loop {
             let mut left = Vec::new();
             for n in &namespaces {
@@ -713,6 +727,7 @@ impl VeleroDrill {
             if left.is_empty() {
                 break;
             }
+            shown.status(format!("still there: {}", left.join(", ")));
             if started.elapsed() >= within {
                 return Err(DrillError::Timeout {
                     what: format!(
@@ -754,6 +769,7 @@ impl VeleroDrill {
             poll.sleep().await;
         }
         let gone_at = Utc::now();
+        shown.finish("gone");
         self.note(format!(
             "namespace(s) {} gone{}",
             namespaces.join(", "),
@@ -893,6 +909,10 @@ impl VeleroDrill {
         // Workloads first: a pod Ready is the earliest the API can answer.
         let mut poll = Poll::new();
         let mut pending = disaster.workloads.clone();
+        let shown = crate::progress::Wait::start(
+            "the workloads to be Ready again, then the API to serve correct data",
+            Some(bound),
+        );
         loop {
             let mut still = Vec::new();
             for w in pending {
@@ -904,6 +924,11 @@ impl VeleroDrill {
             if pending.is_empty() {
                 break;
             }
+            shown.status(format!(
+                "{} of {} workloads not Ready",
+                pending.len(),
+                disaster.workloads.len()
+            ));
             if Utc::now() >= deadline {
                 let names: Vec<String> = pending
                     .iter()
@@ -928,6 +953,7 @@ impl VeleroDrill {
                 Ok(()) => break Utc::now(),
                 Err(e) => e,
             };
+            shown.status(format!("workloads Ready; API: {last}"));
             if Utc::now() >= deadline {
                 return Err(past(&format!(
                     "the API does not serve /works/{} correctly ({last})",
@@ -936,6 +962,7 @@ impl VeleroDrill {
             }
             poll.sleep().await;
         };
+        shown.finish("the API serves correct data");
         self.note(format!("the API serves /works/{} again", spec.work));
 
         // The data.

@@ -275,12 +275,14 @@ pub async fn wait_terminal(
 ) -> Result<(Value, DateTime<Utc>), VeleroError> {
     let started = Instant::now();
     let mut poll = Poll::new();
+    let shown = crate::progress::Wait::start(format!("{what} to finish"), Some(within));
     loop {
         let last = match api.get_opt(name).await {
             Ok(Some(o)) => {
                 let v = serde_json::to_value(o).unwrap_or_default();
                 let st = Status::of(&v);
                 if st.is_terminal() {
+                    shown.finish(&st.phase);
                     return Ok((v, Utc::now()));
                 }
                 st.phase
@@ -289,6 +291,7 @@ pub async fn wait_terminal(
             // A failed poll is retried until the deadline: the API server may blink.
             Err(e) => format!("reading it failed: {}", crate::diag::one_line(&e)),
         };
+        shown.status(format!("phase {last}"));
         if started.elapsed() >= within {
             return Err(VeleroError::Timeout {
                 what: what.to_owned(),

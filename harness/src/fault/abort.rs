@@ -2,10 +2,10 @@
 //!
 //! - Ceph HEALTH_ERR: every CephCluster's `status.ceph.health` is watched from the
 //!   first injection on, and checked again before each one.
-//! - Error rate: [`error_rate_breached`] judges the load's closed windows. The hook:
-//!   the fault steps call it with the scenario's windows before each injection (the
-//!   profile's `abort.error_rate_pct` and `abort.windows`); a caller that sees windows
-//!   close (the measure module) may call it per window and [`Abort::trigger`] itself.
+//! - Error rate: [`error_rate_breached`] judges the load's closed windows (the
+//!   profile's `abort.error_rate_pct` and `abort.windows`): the fault steps check it
+//!   before each injection, and the drill on every window that closes from the
+//!   fault's t0 until the degraded period ends (`Drill::watch_error_rate`).
 //!
 //! Whatever triggers it, the run waits on [`Abort::triggered`] beside the features
 //! and the signals (run.rs), then sweeps the journal.

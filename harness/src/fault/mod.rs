@@ -53,7 +53,8 @@ pub fn for_run(
     run_id: &str,
 ) -> FaultRun {
     let policy = match connected.kind() {
-        TargetKind::Twin => guard::Policy::Open,
+        // A kind cluster is local and throw-away (`stormdrill up` made it).
+        TargetKind::Twin | TargetKind::Kind => guard::Policy::Open,
         TargetKind::Cluster => guard::Policy::OptIn {
             allow_destructive: args.allow_destructive,
         },

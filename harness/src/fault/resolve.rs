@@ -310,6 +310,57 @@ pub async fn refuse_last_ready_node(client: &Client, node: &str) -> Result<(), F
     Ok(())
 }
 
+/// The node `pod` is scheduled on.
+pub async fn node_of_pod(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+) -> Result<String, FaultError> {
+    let p = Api::<Pod>::namespaced(client.clone(), namespace)
+        .get_opt(pod)
+        .await
+        .map_err(FaultError::api(format!("reading pod {namespace}/{pod}")))?
+        .ok_or_else(|| FaultError::NotFound {
+            what: format!("pod {namespace}/{pod}"),
+        })?;
+    p.spec.and_then(|s| s.node_name).ok_or_else(|| {
+        FaultError::Refused(format!(
+            "pod {namespace}/{pod} is not scheduled on a node yet"
+        ))
+    })
+}
+
+/// A Ready worker (no control-plane role) that does not run `pod`, chosen with `rng`
+/// from the names in sorted order: the runner picks the target, reproducibly by seed.
+pub async fn worker_without_pod(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    rng: &mut StdRng,
+) -> Result<String, FaultError> {
+    let avoid = node_of_pod(client, namespace, pod).await?;
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(FaultError::api("listing nodes"))?;
+    let candidates: Vec<String> = nodes
+        .items
+        .iter()
+        .filter(|n| is_ready(n) && !is_control_plane(n) && n.name_any() != avoid)
+        .map(ResourceExt::name_any)
+        .collect();
+    choose(candidates, 1, rng).pop().ok_or_else(|| {
+        FaultError::Refused(format!(
+            "no Ready worker other than {avoid} (which runs {namespace}/{pod})"
+        ))
+    })
+}
+
+fn is_control_plane(n: &Node) -> bool {
+    n.labels()
+        .contains_key("node-role.kubernetes.io/control-plane")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

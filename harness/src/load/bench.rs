@@ -5,7 +5,12 @@
 //!     the same local nginx in the same run, with ratios. nginx and the generator are
 //!     pinned to different cores when there are two; absent tools are skipped with a note.
 //! (b) Achieved against target rate in open loop at 1k, 5k and 10k req/s.
-//! (c)-(e) are printed as not measured yet, with the issue that brings them.
+//! (c) Detection lag, twin ground truth -> observers ([`super::bench_lag`]).
+//! (d) Wall time of the feature suite on the twin ([`super::bench_suite`]).
+//! (e) Memory of a 10-minute run at 1k req/s ([`super::bench_memory`]).
+//!
+//! Runs (a), (b), (e) against the local server, then (c) and (d) on their own twins.
+//! A part that cannot run is listed as skipped with the reason; the others still run.
 
 use std::{
     io::{self, Read as _},
@@ -17,7 +22,14 @@ use std::{
 
 use serde::Serialize;
 
-use super::{generator::LoadReport, LoadConfig, LoadError, LoadRun, Mix};
+use super::{
+    bench_lag::{self, LagOptions, LagReport},
+    bench_memory::{self, MemoryFigure},
+    bench_suite::{self, SuiteFigure, SuiteOptions},
+    generator::LoadReport,
+    LoadConfig, LoadError, LoadRun, Mix,
+};
+use crate::diag;
 
 pub const NGINX: &str = "/usr/sbin/nginx";
 
@@ -49,6 +61,13 @@ pub struct BenchOptions {
     pub rates: Vec<f64>,
     pub rate_duration: Duration,
     pub nginx: PathBuf,
+    /// (c); None: skipped.
+    pub lag: Option<LagOptions>,
+    /// (d); None: skipped.
+    pub suite: Option<SuiteOptions>,
+    /// (e): its length; None: skipped.
+    pub memory_duration: Option<Duration>,
+    pub memory_rate: f64,
 }
 
 impl Default for BenchOptions {
@@ -59,6 +78,46 @@ impl Default for BenchOptions {
             rates: vec![1000.0, 5000.0, 10000.0],
             rate_duration: Duration::from_secs(3),
             nginx: PathBuf::from(NGINX),
+            lag: Some(LagOptions {
+                events: 50,
+                stack: PathBuf::from("fixtures/stack"),
+                ceph_interval: crate::measure::observe::CEPH_INTERVAL,
+                seed: 1,
+            }),
+            suite: Some(SuiteOptions {
+                features: PathBuf::from("features"),
+                stack: PathBuf::from("fixtures/stack"),
+                report_dir: PathBuf::from("reports"),
+                seed: 1,
+            }),
+            memory_duration: Some(Duration::from_secs(600)),
+            memory_rate: 1000.0,
+        }
+    }
+}
+
+impl BenchOptions {
+    pub fn from_args(a: &crate::cli::BenchArgs) -> Self {
+        let d = BenchOptions::default();
+        BenchOptions {
+            duration: Duration::from_secs(a.duration),
+            connections: a.connections,
+            rates: a.rates.iter().map(|&r| f64::from(r)).collect(),
+            rate_duration: Duration::from_secs(a.rate_duration),
+            lag: (!a.skip_lag).then(|| LagOptions {
+                events: a.lag_events as usize,
+                stack: a.stack.clone(),
+                ceph_interval: Duration::from_millis(a.ceph_interval_ms),
+                seed: 1,
+            }),
+            suite: (!a.skip_suite).then(|| SuiteOptions {
+                features: a.features.clone(),
+                stack: a.stack.clone(),
+                report_dir: a.report_dir.clone(),
+                seed: 1,
+            }),
+            memory_duration: (!a.skip_memory).then(|| Duration::from_secs(a.memory_duration)),
+            ..d
         }
     }
 }
@@ -87,15 +146,20 @@ pub struct RateRun {
     pub cpu_us_per_req: f64,
 }
 
+/// A part that did not run, and why.
 #[derive(Clone, Debug, Serialize)]
-pub struct NotMeasured {
-    pub figure: String,
-    pub needs: String,
+pub struct Skipped {
+    pub part: String,
+    pub why: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchReport {
     pub cores: usize,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute figures at the start and at the end: other
+    /// processes on the machine share the cores the figures depend on.
+    pub load_average_start: Option<String>,
+    pub load_average_end: Option<String>,
     /// e.g. `generator cpu 0, server cpu 1`; None when not pinned.
     pub pinning: Option<String>,
     /// What (a) and (b) ran against.
@@ -107,9 +171,28 @@ pub struct BenchReport {
     pub throughput_ratio: Option<f64>,
     pub cpu_ratio: Option<f64>,
     pub rates: Vec<RateRun>,
-    pub not_measured: Vec<NotMeasured>,
+    /// (c)
+    pub detection_lag: Option<LagReport>,
+    /// (d)
+    pub suite: Option<SuiteFigure>,
+    /// (e)
+    pub memory: Option<MemoryFigure>,
+    pub skipped: Vec<Skipped>,
     pub notes: Vec<String>,
 }
+
+impl BenchReport {
+    fn skip(&mut self, part: &str, why: impl Into<String>) {
+        self.skipped.push(Skipped {
+            part: part.to_owned(),
+            why: why.into(),
+        });
+    }
+}
+
+const PART_C: &str = "(c) detection lag";
+const PART_D: &str = "(d) feature-suite wall time";
+const PART_E: &str = "(e) memory of a long run";
 
 /// Runs the bench; blocking (own threads and runtime, so the generator can be pinned).
 pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
@@ -118,6 +201,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let pin = cores >= 2;
     let mut report = BenchReport {
         cores,
+        load_average_start: load_average(),
         connections: opts.connections,
         duration_s: opts.duration.as_secs_f64(),
         ..BenchReport::default()
@@ -126,7 +210,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     // The server: nginx when installed, else a minimal built-in one (rates only).
     let server_cpu = pin.then_some(1);
-    let (addr, _server): (SocketAddr, Box<dyn std::any::Any>) = if opts.nginx.exists() {
+    let (addr, server): (SocketAddr, Box<dyn std::any::Any>) = if opts.nginx.exists() {
         let nginx = Nginx::start(&opts.nginx, &scratch.0, taskset.as_deref(), server_cpu)?;
         report.server = format!(
             "nginx ({}, 1 worker) on {}",
@@ -189,21 +273,60 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         report.rates.push(run);
     }
 
-    report.not_measured = vec![
-        NotMeasured {
-            figure: "(c) detection lag (twin ground truth -> observer), p99".into(),
-            needs: "the twin-stack issue (ground-truth change hooks, Ceph observer)".into(),
-        },
-        NotMeasured {
-            figure: "(d) feature-suite wall time on the twin (fast)".into(),
-            needs: "the phase and chaos features (their issues)".into(),
-        },
-        NotMeasured {
-            figure: "(e) harness memory over a 10-minute run at 1,000 req/s".into(),
-            needs: "the soak/long-run issue (a run long enough to show a trend)".into(),
-        },
-    ];
+    match opts.memory_duration {
+        Some(d) => {
+            let dir = scratch.0.join("memory");
+            let got = std::fs::create_dir_all(&dir)
+                .map_err(BenchError::Scratch)
+                .and_then(|()| {
+                    let (target, rate) = (target.clone(), opts.memory_rate);
+                    on_pinned_thread(pin.then_some(0), move || {
+                        bench_memory::run(target, rate, d, dir)
+                    })
+                });
+            match got {
+                Ok(Ok(m)) => report.memory = Some(m),
+                Ok(Err(e)) => report.skip(PART_E, diag::one_line(&e)),
+                Err(e) => report.skip(PART_E, diag::one_line(&e)),
+            }
+        }
+        None => report.skip(PART_E, "--skip-memory"),
+    }
+    // The local server's part is over; the twins below need the cores.
+    drop(server);
+
+    match &opts.lag {
+        Some(lag) => {
+            let lag = lag.clone();
+            let got = on_pinned_thread(None, move || bench_lag::measure(&lag));
+            match got {
+                Ok(Ok(r)) => report.detection_lag = Some(r),
+                Ok(Err(e)) => report.skip(PART_C, diag::one_line(&e)),
+                Err(e) => report.skip(PART_C, diag::one_line(&e)),
+            }
+        }
+        None => report.skip(PART_C, "--skip-lag"),
+    }
+
+    match &opts.suite {
+        Some(suite) => {
+            let suite = suite.clone();
+            match on_pinned_thread(None, move || bench_suite::run(&suite)) {
+                Ok(Ok(f)) => report.suite = Some(f),
+                Ok(Err(e)) => report.skip(PART_D, diag::one_line(&e)),
+                Err(e) => report.skip(PART_D, diag::one_line(&e)),
+            }
+        }
+        None => report.skip(PART_D, "--skip-suite"),
+    }
+    report.load_average_end = load_average();
     Ok(report)
+}
+
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let three: Vec<&str> = text.split_whitespace().take(3).collect();
+    (three.len() == 3).then(|| three.join(" "))
 }
 
 /// Runs `f` on a new thread with a current-thread runtime, pinned to `cpu` if given:
@@ -607,6 +730,11 @@ pub fn render(r: &BenchReport) -> String {
         r.server
     ));
     line(format!(
+        "load average (1/5/15 min) at start {}, at end {}",
+        r.load_average_start.as_deref().unwrap_or("unknown"),
+        r.load_average_end.as_deref().unwrap_or("unknown")
+    ));
+    line(format!(
         "(a) max throughput, closed loop, {} connections, {:.0} s",
         r.connections, r.duration_s
     ));
@@ -652,13 +780,102 @@ pub fn render(r: &BenchReport) -> String {
             x.cpu_us_per_req
         ));
     }
-    for n in &r.not_measured {
-        line(format!("{}: not measured yet: needs {}", n.figure, n.needs));
+    if let Some(c) = &r.detection_lag {
+        render_lag(c, &mut line);
+    }
+    if let Some(d) = &r.suite {
+        line(format!(
+            "(d) feature suite on the twin (fast): {:.1} s wall time (goal < {:.0} s: {}); \
+             verdict {}, {} scenarios, {} failed, {} skipped; report {}",
+            d.wall_s,
+            d.goal_s,
+            if d.wall_s < d.goal_s {
+                "met"
+            } else {
+                "NOT met"
+            },
+            d.verdict,
+            d.scenarios,
+            d.failed,
+            d.skipped,
+            d.report.display()
+        ));
+        for reason in &d.reasons {
+            line(format!("    not go: {reason}"));
+        }
+    }
+    if let Some(m) = &r.memory {
+        render_memory(m, &mut line);
+    }
+    for k in &r.skipped {
+        line(format!("{}: skipped: {}", k.part, k.why));
     }
     for n in &r.notes {
         line(format!("note: {n}"));
     }
     s
+}
+
+fn mib(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn render_memory(m: &MemoryFigure, line: &mut impl FnMut(String)) {
+    line(format!(
+        "(e) memory, open loop at {:.0} req/s for {:.0} s ({} sent, {:.1} req/s achieved, {} lost, {} windows)",
+        m.target_rate, m.duration_s, m.sent, m.achieved_rate, m.errors, m.windows
+    ));
+    line(format!(
+        "    peak RSS {:.1} MiB (largest VmRSS sample, 1/s){}; {:.1} MiB before the run",
+        mib(m.peak_rss_kb),
+        m.hwm_kb
+            .map_or_else(String::new, |h| format!(", VmHWM {:.1} MiB", mib(h))),
+        mib(m.rss_before_kb)
+    ));
+    line(format!(
+        "    after {:.0} s warm-up {:.1} MiB -> end {:.1} MiB: growth {:+} KiB, trend {:+.1} KiB/min over {} samples",
+        m.warm_up_s,
+        mib(m.rss_after_warm_up_kb),
+        mib(m.rss_end_kb),
+        m.growth_kb,
+        m.slope_kb_per_min,
+        m.samples
+    ));
+}
+
+fn render_lag(c: &LagReport, line: &mut impl FnMut(String)) {
+    let ms = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    line(format!(
+        "(c) detection lag, twin ground truth -> harness observer ({} timing, {:.0} s)",
+        c.timing, c.elapsed_s
+    ));
+    line(format!(
+        "    {:<17} {:<44} {:>7} {:>7} {:>8} {:>8} {:>8}",
+        "event", "observer", "events", "missed", "p50 ms", "p99 ms", "max ms"
+    ));
+    for f in &c.figures {
+        let kind = if f.watch { "watch" } else { "poll" };
+        line(format!(
+            "    {:<17} {:<44} {:>7} {:>7} {:>8} {:>8} {:>8}",
+            f.event,
+            format!("{} ({kind})", f.observer),
+            format!("{}/{}", f.measured, f.wanted),
+            f.missed,
+            ms(f.p50_ms),
+            ms(f.p99_ms),
+            ms(f.max_ms)
+        ));
+    }
+    if let Some(met) = c.watch_goal_met() {
+        line(format!(
+            "    watch-based p99 < {:.0} ms: {}",
+            bench_lag::GOAL_P99_MS,
+            if met { "met" } else { "NOT met" }
+        ));
+    }
+    for n in &c.notes {
+        line(format!("    {n}"));
+    }
 }
 
 #[cfg(test)]

@@ -184,8 +184,16 @@ pub struct LoadReport {
 /// Prepared once, shared by every request.
 struct Job {
     client: HttpClient,
+    /// For the closed loop's own connections.
+    connector: client::Connector,
+    /// `scheme://authority`, where those connect.
+    origin_uri: Uri,
+    /// The Host header of their requests.
+    host: http::HeaderValue,
     /// `scheme://authority` plus the base path without its trailing `/`.
     prefix: String,
+    /// The base path without its trailing `/` (origin-form requests).
+    base_path: String,
     mix: Mix,
     timeout: Duration,
     origin: Instant,
@@ -197,6 +205,18 @@ impl Job {
         Request::builder()
             .method(method.clone())
             .uri(uri)
+            .header(http::header::USER_AGENT, "stormdrill")
+            .body(Empty::new())
+            .expect("mix paths are validated")
+    }
+
+    /// As [`Self::request`] in origin form (`/path`) with a Host header, for a
+    /// connection of one's own.
+    fn origin_request(&self, method: &Method, path: &str) -> Request<Empty<Bytes>> {
+        Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.base_path))
+            .header(http::header::HOST, self.host.clone())
             .header(http::header::USER_AGENT, "stormdrill")
             .body(Empty::new())
             .expect("mix paths are validated")
@@ -235,7 +255,8 @@ impl LoadRun {
     /// Validates `cfg`, connects nothing yet, and starts sending.
     pub async fn start(cfg: LoadConfig) -> Result<LoadRun, LoadError> {
         cfg.validate()?;
-        let client = client::build(&cfg.client, cfg.target.scheme_str() == Some("https"))?;
+        let connector = client::connector(&cfg.client, cfg.target.scheme_str() == Some("https"))?;
+        let client = client::pooled(connector.clone());
         let timeline = cfg
             .timeline_dir
             .as_deref()
@@ -258,18 +279,25 @@ impl LoadRun {
         let (stop, stop_rx) = watch::channel(false);
         let (closed_tx, closed) = watch::channel(0u64);
 
-        let prefix = format!(
-            "{}://{}{}",
-            cfg.target.scheme_str().unwrap_or("http"),
-            cfg.target
-                .authority()
-                .map(|a| a.as_str())
-                .unwrap_or_default(),
-            cfg.target.path().trim_end_matches('/')
-        );
+        let authority = cfg
+            .target
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default();
+        let scheme = cfg.target.scheme_str().unwrap_or("http");
+        let base_path = cfg.target.path().trim_end_matches('/').to_owned();
+        let origin_uri: Uri = format!("{scheme}://{authority}")
+            .parse()
+            .map_err(|e| LoadError::Invalid(format!("target {}: {e}", cfg.target)))?;
+        let host = http::HeaderValue::from_str(authority)
+            .map_err(|e| LoadError::Invalid(format!("target {}: {e}", cfg.target)))?;
         let job = Arc::new(Job {
             client,
-            prefix,
+            connector,
+            origin_uri,
+            host,
+            prefix: format!("{scheme}://{authority}{base_path}"),
+            base_path,
             mix: cfg.mix.clone(),
             timeout: cfg.timeout,
             origin,
@@ -354,6 +382,12 @@ impl LoadRun {
         lock(&self.state).recorder.phase_figures(name)
     }
 
+    /// A handle on the closed windows that outlives a borrow of the run, for live
+    /// views (the progress line).
+    pub fn windows_handle(&self) -> WindowsHandle {
+        WindowsHandle(self.state.clone())
+    }
+
     /// Counts closed windows; changes whenever windows close.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.closed.clone()
@@ -406,6 +440,22 @@ impl LoadRun {
             timeline: self.timeline.clone(),
             late_samples: st.recorder.late_samples,
         })
+    }
+}
+
+/// See [`LoadRun::windows_handle`].
+#[derive(Clone)]
+pub struct WindowsHandle(Arc<Mutex<State>>);
+
+impl WindowsHandle {
+    /// The newest closed window.
+    pub fn last(&self) -> Option<WindowSummary> {
+        lock(&self.0).windows.last().cloned()
+    }
+
+    /// Runs `f` over the windows closed so far (no copy).
+    pub fn with_windows<R>(&self, f: impl FnOnce(&[WindowSummary]) -> R) -> R {
+        f(&lock(&self.0).windows)
     }
 }
 
@@ -504,6 +554,9 @@ async fn closed_loop(
         let last = last.clone();
         let mut rng = StdRng::seed_from_u64(cfg.seed ^ (w as u64).wrapping_mul(0x9e37_79b9));
         workers.push(tokio::spawn(async move {
+            // A connection per worker, as wrk has: a shared pool costs a lock and its
+            // bookkeeping on every request, which is most of a client's CPU per request.
+            let mut conn = client::Dedicated::new(job.connector.clone(), job.origin_uri.clone());
             loop {
                 let start = Instant::now();
                 if start >= end || *stop.borrow() || issued.fetch_add(1, Ordering::Relaxed) >= bound
@@ -511,12 +564,12 @@ async fn closed_loop(
                     break;
                 }
                 let drawn = job.mix.draw(&mut rng);
-                let req = job.request(drawn.method, &drawn.path);
+                let req = job.origin_request(drawn.method, &drawn.path);
                 let start_us = job.since_origin_us(start);
                 if tx.send(Event::Dispatched(start_us)).is_err() {
                     break;
                 }
-                let class = client::exchange(&job.client, req, job.timeout).await;
+                let class = conn.exchange(req, job.timeout).await;
                 let done_us = job.since_origin_us(Instant::now());
                 last.fetch_max(done_us, Ordering::Relaxed);
                 let _ = tx.send(Event::Done(Sample {

@@ -4,6 +4,9 @@
 //! [`crate::measure`].
 
 pub mod bench;
+pub mod bench_lag;
+pub mod bench_memory;
+pub mod bench_suite;
 pub mod client;
 pub mod generator;
 pub mod mix;

@@ -14,6 +14,7 @@ use super::{
     window::{Figures, WindowSummary},
 };
 use crate::{
+    fault::abort::{self, Abort},
     load::{LoadConfig, LoadError, LoadReport, LoadRun},
     verdict::{Comparison, Criterion},
 };
@@ -63,6 +64,13 @@ impl DegradedCheck {
     }
 }
 
+fn with_source(c: Criterion, source: Option<String>) -> Criterion {
+    match source {
+        Some(s) => c.with_source(s),
+        None => c,
+    }
+}
+
 /// How a wait ended without reaching its goal.
 #[derive(Debug)]
 pub struct WaitFailed {
@@ -101,7 +109,29 @@ pub struct Drill {
     /// Seconds since the load started; set by the fault steps.
     t0_s: Option<f64>,
     t0_wall: Option<DateTime<Utc>>,
-    pending: Vec<DegradedCheck>,
+    /// Checks of the degraded period, with the profile key of their threshold.
+    pending: Vec<(DegradedCheck, Option<String>)>,
+    /// Publishes the load's latest window to the progress line while the drill lives.
+    _live: crate::progress::LiveGuard,
+    /// The error-rate abort condition, checked as windows close during the fault.
+    error_watch: Option<AbortOnDrop>,
+}
+
+/// A task that must not outlive its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The error-rate abort condition (profile `abort.error_rate_pct`, `abort.windows`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ErrorRateAbort {
+    pub threshold_pct: f64,
+    /// Consecutive windows above the threshold.
+    pub windows: usize,
 }
 
 impl std::fmt::Debug for Drill {
@@ -117,13 +147,27 @@ impl std::fmt::Debug for Drill {
 impl Drill {
     /// Starts the load; observers are added with [`Drill::observers_mut`].
     pub async fn start(cfg: LoadConfig, rule: SteadyRule) -> Result<Drill, LoadError> {
+        let load = LoadRun::start(cfg).await?;
+        let windows = load.windows_handle();
+        let live = crate::progress::live_source(move || {
+            let w = windows.last()?;
+            let age = (Utc::now() - w.wall).to_std().unwrap_or_default();
+            let live = crate::progress::Live {
+                rate: w.sent as f64 / w.len_s.max(1e-3),
+                p99_ms: w.p99_ms(),
+                error_pct: w.error_rate_pct(),
+            };
+            crate::progress::fresh(age.saturating_sub(Duration::from_secs_f64(w.len_s)), live)
+        });
         Ok(Drill {
-            load: LoadRun::start(cfg).await?,
+            load,
             observers: ObserverSet::new(),
             rule,
             t0_s: None,
             t0_wall: None,
             pending: Vec::new(),
+            _live: live,
+            error_watch: None,
         })
     }
 
@@ -149,6 +193,34 @@ impl Drill {
         t
     }
 
+    /// Checks `rule` on every window that closes from now until the degraded period
+    /// ends (recovery confirmed, or the drill's end), and triggers `abort` when it is
+    /// breached: a fault that takes the API down must stop the run while it happens,
+    /// not at the next injection.
+    pub fn watch_error_rate(&mut self, rule: ErrorRateAbort, abort: Abort) {
+        let windows = self.load.windows_handle();
+        let mut closed = self.load.subscribe();
+        self.error_watch = Some(AbortOnDrop(tokio::spawn(async move {
+            // Ends with the load: its aggregator drops the sender.
+            while closed.changed().await.is_ok() {
+                let breached = windows.with_windows(|w| {
+                    abort::error_rate_breached(w, rule.threshold_pct, rule.windows.max(1))
+                });
+                if let Some(reason) = breached {
+                    abort.trigger(reason);
+                    return;
+                }
+            }
+        })));
+    }
+
+    /// Whether the error-rate abort condition is being watched.
+    pub fn watching_error_rate(&self) -> bool {
+        self.error_watch
+            .as_ref()
+            .is_some_and(|w| !w.0.is_finished())
+    }
+
     pub fn t0_s(&self) -> Option<f64> {
         self.t0_s
     }
@@ -159,22 +231,34 @@ impl Drill {
 
     /// Registers a check of the degraded period; judged at once if that period is over.
     pub fn check_degraded(&mut self, check: DegradedCheck) -> Option<Criterion> {
+        self.check_degraded_from(check, None)
+    }
+
+    /// [`Self::check_degraded`] whose threshold came from `source` (e.g. `profile
+    /// chaos.osd.p99_during_ms`), carried into the criterion.
+    pub fn check_degraded_from(
+        &mut self,
+        check: DegradedCheck,
+        source: Option<String>,
+    ) -> Option<Criterion> {
         if self.t0_s.is_some() && self.load.current_phase() != PHASE_DURING {
-            return Some(check.judge(self.load.phase_figures(PHASE_DURING).as_ref()));
+            let c = check.judge(self.load.phase_figures(PHASE_DURING).as_ref());
+            return Some(with_source(c, source));
         }
-        self.pending.push(check);
+        self.pending.push((check, source));
         None
     }
 
     /// Ends the degraded period (if one is running) and judges the pending checks.
     pub fn end_degraded(&mut self) -> Vec<Criterion> {
+        self.error_watch = None;
         if self.load.current_phase() == PHASE_DURING {
             self.load.mark_phase(PHASE_AFTER);
         }
         let during = self.load.phase_figures(PHASE_DURING);
         self.pending
             .drain(..)
-            .map(|c| c.judge(during.as_ref()))
+            .map(|(c, source)| with_source(c.judge(during.as_ref()), source))
             .collect()
     }
 
@@ -191,8 +275,9 @@ impl Drill {
         let start = self.load.now_s();
         let rule = self.rule;
         let k = rule.windows.max(1);
+        let what = format!("steady state ({k} good windows)");
         let got = self
-            .wait(deadlines, |windows, tracks| {
+            .wait(&what, deadlines, |windows, tracks| {
                 let good = steady::trailing_good(windows, &rule, tracks);
                 let done = (good >= k).then(|| {
                     let run = &windows[windows.len() - good..];
@@ -232,12 +317,16 @@ impl Drill {
         };
         let k = rule.windows.max(1);
         let outcome = self
-            .wait(deadlines, |windows, tracks| {
-                let until = windows.last().map_or(t0, WindowSummary::end_s);
-                let r = steady::analyse(windows, tracks, &rule, t0, until);
-                let good = r.good_tail;
-                (r.recovered_at_s.is_some().then_some(()), good.min(k))
-            })
+            .wait(
+                "recovery (a steady state that holds)",
+                deadlines,
+                |windows, tracks| {
+                    let until = windows.last().map_or(t0, WindowSummary::end_s);
+                    let r = steady::analyse(windows, tracks, &rule, t0, until);
+                    let good = r.good_tail;
+                    (r.recovered_at_s.is_some().then_some(()), good.min(k))
+                },
+            )
             .await?;
         let until = self.load.now_s();
         let tracks = self.observers.tracks(self.load.origin());
@@ -256,6 +345,7 @@ impl Drill {
     /// `check` over the windows and health tracks, which returns (done, progress).
     async fn wait<T>(
         &self,
+        what: &str,
         deadlines: Deadlines,
         mut check: impl FnMut(&[WindowSummary], &[steady::HealthTrack]) -> (Option<T>, usize),
     ) -> Result<Result<T, WaitFailed>, DrillError> {
@@ -266,14 +356,20 @@ impl Drill {
         let mut last_progress = 0usize;
         let mut observing = true;
         let mut seen_changes = self.observers.changes();
+        let shown = crate::progress::Wait::start(
+            what,
+            Some(Duration::from_secs_f64(deadlines.absolute_s.max(0.0))),
+        );
         loop {
             closed.borrow_and_update();
             changes.borrow_and_update();
             let tracks = self.observers.tracks(origin);
             let (done, progress) = self.load.with_windows(|w| check(w, &tracks));
             if let Some(t) = done {
+                shown.finish("reached");
                 return Ok(Ok(t));
             }
+            shown.status(self.live_status(progress));
             let now = self.load.now_s();
             let moved = self.observers.changes();
             // Progress: one more good window, or any observer reporting a change.
@@ -283,6 +379,7 @@ impl Drill {
             last_progress = progress;
             seen_changes = moved;
             if let Err(missed) = clock.check(now) {
+                shown.finish(&missed.to_string());
                 return Ok(Err(WaitFailed {
                     missed,
                     status: self.status(progress),
@@ -301,6 +398,18 @@ impl Drill {
                 () = tokio::time::sleep(sleep) => {}
             }
         }
+    }
+
+    /// Where a wait stands, for the progress line: good windows and the observers
+    /// that are not healthy (the load's figures are on the line already).
+    fn live_status(&self, good: usize) -> String {
+        let mut s = format!("{good}/{} good windows", self.rule.windows);
+        for o in self.observers.status() {
+            if o.healthy != Some(true) {
+                s.push_str(&format!("; {} {}", o.name, o.detail));
+            }
+        }
+        s
     }
 
     /// One line on where things stand, for failure messages.
@@ -332,6 +441,7 @@ impl Drill {
 
     /// Stops the load and observers; judges what is pending.
     pub async fn finish(mut self) -> (Result<LoadReport, LoadError>, Vec<Criterion>) {
+        self.error_watch = None;
         let judged = if self.pending.is_empty() {
             Vec::new()
         } else {

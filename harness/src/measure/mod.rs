@@ -2,6 +2,7 @@
 //! steady state and recovery, and the drill that ties them to a scenario.
 
 pub mod drill;
+pub mod health;
 pub mod observe;
 pub mod steady;
 pub mod timeline;

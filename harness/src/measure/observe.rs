@@ -4,14 +4,14 @@
 //! An [`Observer`] sends a [`HealthSample`] whenever its judgement (healthy, detail)
 //! changes. [`ObserverSet`] runs several and keeps, per observer, only the healthy /
 //! unhealthy transitions and the latest sample, so a long run stays small.
-//! Ceph (`ceph status -f json` through the toolbox pod) will be one more implementation
-//! of the trait.
+//! Ceph has no watch: [`CephObserver`] polls `ceph status -f json` through the toolbox
+//! pod at an interval (default 1 s) and judges health and PG cleanliness.
 
 use std::{
     collections::{BTreeMap, HashMap},
     fmt::Debug,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -21,6 +21,9 @@ use k8s_openapi::api::{
     core::v1::{Node, Pod},
 };
 use kube::{
+    api::{DynamicObject, ListParams},
+    core::GroupVersionKind,
+    discovery::ApiResource,
     runtime::{watcher, WatchStreamExt as _},
     Api, Client, Resource, ResourceExt as _,
 };
@@ -31,7 +34,13 @@ use tokio::{
 };
 
 use super::steady::HealthTrack;
-use crate::probe::k8s;
+use crate::{
+    fault::ceph::Toolbox,
+    probe::{
+        ceph::{CephProbeError, CephStatus},
+        k8s,
+    },
+};
 
 /// How many unhealthy objects a sample's detail names.
 const DETAIL_LIMIT: usize = 5;
@@ -369,6 +378,175 @@ where
     }
 }
 
+/// How often the Ceph observer asks by default (DESIGN: Ceph has no watch; 1 s).
+pub const CEPH_INTERVAL: Duration = Duration::from_secs(1);
+/// One poll's bound, finding the toolbox included: a hung `ceph` is a finding
+/// (unhealthy, "did not answer"), not a stalled observer.
+const CEPH_POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn ceph_clusters() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ceph.rook.io", "v1", "CephCluster"),
+        "cephclusters",
+    )
+}
+
+/// Whether the cluster runs Ceph (a CephCluster exists): then Ceph's health is part
+/// of steady state. A cluster without Rook's CRD has none.
+pub async fn has_ceph(client: &Client) -> bool {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ceph_clusters());
+    api.list(&ListParams::default().limit(1))
+        .await
+        .is_ok_and(|l| !l.items.is_empty())
+}
+
+/// Every CephCluster's `status.ceph.health` is HEALTH_OK, from a watch. Rook refreshes
+/// it on its own schedule (about once a minute on a real cluster), so steady state
+/// uses [`ceph_health`]; this one is the watch-based view of the same signal.
+pub fn cephcluster_health(client: &Client) -> WatchObserver<DynamicObject> {
+    WatchObserver::new(
+        "cephcluster-health",
+        Api::all_with(client.clone(), &ceph_clusters()),
+        watcher::Config::default(),
+        cephcluster_judge,
+        "HEALTH_OK",
+    )
+}
+
+pub fn cephcluster_judge(o: &DynamicObject) -> ObjectHealth {
+    match o
+        .data
+        .pointer("/status/ceph/health")
+        .and_then(|h| h.as_str())
+    {
+        Some("HEALTH_OK") => ObjectHealth::Healthy,
+        Some(other) => ObjectHealth::Unhealthy(other.to_owned()),
+        // `status.phase` is not a health signal (DESIGN §1); no health yet is not OK.
+        None => ObjectHealth::Unhealthy("no status.ceph.health".to_owned()),
+    }
+}
+
+/// Where [`CephObserver`] gets `ceph status` from: the toolbox pod, or a script in tests.
+pub trait CephSource: Send + 'static {
+    fn status(&mut self) -> BoxFuture<'_, Result<CephStatus, CephProbeError>>;
+}
+
+/// `ceph status -f json` in the toolbox pod (pod exec, `probe::exec`), parsed by
+/// [`CephStatus::parse`]. The pod is looked up again only after a failure: two list
+/// calls a second would be most of the observer's cost.
+pub struct ToolboxSource {
+    client: Client,
+    toolbox: Option<Toolbox>,
+}
+
+impl CephSource for ToolboxSource {
+    fn status(&mut self) -> BoxFuture<'_, Result<CephStatus, CephProbeError>> {
+        Box::pin(async move {
+            let toolbox = match self.toolbox.take() {
+                Some(t) => t,
+                None => Toolbox::find(&self.client).await?,
+            };
+            let v = toolbox.ceph_json(&self.client, &["status"]).await?;
+            self.toolbox = Some(toolbox);
+            CephStatus::parse(&v)
+        })
+    }
+}
+
+/// Ceph is healthy: HEALTH_OK and every PG active+clean, polled (Ceph has no watch).
+pub struct CephObserver<S> {
+    name: String,
+    interval: Duration,
+    source: S,
+}
+
+/// Ceph through the cluster's toolbox every `interval`.
+pub fn ceph_health(client: &Client, interval: Duration) -> CephObserver<ToolboxSource> {
+    CephObserver::new(
+        ToolboxSource {
+            client: client.clone(),
+            toolbox: None,
+        },
+        interval,
+    )
+}
+
+impl<S: CephSource> CephObserver<S> {
+    pub fn new(source: S, interval: Duration) -> Self {
+        CephObserver {
+            name: "ceph-health".to_owned(),
+            // A zero interval would spin on the toolbox.
+            interval: interval.max(Duration::from_millis(10)),
+            source,
+        }
+    }
+}
+
+/// (healthy, detail) of one `ceph status`: healthy only with HEALTH_OK and every PG
+/// active+clean; a status that could not be read or parsed (an absent PG list among
+/// them) is unhealthy, never clean. The detail starts with the health word, e.g.
+/// `HEALTH_WARN, 0/17 PGs active+clean; OSD_DOWN: 1 osds down; ...`.
+pub fn ceph_judgement(status: &Result<CephStatus, CephProbeError>) -> (bool, String) {
+    let s = match status {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                false,
+                format!("ceph status unreadable: {}", crate::diag::one_line(e)),
+            )
+        }
+    };
+    let (clean, total) = (s.pgs_active_clean(), s.pgs_total());
+    // No PG at all is no evidence of clean data.
+    let healthy = s.health == "HEALTH_OK" && total > 0 && clean == total;
+    let mut detail = format!("{}, {clean}/{total} PGs active+clean", s.health);
+    if !s.checks.is_empty() {
+        detail.push_str(&format!("; {}", s.describe_checks()));
+    }
+    if clean < total {
+        detail.push_str(&format!("; {}", s.describe_unclean()));
+    }
+    (healthy, detail)
+}
+
+impl<S: CephSource> Observer for CephObserver<S> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn run(self: Box<Self>, tx: HealthTx) -> BoxFuture<'static, Result<(), ObserveError>> {
+        Box::pin(async move {
+            let this = *self;
+            let name: Arc<str> = Arc::from(this.name.as_str());
+            let mut source = this.source;
+            let mut tick = tokio::time::interval(this.interval);
+            // A slow answer delays the next poll instead of firing a burst after it.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last: Option<(bool, String)> = None;
+            loop {
+                tick.tick().await;
+                let now = match tokio::time::timeout(CEPH_POLL_TIMEOUT, source.status()).await {
+                    Ok(status) => ceph_judgement(&status),
+                    Err(_) => (
+                        false,
+                        format!(
+                            "ceph status did not answer within {} s",
+                            CEPH_POLL_TIMEOUT.as_secs()
+                        ),
+                    ),
+                };
+                if last.as_ref() != Some(&now) {
+                    let sample = HealthSample::now(name.clone(), now.0, now.1.clone());
+                    if tx.send(sample).is_err() {
+                        return Ok(());
+                    }
+                    last = Some(now);
+                }
+            }
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Entry {
     /// (at, healthy) when health flipped (the first sample included).
@@ -609,6 +787,160 @@ mod tests {
         assert_eq!(
             statefulset_health(&s),
             ObjectHealth::Unhealthy("generation 2 not yet observed".into())
+        );
+    }
+
+    // Trimmed from the real captures in fixtures/upstream/ceph/ (Ceph 16.2, a
+    // three-OSD drill): healthy-status.json, degraded-status.json and
+    // healthok-but-peering-status.json, with the keys the judgement reads.
+    const HEALTHY: &str = r#"{"health": {"status": "HEALTH_OK", "checks": {}, "mutes": []},
+        "osdmap": {"epoch": 19, "num_osds": 3, "num_up_osds": 3, "osd_up_since": 1795647400,
+                   "num_in_osds": 3, "osd_in_since": 1795647392, "num_remapped_pgs": 0},
+        "pgmap": {"pgs_by_state": [{"state_name": "active+clean", "count": 17}],
+                  "num_pgs": 17, "num_pools": 2, "num_objects": 3061}}"#;
+    const DEGRADED: &str = r#"{"health": {"status": "HEALTH_WARN", "checks": {
+            "OSD_DOWN": {"severity": "HEALTH_WARN", "summary": {"message": "1 osds down", "count": 1}, "muted": false},
+            "PG_DEGRADED": {"severity": "HEALTH_WARN", "summary": {"message": "Degraded data redundancy: 5055/15165 objects degraded (33.333%), 16 pgs degraded", "count": 16}, "muted": false}},
+            "mutes": []},
+        "osdmap": {"epoch": 21, "num_osds": 3, "num_up_osds": 2, "osd_up_since": 1795647475,
+                   "num_in_osds": 3, "osd_in_since": 1795647392, "num_remapped_pgs": 0},
+        "pgmap": {"pgs_by_state": [{"state_name": "active+undersized+degraded", "count": 16},
+                                   {"state_name": "active+undersized", "count": 1}],
+                  "num_pgs": 17, "num_pools": 2, "num_objects": 5055, "degraded_objects": 5055}}"#;
+    const HEALTHOK_PEERING: &str = r#"{"health": {"status": "HEALTH_OK", "checks": {}, "mutes": []},
+        "osdmap": {"epoch": 30, "num_osds": 3, "num_up_osds": 3, "num_in_osds": 3, "num_remapped_pgs": 4},
+        "pgmap": {"pgs_by_state": [{"state_name": "active+clean", "count": 9},
+                                   {"state_name": "remapped+peering", "count": 4},
+                                   {"state_name": "peering", "count": 4}],
+                  "num_pgs": 17, "num_pools": 2, "inactive_pgs_ratio": 0.47058823704719543}}"#;
+
+    fn status(json: &str) -> Result<CephStatus, CephProbeError> {
+        CephStatus::parse(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn ceph_judgement_on_real_captures() {
+        assert_eq!(
+            ceph_judgement(&status(HEALTHY)),
+            (true, "HEALTH_OK, 17/17 PGs active+clean".to_owned())
+        );
+        let (healthy, detail) = ceph_judgement(&status(DEGRADED));
+        assert!(!healthy);
+        assert_eq!(
+            detail,
+            "HEALTH_WARN, 0/17 PGs active+clean; OSD_DOWN: 1 osds down; PG_DEGRADED: \
+             Degraded data redundancy: 5055/15165 objects degraded (33.333%), 16 pgs degraded; \
+             active+undersized+degraded: 16, active+undersized: 1"
+        );
+        // Ceph says OK while 8 PGs still peer: not healthy (no I/O on those PGs).
+        assert_eq!(
+            ceph_judgement(&status(HEALTHOK_PEERING)),
+            (
+                false,
+                "HEALTH_OK, 9/17 PGs active+clean; remapped+peering: 4, peering: 4".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn an_absent_pg_list_is_an_error_never_clean() {
+        let mut v: serde_json::Value = serde_json::from_str(HEALTHY).unwrap();
+        v["pgmap"].as_object_mut().unwrap().remove("pgs_by_state");
+        let (healthy, detail) = ceph_judgement(&CephStatus::parse(&v));
+        assert!(!healthy);
+        assert_eq!(
+            detail,
+            "ceph status unreadable: `ceph status` output lacks pgmap.pgs_by_state"
+        );
+        // An empty list with no PG counted: no evidence of clean data either.
+        v["pgmap"] = serde_json::json!({"pgs_by_state": [], "num_pgs": 0});
+        assert_eq!(
+            ceph_judgement(&CephStatus::parse(&v)),
+            (false, "HEALTH_OK, 0/0 PGs active+clean".to_owned())
+        );
+    }
+
+    /// Answers a script of `ceph status` outputs, then repeats the last one.
+    struct ScriptedCeph(std::collections::VecDeque<&'static str>, Arc<Mutex<u32>>);
+
+    impl CephSource for ScriptedCeph {
+        fn status(&mut self) -> BoxFuture<'_, Result<CephStatus, CephProbeError>> {
+            *self.1.lock().unwrap() += 1;
+            let json = if self.0.len() > 1 {
+                self.0.pop_front().unwrap()
+            } else {
+                self.0[0]
+            };
+            Box::pin(async move { status(json) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ceph_observer_polls_and_reports_changes_only() {
+        let polls = Arc::new(Mutex::new(0));
+        let script = [HEALTHY, HEALTHY, DEGRADED, "{}", DEGRADED, HEALTHY];
+        let observer = CephObserver::new(
+            ScriptedCeph(script.into_iter().collect(), polls.clone()),
+            Duration::from_millis(5),
+        );
+        assert_eq!(observer.name(), "ceph-health");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(Box::new(observer).run(tx));
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let s = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a sample within 5 s")
+                .unwrap();
+            seen.push((s.healthy, s.detail.split(',').next().unwrap().to_owned()));
+        }
+        assert_eq!(
+            seen,
+            [
+                (true, "HEALTH_OK".to_owned()),
+                (false, "HEALTH_WARN".to_owned()),
+                (
+                    false,
+                    "ceph status unreadable: `ceph status` output lacks health.status".to_owned()
+                ),
+                (false, "HEALTH_WARN".to_owned()),
+                (true, "HEALTH_OK".to_owned()),
+            ]
+        );
+        // It keeps polling; an unchanged judgement sends nothing.
+        let before = *polls.lock().unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(*polls.lock().unwrap() > before + 2);
+        assert!(rx.try_recv().is_err());
+        task.abort();
+    }
+
+    #[test]
+    fn cephcluster_health_is_status_ceph_health() {
+        let cc = |status: serde_json::Value| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "ceph.rook.io/v1", "kind": "CephCluster",
+                "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
+                "status": status,
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            cephcluster_judge(&cc(
+                serde_json::json!({"phase": "Ready", "ceph": {"health": "HEALTH_OK"}})
+            )),
+            ObjectHealth::Healthy
+        );
+        assert_eq!(
+            cephcluster_judge(&cc(
+                serde_json::json!({"phase": "Ready", "ceph": {"health": "HEALTH_WARN"}})
+            )),
+            ObjectHealth::Unhealthy("HEALTH_WARN".into())
+        );
+        // phase Ready alone says nothing about health.
+        assert_eq!(
+            cephcluster_judge(&cc(serde_json::json!({"phase": "Ready"}))),
+            ObjectHealth::Unhealthy("no status.ceph.health".into())
         );
     }
 

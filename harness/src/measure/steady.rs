@@ -4,7 +4,8 @@
 //! - A window is *good* when it meets the SLO and every observer is healthy through it.
 //! - *Steady state*: K consecutive good windows (default 5).
 //! - After a fault at t0: *detection* is the first unhealthy signal at or after t0 (an
-//!   observer turning unhealthy, or a window breaching the SLO); *recovery* is the start
+//!   observer turning unhealthy, or a window breaching the SLO, seen when it closes);
+//!   *recovery* is the start
 //!   of the first steady state that holds until the end of observation; RTO = that - t0.
 
 use std::fmt;
@@ -198,9 +199,11 @@ pub fn analyse(
         t.first_unhealthy_from(t0_s)
             .map(|at| (at, format!("observer {}", t.name)))
     });
+    // A breach is observed when its window closes: the window's start would report
+    // detection at t0 for any fault whose window breaches, however late the effect.
     let from_slo = after.iter().find(|w| !meets_slo(w, &rule.slo)).map(|w| {
         (
-            w.start_s.max(t0_s),
+            w.end_s(),
             format!(
                 "SLO breach (p99 {} ms, errors {} %)",
                 round3(w.p99_ms()),
@@ -422,11 +425,17 @@ mod tests {
             vec![(0.0, true), (10.4, false), (16.2, true)],
         );
         let r = analyse(&t, &[pods], &rule, 10.0, 30.0);
-        // The SLO breach in the window starting at t0 is seen before the observer.
-        assert_eq!(r.detection.as_ref().unwrap().at_s, 10.0);
+        // The observer (10.4) sees the fault before the breaching window closes (11.0).
+        assert_eq!(r.detection.as_ref().unwrap().at_s, 10.4);
         assert_eq!(
             r.detection.as_ref().unwrap().source,
-            "SLO breach (p99 2500 ms, errors 40 %)"
+            "observer pods-ready[api]"
+        );
+        let slo_only = analyse(&t, &[], &rule, 10.0, 30.0);
+        let d = slo_only.detection.unwrap();
+        assert_eq!(
+            (d.at_s, d.source.as_str()),
+            (11.0, "SLO breach (p99 2500 ms, errors 40 %)")
         );
         assert_eq!(r.recovered_at_s, Some(18.0));
         assert_eq!(r.rto_s, Some(8.0));

@@ -25,6 +25,15 @@ pub enum ApiDiscoveryError {
 /// The first HTTPProxy with a virtual host, reached through Envoy's load balancer.
 /// None when there is no HTTPProxy or no load balancer address yet.
 pub async fn discover(client: &Client) -> Result<Option<ApiEndpoint>, ApiDiscoveryError> {
+    discover_with(client, lb_address).await
+}
+
+/// [`discover`], with Envoy's address read from its Service by `address` (a kind
+/// cluster publishes a NodePort through a host port mapping instead of a load balancer).
+pub async fn discover_with(
+    client: &Client,
+    address: impl Fn(&Value) -> Option<(IpAddr, u16)>,
+) -> Result<Option<ApiEndpoint>, ApiDiscoveryError> {
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("projectcontour.io", "v1", "HTTPProxy"),
         "httpproxies",
@@ -57,7 +66,7 @@ pub async fn discover(client: &Client) -> Result<Option<ApiEndpoint>, ApiDiscove
     else {
         return Ok(None);
     };
-    let Some((ip, port)) = lb_address(&serde_json::to_value(&svc).unwrap_or(Value::Null)) else {
+    let Some((ip, port)) = address(&serde_json::to_value(&svc).unwrap_or(Value::Null)) else {
         return Ok(None);
     };
     let tls_secret = proxy

@@ -29,6 +29,22 @@ pub enum PromError {
     NoRetention { what: String },
     #[error("{what}: cannot read the duration {text:?}")]
     Duration { what: String, text: String },
+    /// Prometheus refused the request; its own words (e.g. a PromQL parse error).
+    #[error("{what}: Prometheus answered {status} {error_type}: {error}")]
+    Query {
+        what: String,
+        status: u16,
+        error_type: String,
+        error: String,
+    },
+}
+
+/// One series of a query's result: labels and (unix seconds, value) samples (one for
+/// an instant vector, several for a range matrix).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub samples: Vec<(f64, f64)>,
 }
 
 /// One active scrape target.
@@ -181,6 +197,139 @@ pub fn vector_len(what: &str, v: &Value) -> Result<usize, PromError> {
     }
 }
 
+/// A query's result (vector, matrix or scalar) as series; values Prometheus writes as
+/// strings ("NaN", "+Inf" included) parsed to f64.
+pub fn parse_series(what: &str, v: &Value) -> Result<Vec<Series>, PromError> {
+    let d = data(what, v)?;
+    let sample = |p: &Value| -> Option<(f64, f64)> {
+        let a = p.as_array()?;
+        Some((a.first()?.as_f64()?, a.get(1)?.as_str()?.parse().ok()?))
+    };
+    let bad = |detail: &str| shape(what, detail.to_owned());
+    match d["resultType"].as_str() {
+        Some("scalar") => Ok(vec![Series {
+            labels: Default::default(),
+            samples: vec![sample(&d["result"]).ok_or_else(|| bad("bad scalar"))?],
+        }]),
+        Some(kind @ ("vector" | "matrix")) => d["result"]
+            .as_array()
+            .ok_or_else(|| bad("no result list"))?
+            .iter()
+            .map(|r| {
+                let labels = r["metric"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let samples = if kind == "vector" {
+                    vec![sample(&r["value"]).ok_or_else(|| bad("bad sample"))?]
+                } else {
+                    r["values"]
+                        .as_array()
+                        .ok_or_else(|| bad("no values"))?
+                        .iter()
+                        .map(|p| sample(p).ok_or_else(|| bad("bad sample")))
+                        .collect::<Result<_, _>>()?
+                };
+                Ok(Series { labels, samples })
+            })
+            .collect(),
+        other => Err(bad(&format!("result type {other:?}"))),
+    }
+}
+
+/// GET an API path; Prometheus's own error (`{"status":"error","errorType",...}`,
+/// sent with 400/422/503) becomes [`PromError::Query`] rather than a body excerpt.
+async fn api_get(
+    client: &Client,
+    prom: &ServiceRef,
+    path: &str,
+    what: &str,
+) -> Result<Value, PromError> {
+    let (status, body) = svc::get_raw(client, prom, path).await?;
+    match serde_json::from_str::<Value>(&body) {
+        Ok(v) if v["status"] == "error" => Err(PromError::Query {
+            what: what.to_owned(),
+            status,
+            error_type: v["errorType"].as_str().unwrap_or("").to_owned(),
+            error: v["error"].as_str().unwrap_or("").to_owned(),
+        }),
+        Ok(v) if (200..300).contains(&status) => Ok(v),
+        Ok(_) => Err(svc::ProxyError::Status {
+            url: prom.proxy_url(path),
+            status,
+            excerpt: svc::excerpt(&body),
+        }
+        .into()),
+        Err(source) if (200..300).contains(&status) => Err(svc::ProxyError::Json {
+            url: prom.proxy_url(path),
+            excerpt: svc::excerpt(&body),
+            source,
+        }
+        .into()),
+        Err(_) => Err(svc::ProxyError::Status {
+            url: prom.proxy_url(path),
+            status,
+            excerpt: svc::excerpt(&body),
+        }
+        .into()),
+    }
+}
+
+/// `/api/v1/query` at `time` (unix seconds; None: now).
+pub async fn query(
+    client: &Client,
+    prom: &ServiceRef,
+    query: &str,
+    time: Option<f64>,
+) -> Result<Vec<Series>, PromError> {
+    let t = time.map(|t| format!("{t:.3}"));
+    let mut params = vec![("query", query)];
+    if let Some(t) = &t {
+        params.push(("time", t));
+    }
+    let what = format!("{prom} query {query}");
+    let v = api_get(
+        client,
+        prom,
+        &svc::with_query("/api/v1/query", &params),
+        &what,
+    )
+    .await?;
+    parse_series(&what, &v)
+}
+
+/// `/api/v1/query_range` from `start` to `end` (unix seconds) every `step_s`.
+pub async fn query_range(
+    client: &Client,
+    prom: &ServiceRef,
+    query: &str,
+    start: f64,
+    end: f64,
+    step_s: f64,
+) -> Result<Vec<Series>, PromError> {
+    let (start, end, step) = (
+        format!("{start:.3}"),
+        format!("{end:.3}"),
+        format!("{step_s}"),
+    );
+    let path = svc::with_query(
+        "/api/v1/query_range",
+        &[
+            ("query", query),
+            ("start", &start),
+            ("end", &end),
+            ("step", &step),
+        ],
+    );
+    let what = format!("{prom} query_range {query}");
+    let v = api_get(client, prom, &path, &what).await?;
+    parse_series(&what, &v)
+}
+
 pub async fn targets(client: &Client, prom: &ServiceRef) -> Result<Vec<Target>, PromError> {
     let v = svc::get_json(client, prom, "/api/v1/targets?state=active").await?;
     parse_targets(&v)
@@ -207,8 +356,9 @@ pub async fn instant_series(
         "/api/v1/query",
         &[("query", query), ("time", &time.to_string())],
     );
-    let v = svc::get_json(client, svc_ref, &path).await?;
-    vector_len(&format!("{svc_ref} query {query}"), &v)
+    let what = format!("{svc_ref} query {query}");
+    let v = api_get(client, svc_ref, &path, &what).await?;
+    vector_len(&what, &v)
 }
 
 #[cfg(test)]
@@ -265,5 +415,23 @@ mod tests {
         assert_eq!(vector_len("q", &empty).unwrap(), 0);
         let m = serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": []}});
         assert!(vector_len("q", &m).is_err());
+    }
+
+    #[test]
+    fn series_of_vectors_matrices_and_scalars() {
+        let v = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"__name__": "ceph_health_status", "job": "ceph"}, "value": [1795661535.5, "1"]}]}});
+        let s = parse_series("q", &v).unwrap();
+        assert_eq!(s[0].labels["job"], "ceph");
+        assert_eq!(s[0].samples, vec![(1795661535.5, 1.0)]);
+        let m = serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {}, "values": [[10, "0"], [12, "NaN"], [14, "+Inf"]]}]}});
+        let s = parse_series("q", &m).unwrap();
+        assert_eq!(s[0].samples.len(), 3);
+        assert!(s[0].samples[1].1.is_nan() && s[0].samples[2].1.is_infinite());
+        let sc = serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [3, "2.5"]}});
+        assert_eq!(parse_series("q", &sc).unwrap()[0].samples, vec![(3.0, 2.5)]);
+        let bad = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1]}]}});
+        assert!(parse_series("q", &bad).is_err());
     }
 }

@@ -206,6 +206,8 @@ pub(crate) mod tests {
             reasons: vec!["criterion p99<x> failed".into()],
             seed: 7,
             error: None,
+            profile: Some("twin".into()),
+            harness: Some("stormdrill 0.1.0 (abc1234)".into()),
             scenarios: vec![ScenarioRecord {
                 feature: "features/x.feature".into(),
                 line: 3,
@@ -219,6 +221,8 @@ pub(crate) mod tests {
                         .with_source("profile api.p99_ms"),
                 ],
                 message: None,
+                timeline: None,
+                health: None,
             }],
         }
     }

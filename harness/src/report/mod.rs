@@ -14,6 +14,7 @@ use crate::verdict::{Criterion, ScenarioStatus, Verdict};
 
 pub mod html;
 pub mod markdown;
+pub mod prom;
 
 pub const SCHEMA: &str = "stormdrill.summary/v1";
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -38,6 +39,18 @@ pub enum ReportError {
     },
     #[error("cannot serialise the summary")]
     Serialize(#[source] serde_json::Error),
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a stormdrill summary")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// summary.json. The fields below are the contract; add fields, never rename.
@@ -57,6 +70,12 @@ pub struct Summary {
     /// Set when the harness could not run (verdict error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The acceptance profile's name, when one was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The harness that ran, e.g. `stormdrill 0.1.0 (3fa2c1d)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<String>,
     pub scenarios: Vec<ScenarioRecord>,
 }
 
@@ -75,6 +94,12 @@ pub struct ScenarioRecord {
     /// The failing step's message, or the unknown step with the closest known one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The scenario's load timeline in the run folder (`timeline-2.csv`), if it ran one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<String>,
+    /// Its health timeline (`health-2.csv`), beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 /// `<report-dir>/<run-id>/` and the files in it.
@@ -98,6 +123,23 @@ impl RunDir {
         Ok(RunDir {
             path: report_dir.join(run_id),
         })
+    }
+
+    /// A recorded run's folder, as it is on disk (to render its reports again).
+    pub fn existing(path: &Path) -> RunDir {
+        RunDir {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Reads the folder's summary.json back.
+    pub fn read_summary(&self) -> Result<Summary, ReportError> {
+        let path = self.summary();
+        let text = fs::read_to_string(&path).map_err(|source| ReportError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ReportError::Parse { path, source })
     }
 
     pub fn create(&self) -> Result<(), ReportError> {
@@ -151,6 +193,24 @@ impl RunDir {
     }
 }
 
+/// The git revision the harness was built from (build.rs), or `unknown`.
+pub const GIT_REVISION: &str = env!("STORMDRILL_GIT_REV");
+
+/// `stormdrill 0.1.0 (3fa2c1d)`, for reports.
+pub fn harness_description() -> String {
+    format!("stormdrill {} ({GIT_REVISION})", env!("CARGO_PKG_VERSION"))
+}
+
+/// A profile's name: its `profile:` key, else its file's stem.
+pub fn profile_name(p: &crate::config::Profile) -> String {
+    p.values
+        .get("profile")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .or_else(|| p.path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
 /// Default run id: UTC time plus 4 hex digits, e.g. `20261125T232800Z-3fa2`, so ids
 /// sort by time and two runs in the same second do not collide.
 pub fn new_run_id(now: DateTime<Utc>) -> String {
@@ -200,6 +260,8 @@ mod tests {
             reasons: vec![],
             seed: 7,
             error: None,
+            profile: None,
+            harness: None,
             scenarios: vec![ScenarioRecord {
                 feature: "features/x.feature".into(),
                 line: 3,
@@ -209,6 +271,8 @@ mod tests {
                 measurements: [("api_latency_ms".to_owned(), 1.5)].into(),
                 criteria: vec![Criterion::new("c", 1.0, Comparison::AtMost, 2.0, "s")],
                 message: None,
+                timeline: None,
+                health: None,
             }],
         };
         let path = run.write_summary(&summary).unwrap();

@@ -12,6 +12,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::Client;
 use serde_json::Value;
 
+pub mod kustomize;
 pub mod ready;
 
 pub const FIELD_MANAGER: &str = "stormdrill";
@@ -42,6 +43,16 @@ pub enum StackError {
         kind: String,
         name: String,
         waited: Duration,
+    },
+    #[error(transparent)]
+    Kustomize(#[from] kustomize::KustomizeError),
+    #[error("{}: {kind} {name} is missing and this identity may not create it (forbidden): deploy the stack with an account that may, or grant the harness's role (fixtures/rbac/stormdrill.yaml)", path.display())]
+    Forbidden {
+        path: PathBuf,
+        kind: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
     },
     #[error("API discovery failed")]
     Discovery(#[source] Box<kube::Error>),
@@ -84,8 +95,16 @@ impl Manifest {
     }
 }
 
-/// Reads every `*.yaml` of `dir` in name order, one [`Manifest`] per document.
+/// Reads every `*.yaml` of `dir` in name order, one [`Manifest`] per document; a
+/// folder with a `kustomization.yaml` is built from it instead ([`kustomize`]).
 pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, StackError> {
+    if dir.join(kustomize::FILE).is_file() {
+        let out = kustomize::build(dir)?;
+        if out.is_empty() {
+            return Err(StackError::Empty(dir.to_owned()));
+        }
+        return Ok(out);
+    }
     let entries = std::fs::read_dir(dir).map_err(|source| StackError::Read {
         path: dir.to_owned(),
         source,
@@ -150,7 +169,19 @@ fn gvk_of(m: &Manifest) -> GroupVersionKind {
 #[derive(Clone, Debug, Default)]
 pub struct ApplyReport {
     pub applied: Vec<String>,
+    /// Objects this identity may not apply but found deployed (a read-only role on a
+    /// cluster whose stack someone else deploys): checked as they are.
+    pub forbidden_present: Vec<String>,
     pub elapsed: Duration,
+}
+
+/// How [`apply_with`] applies.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyOptions {
+    /// How long a kind the API server does not serve yet is waited for.
+    pub kind_wait: Duration,
+    /// `dryRun=All`: the API server validates and admits, nothing is stored.
+    pub dry_run: bool,
 }
 
 /// Applies every manifest in order with server-side apply. A kind the API server does
@@ -160,6 +191,22 @@ pub async fn apply(
     client: &Client,
     manifests: &[Manifest],
     kind_wait: Duration,
+    progress: impl FnMut(&Manifest),
+) -> Result<ApplyReport, StackError> {
+    let options = ApplyOptions {
+        kind_wait,
+        dry_run: false,
+    };
+    apply_with(client, manifests, options, progress).await
+}
+
+/// [`apply`] with options. An object this identity may not patch (403) but that
+/// exists is left as it is and listed in [`ApplyReport::forbidden_present`]; one that
+/// does not exist is an error naming it.
+pub async fn apply_with(
+    client: &Client,
+    manifests: &[Manifest],
+    options: ApplyOptions,
     mut progress: impl FnMut(&Manifest),
 ) -> Result<ApplyReport, StackError> {
     let started = Instant::now();
@@ -170,24 +217,41 @@ pub async fn apply(
     let mut report = ApplyReport::default();
     for m in manifests {
         let gvk = gvk_of(m);
-        let (ar, caps) = resolve(client, &mut discovery, &gvk, m, kind_wait).await?;
+        let (ar, caps) = resolve(client, &mut discovery, &gvk, m, options.kind_wait).await?;
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => {
                 Api::namespaced_with(client.clone(), m.namespace().unwrap_or("default"), &ar)
             }
             Scope::Cluster => Api::all_with(client.clone(), &ar),
         };
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(m.name(), &pp, &Patch::Apply(&m.object))
-            .await
-            .map_err(|source| StackError::Apply {
-                path: m.path.clone(),
-                kind: m.kind().to_owned(),
-                name: m.name().to_owned(),
-                source: Box::new(source),
-            })?;
+        let mut pp = PatchParams::apply(FIELD_MANAGER).force();
+        pp.dry_run = options.dry_run;
+        match api.patch(m.name(), &pp, &Patch::Apply(&m.object)).await {
+            Ok(_) => report.applied.push(m.describe()),
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                let source = Box::new(kube::Error::Api(s));
+                match api.get_opt(m.name()).await {
+                    Ok(Some(_)) => report.forbidden_present.push(m.describe()),
+                    _ => {
+                        return Err(StackError::Forbidden {
+                            path: m.path.clone(),
+                            kind: m.kind().to_owned(),
+                            name: m.name().to_owned(),
+                            source,
+                        })
+                    }
+                }
+            }
+            Err(source) => {
+                return Err(StackError::Apply {
+                    path: m.path.clone(),
+                    kind: m.kind().to_owned(),
+                    name: m.name().to_owned(),
+                    source: Box::new(source),
+                })
+            }
+        }
         progress(m);
-        report.applied.push(m.describe());
     }
     report.elapsed = started.elapsed();
     Ok(report)

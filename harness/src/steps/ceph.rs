@@ -57,6 +57,118 @@ fn health_criterion(
     })
 }
 
+/// `Ceph reports HEALTH_WARN within the profile's chaos.osd.detection_s`, or with
+/// ` and every placement group is active+clean` (a real cluster reports HEALTH_OK while
+/// PGs still peer, so recovery needs both). Timed from the scenario's latest fault
+/// change (injection or revert); Ceph has no watch, so `ceph status` is polled through
+/// the toolbox every `ceph.poll_ms` of the profile (1000). A failed poll (toolbox
+/// restarting, unparseable status) is never taken as the awaited state.
+#[then(
+    regex = r"^Ceph reports (HEALTH_OK|HEALTH_WARN|HEALTH_ERR)( and every placement group is active\+clean)? within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
+)]
+async fn ceph_reports_within(
+    world: &mut World,
+    health: String,
+    clean: String,
+    within: String,
+) -> Result<(), CheckError> {
+    let lim = limit(world, &within, Unit::Seconds)?;
+    let poll_ms = world
+        .context()
+        .profile
+        .as_ref()
+        .and_then(|p| p.number("ceph.poll_ms"))
+        .unwrap_or(1000.0)
+        .max(50.0);
+    let poll = Duration::from_millis(poll_ms as u64);
+    let (from, since) = match world.last_fault_change {
+        Some(c) => (c.at, c.what),
+        None => (std::time::Instant::now(), "the step started"),
+    };
+    let want_clean = !clean.is_empty();
+    let name = format!(
+        "ceph_{}{}_s",
+        health.to_lowercase(),
+        if want_clean { "_clean" } else { "" }
+    );
+    let deadline = from + Duration::from_secs_f64(lim.value.max(0.0));
+    let client = world.client().clone();
+    let mut polls = 0u32;
+    let shown = crate::progress::Wait::start(
+        format!(
+            "Ceph to report {health}{}",
+            if want_clean {
+                " and every PG active+clean"
+            } else {
+                ""
+            }
+        ),
+        Some(deadline.saturating_duration_since(std::time::Instant::now())),
+    );
+    loop {
+        polls += 1;
+        // A poll never outlives the deadline by more than one interval.
+        let budget = deadline.saturating_duration_since(std::time::Instant::now()) + poll;
+        let seen = match tokio::time::timeout(budget, ceph::status(&client)).await {
+            Ok(Ok(s)) => {
+                let clean_ok = s.pgs_total() > 0 && s.pgs_active_clean() == s.pgs_total();
+                if s.health == health && (!want_clean || clean_ok) {
+                    let after = checks::round3(from.elapsed().as_secs_f64());
+                    world.measure(format!("{name}_polls"), f64::from(polls));
+                    if judge(world, name.clone(), after, Comparison::AtMost, &lim, "s") {
+                        return Ok(());
+                    }
+                    return Err(CheckError::Unmet {
+                        expected: format!(
+                            "{health} within {} s after the fault was {since}",
+                            lim.value
+                        ),
+                        seen: format!("it took {after} s"),
+                    });
+                }
+                format!(
+                    "{} ({}); {} of {} PGs active+clean{}",
+                    s.health,
+                    s.describe_checks(),
+                    s.pgs_active_clean(),
+                    s.pgs_total(),
+                    if clean_ok {
+                        String::new()
+                    } else {
+                        format!(": {}", s.describe_unclean())
+                    }
+                )
+            }
+            Ok(Err(e)) => format!("ceph status failed: {}", crate::diag::one_line(&e)),
+            Err(_) => "ceph status did not answer before the deadline".into(),
+        };
+        shown.status(seen.clone());
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            let waited = checks::round3(from.elapsed().as_secs_f64());
+            let mut c = Criterion::new(name.clone(), waited, Comparison::AtMost, lim.value, "s");
+            if let Some(src) = &lim.source {
+                c = c.with_source(src.clone());
+            }
+            c.pass = false;
+            world.judge(c);
+            return Err(CheckError::Unmet {
+                expected: format!(
+                    "{health}{} within {} s after the fault was {since}",
+                    if want_clean {
+                        " and every PG active+clean"
+                    } else {
+                        ""
+                    },
+                    lim.value
+                ),
+                seen: format!("after {waited} s and {polls} polls: {seen}"),
+            });
+        }
+        tokio::time::sleep(poll.min(deadline - now)).await;
+    }
+}
+
 #[then(regex = r"^every OSD is up and in$")]
 async fn osds_up_and_in(world: &mut World) -> Result<(), CheckError> {
     let s: CephStatus = ceph::status(world.client()).await?;

@@ -29,7 +29,8 @@ use crate::{
         session::RevertReport,
         Fault, FaultError, FaultKind, Revert,
     },
-    world::World,
+    measure::drill::ErrorRateAbort,
+    world::{FaultChange, World},
 };
 
 /// The longest "the harness waits" step: waits are for game days and kill tests, not
@@ -56,16 +57,21 @@ fn profile_number(world: &World, key: &str) -> Option<f64> {
 }
 
 /// Injects `fault`: the error-rate abort check first, then the run's guard, journal
-/// and apply; t0 goes to the drill.
+/// and apply; t0 goes to the drill, which then checks the error-rate abort on every
+/// window until the degraded period ends.
 async fn inject(world: &mut World, fault: &dyn Fault) -> Result<(), FaultStepError> {
     let faults = world.context().faults.clone();
-    if let (Some(pct), Some(n), Some(drill)) = (
-        profile_number(world, "abort.error_rate_pct"),
-        profile_number(world, "abort.windows"),
-        world.drill.as_ref(),
-    ) {
-        let windows = drill.load().windows();
-        if let Some(reason) = abort::error_rate_breached(&windows, pct, n.max(1.0) as usize) {
+    let abort_rule = profile_number(world, "abort.error_rate_pct")
+        .zip(profile_number(world, "abort.windows"))
+        .map(|(pct, n)| ErrorRateAbort {
+            threshold_pct: pct,
+            windows: n.max(1.0) as usize,
+        });
+    if let (Some(rule), Some(drill)) = (abort_rule, world.drill.as_ref()) {
+        let breached = drill
+            .load()
+            .with_windows(|w| abort::error_rate_breached(w, rule.threshold_pct, rule.windows));
+        if let Some(reason) = breached {
             faults.abort().trigger(reason.clone());
             return Err(FaultError::Aborting(reason).into());
         }
@@ -76,7 +82,14 @@ async fn inject(world: &mut World, fault: &dyn Fault) -> Result<(), FaultStepErr
         world.measure("fault_ack_ms", (ack.as_secs_f64() * 1e6).round() / 1000.0);
         if let Some(drill) = world.drill.as_mut() {
             drill.fault_started(injected.acknowledged);
+            if let Some(rule) = abort_rule {
+                drill.watch_error_rate(rule, faults.abort().clone());
+            }
         }
+        world.last_fault_change = Some(FaultChange {
+            at: injected.acknowledged,
+            what: "injected",
+        });
     }
     Ok(())
 }
@@ -97,7 +110,19 @@ async fn bring_back(
     if reports.is_empty() {
         return Err(FaultStepError::NothingActive(what.to_owned()));
     }
+    world.last_fault_change = Some(FaultChange {
+        at: std::time::Instant::now(),
+        what: "reverted",
+    });
+    mark_reverted(world);
     failures(&reports)
+}
+
+/// The report's "reverted" marker: when, on the load's time axis, a step reverted.
+fn mark_reverted(world: &mut World) {
+    if let Some(t) = world.drill.as_ref().map(|d| d.load().now_s()) {
+        world.measure("reverted_at_s", (t * 1000.0).round() / 1000.0);
+    }
 }
 
 fn failures(reports: &[RevertReport]) -> Result<(), FaultStepError> {
@@ -218,6 +243,37 @@ async fn noout_unset(world: &mut World) -> Result<(), FaultStepError> {
 async fn node_loses_power(world: &mut World, node: String) -> Result<(), FaultStepError> {
     resolve::refuse_last_ready_node(world.client(), &node).await?;
     inject(world, &PowerOff { node }).await
+}
+
+#[when(regex = r#"^the node of pod "([^"]+)" in namespace "([^"]+)" loses power$"#)]
+async fn pods_node_loses_power(
+    world: &mut World,
+    pod: String,
+    namespace: String,
+) -> Result<(), FaultStepError> {
+    let node = resolve::node_of_pod(world.client(), &namespace, &pod).await?;
+    resolve::refuse_last_ready_node(world.client(), &node).await?;
+    inject(world, &PowerOff { node }).await
+}
+
+#[when(regex = r#"^a worker without pod "([^"]+)" in namespace "([^"]+)" loses power$"#)]
+async fn other_worker_loses_power(
+    world: &mut World,
+    pod: String,
+    namespace: String,
+) -> Result<(), FaultStepError> {
+    let mut rng = world.context().faults.rng();
+    let node = resolve::worker_without_pod(world.client(), &namespace, &pod, &mut rng).await?;
+    resolve::refuse_last_ready_node(world.client(), &node).await?;
+    inject(world, &PowerOff { node }).await
+}
+
+#[when(regex = r"^the node that lost power regains power$")]
+async fn powered_off_node_regains_power(world: &mut World) -> Result<(), FaultStepError> {
+    bring_back(world, "power loss of a node", |r| {
+        matches!(r, Revert::PowerOn(_))
+    })
+    .await
 }
 
 #[when(regex = r#"^node "([^"]+)" regains power$"#)]
@@ -433,6 +489,13 @@ async fn pods_reconnected(
 async fn faults_reverted(world: &mut World) -> Result<(), FaultStepError> {
     let faults = world.context().faults.clone();
     let reports = faults.revert_scenario(&mut world.faults).await;
+    if !reports.is_empty() {
+        world.last_fault_change = Some(FaultChange {
+            at: std::time::Instant::now(),
+            what: "reverted",
+        });
+        mark_reverted(world);
+    }
     failures(&reports)
 }
 

@@ -1,10 +1,12 @@
 //! Load and recovery steps: API load at a rate, steady state, figures while degraded,
 //! recovery time. Thin glue over [`crate::measure::drill`].
 //!
-//! Thresholds come from the step; tuning comes from the acceptance profile when given:
+//! Thresholds come from the step, inline (`60 seconds`, `1%`, `2000 ms`) or named from
+//! the acceptance profile (`the profile's chaos.osd.recovery_s`); tuning comes from the acceptance profile when given:
 //! `load.timeout_s` (10), `load.max_duration_s` (3600), `load.window_ms` (1000),
 //! `steady.windows` (5), `steady.p99_ms` (500), `steady.error_rate_pct` (1),
-//! `steady.timeout_s` (120), `steady.no_progress_s` (60), `recovery.no_progress_s` (300),
+//! `steady.timeout_s` (120), `steady.no_progress_s` (60), `steady.ceph_interval_s` (1),
+//! `recovery.no_progress_s` (300),
 //! and `load.mix`: a request-mix YAML file (relative to the profile) instead of the
 //! built-in OpenAlex mix.
 
@@ -17,10 +19,11 @@ use crate::{
     load::{mix::Mix, LoadConfig, LoadError},
     measure::{
         drill::{DegradedCheck, Drill, DrillError, WaitFailed},
-        observe,
+        health, observe,
         steady::{Deadlines, Slo, SteadyRule},
         window::Figures,
     },
+    steps::checks::{self, CheckError, Unit},
     verdict::{Comparison, Criterion},
     world::World,
 };
@@ -52,6 +55,8 @@ pub enum LoadStepError {
     Drill(#[from] DrillError),
     #[error("expected {expected}, but {seen}")]
     Unmet { expected: String, seen: String },
+    #[error(transparent)]
+    Limit(#[from] CheckError),
 }
 
 /// A duration as features write it: `500 ms`, `30 seconds`, `15 minutes`, `1 hour`.
@@ -180,7 +185,11 @@ pub async fn start_load(world: &mut World, rate: f64) -> Result<(), LoadStepErro
     }
     cfg.timeline_dir = world.context().run_dir.clone();
     let rule = steady_rule(world);
-    world.drill = Some(Drill::start(cfg, rule).await?);
+    let drill = Drill::start(cfg, rule).await?;
+    let run_dir = world.context().run_dir.clone();
+    let (timeline, health) = health::for_load(world.client(), drill.load(), run_dir.as_deref());
+    (world.timeline_file, world.health) = (timeline, Some(health));
+    world.drill = Some(drill);
     world.measure("load_rate_target", rate);
     Ok(())
 }
@@ -191,18 +200,29 @@ async fn system_is_steady(world: &mut World) -> Result<(), LoadStepError> {
 }
 
 /// Waits for K good windows with every observer healthy; starts the nodes-Ready observer
-/// when none runs yet.
+/// when none runs yet, and the Ceph observer (`ceph status` every
+/// `steady.ceph_interval_s`, default 1) when the cluster has a CephCluster.
 pub async fn wait_steady(world: &mut World) -> Result<(), LoadStepError> {
     let deadlines = Deadlines {
         absolute_s: secs(world, "steady.timeout_s", 120.0).as_secs_f64(),
         no_progress_s: Some(secs(world, "steady.no_progress_s", 60.0).as_secs_f64()),
     };
+    let ceph_interval = secs(
+        world,
+        "steady.ceph_interval_s",
+        observe::CEPH_INTERVAL.as_secs_f64(),
+    );
     let client = world.client().clone();
     let drill = drill(world)?;
     if drill.observers().is_empty() {
         drill
             .observers_mut()
             .spawn(Box::new(observe::nodes_ready(&client)));
+        if observe::has_ceph(&client).await {
+            drill
+                .observers_mut()
+                .spawn(Box::new(observe::ceph_health(&client, ceph_interval)));
+        }
     }
     let k = drill.rule.windows;
     let outcome = drill.wait_steady(deadlines).await?;
@@ -238,22 +258,40 @@ fn unmet(expected: String, f: &WaitFailed) -> LoadStepError {
     }
 }
 
-#[then(expr = "while degraded the API p99 latency stays under {int} ms")]
-async fn degraded_p99(world: &mut World, ms: u32) -> Result<(), LoadStepError> {
-    check_degraded(world, DegradedCheck::P99Below(f64::from(ms)))
+#[then(
+    regex = r"^while degraded the API p99 latency stays under (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?ms)$"
+)]
+async fn degraded_p99(world: &mut World, limit: String) -> Result<(), LoadStepError> {
+    // Seconds, then ms: a profile key ending in `_ms` converts by its suffix.
+    let l = checks::limit(world, &limit, Unit::Seconds)?;
+    let check = DegradedCheck::P99Below(l.value * 1000.0);
+    check_degraded_from(world, check, l.source)
 }
 
-#[then(expr = "while degraded the API error rate stays under {percent}")]
-async fn degraded_errors(world: &mut World, pct: Percent) -> Result<(), LoadStepError> {
-    check_degraded(world, DegradedCheck::ErrorRateBelow(pct.0))
+#[then(
+    regex = r"^while degraded the API error rate stays under (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?%)$"
+)]
+async fn degraded_errors(world: &mut World, limit: String) -> Result<(), LoadStepError> {
+    let text = limit.trim_end_matches('%').trim();
+    let l = checks::limit(world, text, Unit::Count)?;
+    check_degraded_from(world, DegradedCheck::ErrorRateBelow(l.value), l.source)
 }
 
 /// Registers the check; it is judged when the degraded period ends (recovery confirmed,
 /// or the scenario's end), or now if it has ended already.
 pub fn check_degraded(world: &mut World, check: DegradedCheck) -> Result<(), LoadStepError> {
+    check_degraded_from(world, check, None)
+}
+
+/// [`check_degraded`] with the threshold's source (a profile key).
+pub fn check_degraded_from(
+    world: &mut World,
+    check: DegradedCheck,
+    source: Option<String>,
+) -> Result<(), LoadStepError> {
     let drill = drill(world)?;
     let during = drill.during_figures();
-    match drill.check_degraded(check) {
+    match drill.check_degraded_from(check, source) {
         Some(c) => record_judged(world, vec![c], during.as_ref()),
         None => Ok(()),
     }
@@ -304,14 +342,26 @@ fn record_judged(
     }
 }
 
-#[then(expr = "the system recovers within {duration}")]
-async fn system_recovers(world: &mut World, within: StepDuration) -> Result<(), LoadStepError> {
-    wait_recovered(world, within.0).await
+#[then(
+    regex = r"^the system recovers within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
+)]
+async fn system_recovers(world: &mut World, within: String) -> Result<(), LoadStepError> {
+    let l = checks::limit(world, &within, Unit::Seconds)?;
+    wait_recovered_from(world, Duration::from_secs_f64(l.value.max(0.0)), l.source).await
 }
 
 /// Waits for recovery from the fault's t0; records `rto_s` (criterion), `detection_s`,
 /// per-component `recovery_s[NAME]`, then judges the degraded-period checks.
 pub async fn wait_recovered(world: &mut World, within: Duration) -> Result<(), LoadStepError> {
+    wait_recovered_from(world, within, None).await
+}
+
+/// [`wait_recovered`] with the threshold's source (a profile key) for `rto_s`.
+pub async fn wait_recovered_from(
+    world: &mut World,
+    within: Duration,
+    source: Option<String>,
+) -> Result<(), LoadStepError> {
     let no_progress = secs(world, "recovery.no_progress_s", 300.0);
     let drill = drill(world)?;
     let waited = drill.wait_recovered(within, Some(no_progress)).await?;
@@ -331,13 +381,11 @@ pub async fn wait_recovered(world: &mut World, within: Duration) -> Result<(), L
     let mut result = match (r.rto_s, &waited.failed) {
         (Some(rto), _) => {
             world.measure("rto_s", round3(rto));
-            let pass = world.judge(Criterion::new(
-                "rto_s",
-                round3(rto),
-                Comparison::AtMost,
-                threshold,
-                "s",
-            ));
+            let mut c = Criterion::new("rto_s", round3(rto), Comparison::AtMost, threshold, "s");
+            if let Some(src) = &source {
+                c = c.with_source(src.clone());
+            }
+            let pass = world.judge(c);
             if pass {
                 Ok(())
             } else {
@@ -353,6 +401,9 @@ pub async fn wait_recovered(world: &mut World, within: Duration) -> Result<(), L
             let waited_s = round3(now_s - r.t0_s);
             world.measure("recovery_waited_s", waited_s);
             let mut c = Criterion::new("rto_s", waited_s, Comparison::AtMost, threshold, "s");
+            if let Some(src) = &source {
+                c = c.with_source(src.clone());
+            }
             c.pass = false;
             world.judge(c);
             let seen = match failed {
@@ -380,6 +431,9 @@ pub async fn wait_recovered(world: &mut World, within: Duration) -> Result<(), L
 /// degraded checks and records the load's totals. Never fails: its findings are
 /// criteria and measurements.
 pub async fn finish(world: &mut World) {
+    if let Some(h) = world.health.as_mut() {
+        h.stop();
+    }
     let Some(drill) = world.drill.take() else {
         return;
     };

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cluster;
 pub mod dr;
 pub mod faults;
+pub mod gameday;
 pub mod http;
 pub mod load;
 pub mod observability;
@@ -94,19 +95,19 @@ pub const CATALOG: &[StepDoc] = &[
     },
     StepDoc {
         keywords: THEN,
-        pattern: "while degraded the API p99 latency stays under {int} ms",
-        example: "while degraded the API p99 latency stays under 2000 ms",
+        pattern: "while degraded the API p99 latency stays under LIMIT (ms)",
+        example: "while degraded the API p99 latency stays under the profile's chaos.osd.p99_during_ms",
         summary: "judged when the degraded period ends; criterion p99_during_ms",
     },
     StepDoc {
         keywords: THEN,
-        pattern: "while degraded the API error rate stays under {percent}",
+        pattern: "while degraded the API error rate stays under LIMIT (%)",
         example: "while degraded the API error rate stays under 1%",
         summary: "judged when the degraded period ends; criterion error_rate_during_pct",
     },
     StepDoc {
         keywords: THEN,
-        pattern: "the system recovers within {duration}",
+        pattern: "the system recovers within LIMIT",
         example: "the system recovers within 15 minutes",
         summary: "waits for a steady state that holds after the fault's t0; criterion rto_s, \
                   measures detection_s",
@@ -176,6 +177,25 @@ pub const CATALOG: &[StepDoc] = &[
         example: "node \"dirqual2\" loses power",
         summary: "fault node-power through the target's provider (twin endpoint, \
                   --target-config commands); refused for the last Ready node",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the node of pod {string} in namespace {string} loses power",
+        example: "the node of pod \"postgresql-0\" in namespace \"openalex\" loses power",
+        summary: "fault node-power on the node the pod runs on (the database's node, say)",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "a worker without pod {string} in namespace {string} loses power",
+        example: "a worker without pod \"postgresql-0\" in namespace \"openalex\" loses power",
+        summary: "fault node-power on a Ready worker not running the pod, chosen by the run's \
+                  seed",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the node that lost power regains power",
+        example: "the node that lost power regains power",
+        summary: "reverts this scenario's power losses now",
     },
     StepDoc {
         keywords: &["When"],
@@ -369,6 +389,14 @@ pub const CATALOG: &[StepDoc] = &[
     },
     StepDoc {
         keywords: THEN,
+        pattern: "Ceph reports HEALTH_OK|HEALTH_WARN|HEALTH_ERR [and every placement group is \
+                  active+clean] within LIMIT",
+        example: "Ceph reports HEALTH_OK and every placement group is active+clean within the profile's chaos.osd.recovery_s",
+        summary: "polls `ceph status` every ceph.poll_ms (1000) from the scenario's latest \
+                  fault injection or revert; criterion ceph_health_ok[_clean]_s",
+    },
+    StepDoc {
+        keywords: THEN,
         pattern: "every OSD is up and in",
         example: "every OSD is up and in",
         summary: "`ceph status` OSD map; criteria osds_up, osds_in",
@@ -506,6 +534,13 @@ pub const CATALOG: &[StepDoc] = &[
         example: "a pod with image \"nginx\" is denied in namespace \"openalex\"",
         summary: "server-side dry run (dryRun=All): 403 is denied, another refusal fails; \
                   criterion admission_denied|admitted[NS IMAGE]",
+    },
+    StepDoc {
+        keywords: &["When"],
+        pattern: "the game-day scenario {string} is run",
+        example: "the game-day scenario \"pod-kill\" is run",
+        summary: "runs scenarios/NAME.yaml unattended (no questions): its load, faults, \
+                  waits and recovery, with their criteria; timeline in gameday-NAME.md",
     },
 ];
 

@@ -60,13 +60,21 @@ async fn stack_is_deployed(world: &mut World) -> Result<(), StackStepError> {
         return Ok(());
     }
     // Scenarios running at once share one deployment (see stack::deploy_shared).
+    let shown = crate::progress::Wait::start(
+        format!("the stack ({}) to be deployed and ready", dir.display()),
+        Some(Duration::from_secs_f64(secs.max(1.0))),
+    );
     let report = stack::deploy_shared(
         world.client(),
         &dir,
         Duration::from_secs_f64(secs.max(1.0)),
-        |line| tracing::debug!("stack: {line}"),
+        |line| {
+            shown.status(line);
+            tracing::debug!("stack: {line}")
+        },
     )
     .await?;
+    shown.finish(&format!("{} not ready", report.not_ready.len()));
     world.measure(
         "stack_deploy_s",
         (report.apply_time + report.ready_time)
@@ -108,6 +116,13 @@ pub async fn wait_ready_replicas(
     within: Duration,
 ) -> (bool, Option<i32>) {
     let last = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let shown = crate::progress::Wait::start(
+        format!(
+            "{} {namespace}/{name} to have {n} Ready replicas",
+            kind.as_str()
+        ),
+        Some(within),
+    );
     macro_rules! wait {
         ($k:ty) => {{
             let api: Api<$k> = Api::namespaced(client.clone(), namespace);
@@ -129,6 +144,11 @@ pub async fn wait_ready_replicas(
         WorkloadKind::StatefulSet => wait!(StatefulSet),
     };
     let seen = *last.lock().unwrap_or_else(|e| e.into_inner());
+    shown.finish(&match (ok, seen) {
+        (true, _) => "reached".to_owned(),
+        (false, Some(r)) => format!("deadline passed with {r} Ready"),
+        (false, None) => "deadline passed; it does not exist".to_owned(),
+    });
     (ok, seen)
 }
 

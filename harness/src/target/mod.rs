@@ -13,6 +13,7 @@ use kube::{
 };
 use stormdrill_twin::{Twin, TwinError, TwinOptions};
 
+pub mod kind;
 pub mod power;
 
 /// How long the reachability check waits for `/version`.
@@ -37,6 +38,27 @@ impl TimingProfile {
     }
 }
 
+/// Which Ceph the twin runs behind its Rook operator (`--ceph`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CephMode {
+    /// The twin's Ceph model: no system packages, seeded, timing profiles.
+    #[default]
+    Simulated,
+    /// A real local Ceph cluster (Debian packages; `scripts/ceph-setup.sh`), bootstrapped
+    /// at start in a scratch folder on 127.0.0.1 and stopped with the twin.
+    Real,
+}
+
+impl CephMode {
+    fn kind(self) -> stormdrill_twin::stack::ceph::backend::CephBackendKind {
+        use stormdrill_twin::stack::ceph::backend::CephBackendKind;
+        match self {
+            CephMode::Simulated => CephBackendKind::Simulated,
+            CephMode::Real => CephBackendKind::Real,
+        }
+    }
+}
+
 /// Which kind of target `--target` names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TargetKind {
@@ -45,6 +67,9 @@ pub enum TargetKind {
     Twin,
     /// A cluster from `--kubeconfig`, `$KUBECONFIG` or ~/.kube/config.
     Cluster,
+    /// A local kind cluster (`--name`, default `stormdrill`): kubeconfig from `kind get
+    /// kubeconfig`, node power by `docker stop/start`.
+    Kind,
 }
 
 impl TargetKind {
@@ -52,6 +77,7 @@ impl TargetKind {
         match self {
             TargetKind::Twin => "twin",
             TargetKind::Cluster => "cluster",
+            TargetKind::Kind => "kind",
         }
     }
 }
@@ -66,6 +92,10 @@ pub struct TargetSpec {
     pub timing: TimingProfile,
     /// The twin's defects (`--defect`); twin only.
     pub defects: Vec<String>,
+    /// The kind cluster's name (`--name`); kind only.
+    pub name: Option<String>,
+    /// The twin's Ceph (`--ceph`); twin only.
+    pub ceph: CephMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +104,18 @@ pub enum TargetError {
     OptionsNeedCluster,
     #[error("--defect applies to --target twin only")]
     DefectsNeedTwin,
+    #[error("--ceph real applies to --target twin only (other targets run their own Ceph)")]
+    CephNeedsTwin,
+    #[error(
+        "--name applies to --target kind only (--kubeconfig and --context to --target cluster)"
+    )]
+    NameNeedsKind,
+    #[error("kind cluster {name}")]
+    Kind {
+        name: String,
+        #[source]
+        source: kind::KindError,
+    },
     #[error("cannot start the twin")]
     TwinStart(#[source] TwinError),
     #[error("cannot load kubeconfig {}", path.as_deref().map_or_else(|| "($KUBECONFIG or ~/.kube/config)".to_owned(), |p| p.display().to_string()))]
@@ -116,6 +158,11 @@ pub enum Target {
     // Boxed: the twin handle is large and Cluster is empty.
     Twin(Box<Twin>),
     Cluster,
+    /// A kind cluster and its control plane's published ports (container -> host).
+    Kind {
+        name: String,
+        ports: std::collections::HashMap<u16, std::net::SocketAddr>,
+    },
 }
 
 /// A reachable target and a client for it.
@@ -145,13 +192,21 @@ impl Connected {
         match self.target {
             Target::Twin(_) => TargetKind::Twin,
             Target::Cluster => TargetKind::Cluster,
+            Target::Kind { .. } => TargetKind::Kind,
         }
     }
 
     pub fn name(&self) -> &'static str {
-        match self.target {
-            Target::Twin(_) => TargetKind::Twin.as_str(),
-            Target::Cluster => TargetKind::Cluster.as_str(),
+        self.kind().as_str()
+    }
+
+    /// Where the API answers when the target knows better than the cluster's load
+    /// balancer status: kind publishes Envoy through a host port mapping. None:
+    /// discover it from the cluster (or no stack yet).
+    pub async fn api_endpoint(&self) -> Option<crate::load::ApiEndpoint> {
+        match &self.target {
+            Target::Kind { ports, .. } => kind::api_endpoint(&self.client, ports).await,
+            _ => None,
         }
     }
 
@@ -161,6 +216,14 @@ impl Connected {
         match self.target {
             Target::Twin(_) => std::sync::Arc::new(power::TwinPower::new(self.client.clone())),
             Target::Cluster => config.cluster_power(),
+            // kind's nodes are containers named like the nodes; a target config's
+            // commands still win (e.g. a remote Docker host).
+            Target::Kind { .. } => match &config.power {
+                Some(_) => config.cluster_power(),
+                None => {
+                    std::sync::Arc::new(power::CommandPower::new(power::PowerCommands::docker()))
+                }
+            },
         }
     }
 
@@ -181,6 +244,15 @@ impl TargetSpec {
         if self.kind != TargetKind::Twin && !self.defects.is_empty() {
             return Err(TargetError::DefectsNeedTwin);
         }
+        if self.ceph == CephMode::Real && self.kind != TargetKind::Twin {
+            return Err(TargetError::CephNeedsTwin);
+        }
+        if self.name.is_some() && self.kind != TargetKind::Kind {
+            return Err(TargetError::NameNeedsKind);
+        }
+        if self.kind == TargetKind::Kind && (self.kubeconfig.is_some() || self.context.is_some()) {
+            return Err(TargetError::OptionsNeedCluster);
+        }
         Ok(())
     }
 }
@@ -190,7 +262,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
     spec.validate()?;
     match spec.kind {
         TargetKind::Twin => {
-            let twin = start_twin(0, spec.seed, spec.timing, &spec.defects).await?;
+            let twin = start_twin(0, spec.seed, spec.timing, &spec.defects, spec.ceph).await?;
             match client_for_twin(&twin).await {
                 Ok((client, server)) => match check_reachable(&client, &server).await {
                     Ok(version) => Ok(Connected {
@@ -239,6 +311,62 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
                 version,
             })
         }
+        TargetKind::Kind => {
+            let name = spec
+                .name
+                .as_deref()
+                .unwrap_or(kind::DEFAULT_NAME)
+                .to_owned();
+            let (yaml, ports) = kind_lookup(&name).await?;
+            let kubeconfig = Kubeconfig::from_yaml(&yaml)
+                .map_err(|source| TargetError::Kubeconfig { path: None, source })?;
+            let options = KubeConfigOptions {
+                context: Some(format!("kind-{name}")),
+                ..KubeConfigOptions::default()
+            };
+            let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|source| TargetError::Kubeconfig { path: None, source })?;
+            let (client, server) = client_from_config(config)?;
+            let version = check_reachable(&client, &server).await?;
+            Ok(Connected {
+                target: Target::Kind { name, ports },
+                client,
+                server,
+                version,
+            })
+        }
+    }
+}
+
+/// The kind cluster's kubeconfig and published ports, from `kind` and `docker`
+/// (blocking commands, off the runtime's workers).
+async fn kind_lookup(
+    name: &str,
+) -> Result<(String, std::collections::HashMap<u16, std::net::SocketAddr>), TargetError> {
+    let owned = name.to_owned();
+    let looked_up = tokio::task::spawn_blocking(move || {
+        let runner = kind::runner::ProcessRunner::default();
+        kind::check_tools(&runner, &kind::TARGET_TOOLS, "--target kind")?;
+        let yaml = kind::kubeconfig(&runner, &owned)?;
+        // No published ports only means no API URL; the run can still use the API server.
+        let ports = kind::host_ports(&runner, &owned).unwrap_or_default();
+        Ok::<_, kind::KindError>((yaml, ports))
+    })
+    .await;
+    let kind_error = |source| TargetError::Kind {
+        name: name.to_owned(),
+        source,
+    };
+    match looked_up {
+        Ok(r) => r.map_err(kind_error),
+        Err(join) => Err(kind_error(kind::KindError::Run {
+            what: "looking up the kind cluster".to_owned(),
+            source: kind::runner::RunError::Spawn {
+                command: "kind get kubeconfig".to_owned(),
+                source: std::io::Error::other(join.to_string()),
+            },
+        })),
     }
 }
 
@@ -260,12 +388,14 @@ async fn start_twin(
     seed: u64,
     timing: TimingProfile,
     defects: &[String],
+    ceph: CephMode,
 ) -> Result<Twin, TargetError> {
     Twin::start(TwinOptions {
         port,
         seed,
         timing: timing.timing(),
         defects: defects.to_vec(),
+        ceph: ceph.kind(),
         ..TwinOptions::default()
     })
     .await
@@ -336,7 +466,27 @@ pub async fn serve_twin(
     defects: &[String],
     kubeconfig_out: &Path,
 ) -> Result<ServedTwin, TargetError> {
-    let twin = start_twin(port, seed, timing, defects).await?;
+    serve_twin_with_ceph(
+        port,
+        seed,
+        timing,
+        defects,
+        CephMode::Simulated,
+        kubeconfig_out,
+    )
+    .await
+}
+
+/// [`serve_twin`] with the Ceph backend chosen (`twin serve --ceph`).
+pub async fn serve_twin_with_ceph(
+    port: u16,
+    seed: u64,
+    timing: TimingProfile,
+    defects: &[String],
+    ceph: CephMode,
+    kubeconfig_out: &Path,
+) -> Result<ServedTwin, TargetError> {
+    let twin = start_twin(port, seed, timing, defects, ceph).await?;
     if let Err(source) = write_private(kubeconfig_out, &twin.kubeconfig_yaml()) {
         twin.shutdown().await;
         return Err(TargetError::WriteKubeconfig {
@@ -368,6 +518,24 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_ceph_is_for_the_twin_only() {
+        let twin = TargetSpec {
+            ceph: CephMode::Real,
+            ..TargetSpec::default()
+        };
+        assert!(twin.validate().is_ok());
+        let cluster = TargetSpec {
+            kind: TargetKind::Cluster,
+            ceph: CephMode::Real,
+            ..TargetSpec::default()
+        };
+        assert!(matches!(
+            cluster.validate(),
+            Err(TargetError::CephNeedsTwin)
+        ));
+    }
 
     #[tokio::test]
     async fn twin_refuses_cluster_options() {

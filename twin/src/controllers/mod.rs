@@ -101,6 +101,9 @@ pub struct Ctx {
     pub voldata: Arc<crate::voldata::VolumeData>,
     /// The Ceph cluster, once the Rook operator created it (None before).
     pub ceph: Arc<Mutex<Option<crate::stack::ceph::CephModel>>>,
+    /// What the Rook operator, data plane and defects drive: the simulated model above
+    /// or a real local Ceph cluster (`--ceph real`).
+    pub ceph_backend: Arc<dyn crate::stack::ceph::backend::CephBackend>,
     /// The run's seed, for choices that must not depend on scheduling order.
     pub seed: u64,
     /// Generated names per prefix so far (see `workloads::random_suffix`).

@@ -3,7 +3,8 @@
 //! `rook-ceph-mgr`, metrics on 9283) and one `rook-ceph-osd-<id>` Deployment per
 //! device (labels `app=rook-ceph-osd`, `ceph-osd-id=<id>`, pinned to its node) —
 //! plus the pools of CephBlockPools and the RGW of a CephObjectStore, and it keeps
-//! the simulated Ceph cluster ([`crate::stack::ceph::CephModel`]) in step with
+//! the Ceph cluster (through [`crate::stack::ceph::backend::CephBackend`]: the
+//! simulated model, or a real local cluster with `--ceph real`) in step with
 //! those pods: an OSD process runs while its pod runs on a live node (a deleted or
 //! scaled-down pod stops it at once; a node that loses power makes its OSDs
 //! unreachable, noticed after the heartbeat grace). CephCluster
@@ -12,7 +13,6 @@
 //! Prometheus metrics, and the RBD CSI provisioner refuses volumes on a pool that
 //! is missing or inactive.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +23,11 @@ use super::{operator_running, set_status};
 use crate::api::now_rfc3339;
 use crate::controllers::kubelet::kubelet_running;
 use crate::controllers::{obj, reconcile_loop, Ctx};
-use crate::sim::{ExecOutput, HttpResponse};
-use crate::stack::ceph::{run_ceph_command, CephModel, CephParams, DeviceClass};
+use crate::sim::ExecOutput;
+use crate::stack::ceph::backend::{
+    default_min_size, CephBackendKind, OsdSpec, OsdWant, PoolPhase, PoolSpec,
+};
+use crate::stack::ceph::DeviceClass;
 
 const GROUP: &str = "ceph.rook.io";
 pub const CEPH_IMAGE_PREFIX: &str = "quay.io/ceph/ceph";
@@ -34,62 +37,36 @@ fn model_now(ctx: &Ctx) -> Duration {
     ctx.started.elapsed()
 }
 
-fn params(ctx: &Ctx) -> CephParams {
-    CephParams::by_name(ctx.timing.name).unwrap_or_else(CephParams::fast)
-}
-
-/// Registers the toolbox, the mgr metrics endpoint and the RBD provisioner backend.
+/// Registers the toolbox, the mgr metrics endpoint and the RBD provisioner backend;
+/// each goes to the Ceph backend (simulated model or real cluster).
 pub fn install(ctx: &Ctx) {
     let c = ctx.clone();
     ctx.sim.register_exec(CEPH_IMAGE_PREFIX, move |req| {
         let argv = &req.command;
-        if argv.first().map(String::as_str) != Some("ceph") {
-            return ExecOutput::not_found(argv.first().map(String::as_str).unwrap_or(""));
-        }
-        if !quorum(&c) {
+        // The simulated mons are the pods; a real cluster's mon runs outside Kubernetes.
+        if c.ceph_backend.kind() == CephBackendKind::Simulated
+            && argv.first().map(String::as_str) == Some("ceph")
+            && !quorum(&c)
+        {
             // The real CLI hangs on monclient hunting; the twin answers at once.
             return ExecOutput::fail(1, "monclient(hunting): authenticate timed out after 300\n[errno 110] RADOS timed out (error connecting to the cluster)\n");
         }
-        let mut guard = c.ceph.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(model) = guard.as_mut() else {
-            return ExecOutput::fail(1, "[errno 2] RADOS object not found (error connecting to the cluster)\n");
-        };
-        let (out, err, code) = run_ceph_command(model, &argv[1..], model_now(&c));
-        ExecOutput { stdout: out.into_bytes(), stderr: err.into_bytes(), exit_code: code }
+        c.ceph_backend
+            .exec(argv, req.stdin.as_deref(), model_now(&c))
     });
     let c = ctx.clone();
     ctx.sim.register_http(CEPH_IMAGE_PREFIX, 9283, move |req| {
-        if !req.path.starts_with("/metrics") {
-            return HttpResponse::text(404, "Not Found");
-        }
-        let mut guard = c.ceph.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_mut() {
-            Some(m) => {
-                m.advance(model_now(&c));
-                let mut r = HttpResponse::text(200, m.prometheus_metrics());
-                r.headers = vec![("content-type".into(), "text/plain; version=0.0.4".into())];
-                r
-            }
-            None => HttpResponse::text(503, "no cluster"),
-        }
+        c.ceph_backend.metrics(req, model_now(&c))
     });
     let c = ctx.clone();
     ctx.provisioners.register(
         RBD_PROVISIONER,
         Arc::new(move |class: &Value, _pvc: &Value| -> Result<(), String> {
-            let pool = class.pointer("/parameters/pool").and_then(Value::as_str).unwrap_or("");
-            let mut guard = c.ceph.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(model) = guard.as_mut() else {
-                return Err("rpc error: code = Internal desc = failed to connect to the Ceph cluster".into());
-            };
-            model.advance(model_now(&c));
-            if model.pool_by_name(pool).is_none() {
-                return Err(format!("rpc error: code = NotFound desc = pool not found: pool ({pool}) not found in Ceph cluster"));
-            }
-            if !model.pool_active(pool) {
-                return Err(format!("rpc error: code = DeadlineExceeded desc = context deadline exceeded (pool {pool} has inactive placement groups)"));
-            }
-            Ok(())
+            let pool = class
+                .pointer("/parameters/pool")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            c.ceph_backend.provision_check(pool, model_now(&c))
         }),
     );
 }
@@ -113,7 +90,6 @@ fn quorum(ctx: &Ctx) -> bool {
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     install(&ctx);
     let mut last_health = String::new();
-    let mut seeded = std::collections::HashSet::new();
     reconcile_loop(
         ctx,
         &[
@@ -130,7 +106,7 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
                 return;
             }
             for cluster in ctx.client.list(GROUP, "cephclusters", None, None) {
-                reconcile_cluster(ctx, &cluster, &mut last_health, &mut seeded);
+                reconcile_cluster(ctx, &cluster, &mut last_health);
             }
         },
     )
@@ -205,17 +181,7 @@ fn device_class(dev: &Value) -> DeviceClass {
         })
 }
 
-/// Rook's default min_size for a replicated pool: size - size/2.
-fn default_min_size(size: u32) -> u32 {
-    (size - size / 2).max(1)
-}
-
-fn reconcile_cluster(
-    ctx: &Ctx,
-    cluster: &Value,
-    last_health: &mut String,
-    seeded: &mut std::collections::HashSet<String>,
-) {
+fn reconcile_cluster(ctx: &Ctx, cluster: &Value, last_health: &mut String) {
     let ns = obj::namespace(cluster).to_string();
     let image = cluster
         .pointer("/spec/cephVersion/image")
@@ -252,38 +218,16 @@ fn reconcile_cluster(
         h.dedup();
         h
     };
-    {
-        let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            let mut m = CephModel::new(ctx.seed, params(ctx));
-            m.set_wall_clock_origin(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0)
-                    - now.as_secs_f64(),
-            );
-            for (id, (host, class)) in devices.iter().enumerate() {
-                let size = if *class == DeviceClass::Nvme {
-                    1u64 << 40
-                } else {
-                    4u64 << 40
-                };
-                let _ = m.add_osd(id as i32, host, *class, size, now);
-            }
-            let mgr_size = (hosts.len() as u32).clamp(1, 3);
-            let _ = m.create_pool(
-                ".mgr",
-                mgr_size,
-                default_min_size(mgr_size),
-                1,
-                None,
-                "mgr",
-                now,
-            );
-            *guard = Some(m);
-        }
-    }
+    let specs: Vec<OsdSpec> = devices
+        .iter()
+        .enumerate()
+        .map(|(id, (host, class))| OsdSpec {
+            id: id as i32,
+            host: host.clone(),
+            class: *class,
+        })
+        .collect();
+    ctx.ceph_backend.ensure_cluster(&specs, now);
     for (i, mon) in mons.iter().enumerate() {
         let node = hosts.get(i % hosts.len().max(1)).map(String::as_str);
         ensure_deployment(
@@ -330,42 +274,21 @@ fn reconcile_cluster(
         );
     }
 
-    pools(ctx, &ns, now, seeded);
+    pools(ctx, &ns, now);
     object_stores(ctx, &ns, &image, now);
     sync_osds(ctx, &ns, devices.len(), now);
 
     // Status, from Ceph's own view; written when the health picture changes.
-    let (health, details, capacity, fsid) = {
-        let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(m) = guard.as_mut() else { return };
-        m.advance(now);
-        let status = m.status_json();
-        let checks: BTreeMap<String, Value> = status
-            .pointer("/health/checks")
-            .and_then(Value::as_object)
-            .map(|cs| cs.iter().map(|(k, v)| (k.clone(), json!({"message": v.pointer("/summary/message"), "severity": v["severity"]}))).collect())
-            .unwrap_or_default();
-        let total = status
-            .pointer("/pgmap/bytes_total")
-            .cloned()
-            .unwrap_or(json!(0));
-        let used = status
-            .pointer("/pgmap/bytes_used")
-            .cloned()
-            .unwrap_or(json!(0));
-        let avail = status
-            .pointer("/pgmap/bytes_avail")
-            .cloned()
-            .unwrap_or(json!(0));
-        (
-            m.health_status().as_str().to_string(),
-            checks,
-            json!({"bytesTotal": total, "bytesUsed": used, "bytesAvailable": avail, "lastUpdated": now_rfc3339()}),
-            m.fsid().to_string(),
-        )
+    let Some(view) = ctx.ceph_backend.cluster_view(now) else {
+        return;
     };
+    let (health, details, fsid, version) = (view.health, view.checks, view.fsid, view.version);
+    let mut capacity = view.capacity;
+    capacity["lastUpdated"] = json!(now_rfc3339());
+    // A real cluster's first status comes before its OSDs: rewrite once capacity shows.
+    let no_capacity = capacity["bytesTotal"].as_u64() == Some(0);
     let picture = format!(
-        "{health} {}",
+        "{health} {} {no_capacity}",
         serde_json::to_string(&details).unwrap_or_default()
     );
     if *last_health != picture || cluster.pointer("/status/ceph/health").is_none() {
@@ -382,7 +305,7 @@ fn reconcile_cluster(
             "phase": "Ready", "state": "Created", "message": "Cluster created successfully",
             "ceph": ceph,
             "conditions": super::ready_condition(cluster, "Ready", true, "ClusterCreated", "Cluster created successfully"),
-            "version": {"image": image, "version": "18.2.4-0"},
+            "version": {"image": image, "version": version},
         }));
         // Remove `details` when Ceph is healthy again (a merge patch cannot drop it).
         if details.is_empty() && cluster.pointer("/status/ceph/details").is_some() {
@@ -397,49 +320,30 @@ fn reconcile_cluster(
     }
 }
 
-/// Some data in each block pool (the volumes' blocks), written once the pool is
-/// active (writes to peering PGs are refused, as by Ceph).
-const SEED_OBJECTS: u64 = 2_000;
-
-fn pools(ctx: &Ctx, ns: &str, now: Duration, seeded: &mut std::collections::HashSet<String>) {
+fn pools(ctx: &Ctx, ns: &str, now: Duration) {
     for pool in ctx.client.list(GROUP, "cephblockpools", Some(ns), None) {
         let name = obj::name(&pool).to_string();
         let size = pool
             .pointer("/spec/replicated/size")
             .and_then(Value::as_u64)
             .unwrap_or(3) as u32;
-        let min_size = default_min_size(size);
-        let class = pool
-            .pointer("/spec/deviceClass")
-            .and_then(Value::as_str)
-            .and_then(DeviceClass::parse);
-        let result = {
-            let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(m) = guard.as_mut() else { return };
-            match m.pool_by_name(&name).map(|p| (p.size, p.min_size)) {
-                None => m
-                    .create_pool(&name, size, min_size, 32, class, "rbd", now)
-                    .map(|_| ()),
-                Some((s, ms)) if s != size || ms != min_size => m
-                    .set_pool_size(&name, size, now)
-                    .and_then(|_| m.set_pool_min_size(&name, min_size, now)),
-                Some(_) => Ok(()),
-            }
-            .and_then(|_| {
-                if !seeded.contains(&name)
-                    && m.pool_active(&name)
-                    && m.write_objects(&name, SEED_OBJECTS, 4 << 20, now)? > 0
-                {
-                    seeded.insert(name.clone());
-                }
-                Ok(())
-            })
+        let spec = PoolSpec {
+            name: name.clone(),
+            size,
+            min_size: default_min_size(size),
+            pg_num: 32,
+            class: pool
+                .pointer("/spec/deviceClass")
+                .and_then(Value::as_str)
+                .and_then(DeviceClass::parse),
+            application: "rbd".into(),
         };
-        let status = match result {
-            Ok(()) => {
+        let status = match ctx.ceph_backend.ensure_block_pool(&spec, now) {
+            PoolPhase::Ready => {
                 json!({"phase": "Ready", "info": {"rbdMirrorBootstrapPeerSecretName": format!("pool-peer-token-{name}")}})
             }
-            Err(e) => json!({"phase": "Failure", "info": {"error": e.to_string()}}),
+            PoolPhase::Progressing => json!({"phase": "Progressing"}),
+            PoolPhase::Failure(e) => json!({"phase": "Failure", "info": {"error": e}}),
         };
         set_status(ctx, GROUP, "cephblockpools", &pool, status);
     }
@@ -474,31 +378,24 @@ fn object_stores(ctx: &Ctx, ns: &str, image: &str, now: Duration) {
             8080,
             &owners,
         );
-        {
-            let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(m) = guard.as_mut() {
-                let size = store
-                    .pointer("/spec/dataPool/replicated/size")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(3) as u32;
-                let class = store
+        let size = store
+            .pointer("/spec/dataPool/replicated/size")
+            .and_then(Value::as_u64)
+            .unwrap_or(3) as u32;
+        ctx.ceph_backend.ensure_object_pool(
+            &PoolSpec {
+                name: format!("{name}.rgw.buckets.data"),
+                size,
+                min_size: default_min_size(size),
+                pg_num: 8,
+                class: store
                     .pointer("/spec/dataPool/deviceClass")
                     .and_then(Value::as_str)
-                    .and_then(DeviceClass::parse);
-                let data_pool = format!("{name}.rgw.buckets.data");
-                if m.pool_by_name(&data_pool).is_none() {
-                    let _ = m.create_pool(
-                        &data_pool,
-                        size,
-                        default_min_size(size),
-                        8,
-                        class,
-                        "rgw",
-                        now,
-                    );
-                }
-            }
-        }
+                    .and_then(DeviceClass::parse),
+                application: "rgw".into(),
+            },
+            now,
+        );
         let sel = crate::selector::LabelSelector::parse(&format!("app=rook-ceph-rgw,rgw={name}"))
             .expect("valid selector");
         let ready = ctx
@@ -520,8 +417,18 @@ fn object_stores(ctx: &Ctx, ns: &str, image: &str, now: Duration) {
 fn sync_osds(ctx: &Ctx, ns: &str, count: usize, now: Duration) {
     let sel = crate::selector::LabelSelector::parse("app=rook-ceph-osd").expect("static selector");
     let pods = ctx.client.list("", "pods", Some(ns), Some(&sel));
-    let mut guard = ctx.ceph.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(m) = guard.as_mut() else { return };
+    // A process that died on its own is a crashed container: the kubelet restarts it.
+    for id in ctx.ceph_backend.take_crashed_osds() {
+        let id_s = id.to_string();
+        if let Some(p) = pods.iter().find(|p| {
+            p.pointer("/metadata/labels/ceph-osd-id")
+                .and_then(Value::as_str)
+                == Some(id_s.as_str())
+                && !obj::is_terminating(p)
+        }) {
+            ctx.crashes.request(ns, obj::name(p));
+        }
+    }
     for id in 0..count as i32 {
         let id_s = id.to_string();
         let pod = pods.iter().find(|p| {
@@ -541,18 +448,37 @@ fn sync_osds(ctx: &Ctx, ns: &str, count: usize, now: Duration) {
                 .is_some_and(|cs| cs.iter().all(|c| c.pointer("/state/running").is_some()))
         });
         let running = started && node_alive;
-        let Some(osd) = m.osd(id) else { continue };
-        if osd.is_running() == running {
-            continue;
-        }
         // A pod on a node that went dark: Ceph only notices through missed heartbeats.
         let on_dead_node = pod.is_some() && !node_alive;
-        let res = if !running && on_dead_node {
-            m.set_osd_unreachable(id, now)
+        let want = if running {
+            OsdWant::Running
+        } else if on_dead_node {
+            OsdWant::Unreachable
         } else {
-            m.set_osd_running(id, running, now)
+            // Scaled to 0 is a clean stop (SIGTERM); a deleted or killed pod is SIGKILL.
+            let scaled_down = ctx
+                .client
+                .get(
+                    "apps",
+                    "deployments",
+                    Some(ns),
+                    &format!("rook-ceph-osd-{id}"),
+                )
+                .and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64))
+                == Some(0);
+            OsdWant::Stopped {
+                graceful: scaled_down,
+            }
         };
-        if res.is_ok() {
+        let incarnation = pod.map_or(String::new(), |p| {
+            let restarts: i64 = p
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .map(|cs| cs.iter().filter_map(|c| c["restartCount"].as_i64()).sum())
+                .unwrap_or(0);
+            format!("{}/{restarts}", obj::uid(p))
+        });
+        if ctx.ceph_backend.set_osd(id, want, &incarnation, now) {
             ctx.truth.record(
                 "ceph-osd",
                 &format!("osd.{id}"),

@@ -21,6 +21,7 @@
 //! (`OSDMonitor`, `OSDMap::check_health`, `PGMap::get_health_checks`, `pg_state_string`,
 //! `PGMapDigest::print_summary`), cited where it matters.
 
+pub mod backend;
 mod cli;
 mod crush;
 mod health;
@@ -28,6 +29,7 @@ mod metrics;
 mod model;
 mod output;
 mod pgstate;
+pub mod real;
 mod text;
 
 #[cfg(test)]
