@@ -263,7 +263,9 @@ async fn harness_probes_against_real_ceph_and_prometheus() {
         cli_at.expect("CLI saw the warning"),
         prom_at.expect("Prometheus saw it"),
     );
-    // Range query over the drill: 0 before, 1 after, one point every 2 s.
+    // Range query over the drill: 0 before, 1 after, one point every 2 s. Its steps
+    // fall on start - 10 + 2k, so wait past the next step for the warning to be on one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let range = prom::query_range(&client, &p, "ceph_health_status", start - 10.0, now(), 2.0)
         .await
         .unwrap();
