@@ -570,6 +570,9 @@ pub async fn start(
                 c = listener.accept() => match c { Ok(c) => c, Err(_) => continue },
                 _ = stop_accept.changed() => return,
             };
+            // Envoy sets TCP_NODELAY: without it a response written in several TLS
+            // records waits for the client's delayed ACK (tens of ms of false latency).
+            let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let shared = shared.clone();
             let mut stop_conn = stop.clone();
