@@ -200,6 +200,9 @@ impl Drill {
     pub fn watch_error_rate(&mut self, rule: ErrorRateAbort, abort: Abort) {
         let windows = self.load.windows_handle();
         let mut closed = self.load.subscribe();
+        // A cloned receiver still holds every window closed before now as unseen:
+        // judge from the next window on, not at once on what was already there.
+        closed.borrow_and_update();
         self.error_watch = Some(AbortOnDrop(tokio::spawn(async move {
             // Ends with the load: its aggregator drops the sender.
             while closed.changed().await.is_ok() {

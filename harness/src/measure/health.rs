@@ -501,8 +501,30 @@ pub fn for_load(
 struct Log {
     /// Latest sample per lane, in first-seen order.
     latest: Vec<LaneSample>,
+    /// Worst sample per lane so far (first of the worst state), for checks over the
+    /// whole scenario such as "Ceph never reported HEALTH_ERR".
+    worst: Vec<LaneSample>,
     rows: usize,
     dropped: usize,
+}
+
+/// How bad a state is, for keeping the worst: unknown (no reading) ranks lowest.
+fn severity(state: LaneState) -> u8 {
+    match state {
+        LaneState::Unknown => 0,
+        LaneState::Ok => 1,
+        LaneState::Warn => 2,
+        LaneState::Bad => 3,
+    }
+}
+
+/// Keeps `s` in `worst` when it is the lane's first sample or worse than what is kept.
+fn keep_worst(worst: &mut Vec<LaneSample>, s: &LaneSample) {
+    match worst.iter_mut().find(|x| x.lane == s.lane) {
+        Some(x) if severity(s.state) > severity(x.state) => *x = s.clone(),
+        Some(_) => {}
+        None => worst.push(s.clone()),
+    }
 }
 
 /// Records lanes until stopped (or dropped).
@@ -555,6 +577,7 @@ impl HealthRecorder {
                     } else {
                         l.dropped += 1;
                     }
+                    keep_worst(&mut l.worst, &s);
                     match l.latest.iter_mut().find(|x| x.lane == s.lane) {
                         Some(x) => *x = s.clone(),
                         None => l.latest.push(s.clone()),
@@ -602,6 +625,16 @@ impl HealthRecorder {
     /// The latest state of every lane seen so far.
     pub fn latest(&self) -> Vec<LaneSample> {
         lock(&self.log).latest.clone()
+    }
+
+    /// The worst state `lane` has been in since the recorder started (its first sample
+    /// of that state); none if the lane was never read.
+    pub fn worst(&self, lane: &str) -> Option<LaneSample> {
+        lock(&self.log)
+            .worst
+            .iter()
+            .find(|x| x.lane == lane)
+            .cloned()
     }
 
     /// Every change from now on.
@@ -667,6 +700,38 @@ mod tests {
             value,
             detail: detail.into(),
         }
+    }
+
+    #[test]
+    fn the_worst_state_of_a_lane_is_kept() {
+        let mut worst = Vec::new();
+        for x in [
+            sample(0.0, LANE_CEPH, LaneState::Unknown, None, "no reading"),
+            sample(1.0, LANE_CEPH, LaneState::Ok, None, "HEALTH_OK"),
+            sample(
+                2.0,
+                LANE_CEPH,
+                LaneState::Warn,
+                None,
+                "HEALTH_WARN: OSD_DOWN",
+            ),
+            sample(
+                3.0,
+                LANE_CEPH,
+                LaneState::Bad,
+                None,
+                "HEALTH_ERR: PG_AVAILABILITY",
+            ),
+            sample(4.0, LANE_CEPH, LaneState::Ok, None, "HEALTH_OK"),
+            sample(5.0, LANE_CEPH, LaneState::Bad, None, "HEALTH_ERR: later"),
+            sample(1.0, LANE_NODES, LaneState::Ok, Some(1.0), "4/4 Ready"),
+        ] {
+            keep_worst(&mut worst, &x);
+        }
+        let ceph = worst.iter().find(|x| x.lane == LANE_CEPH).unwrap();
+        assert_eq!((ceph.t_s, ceph.state), (3.0, LaneState::Bad));
+        let nodes = worst.iter().find(|x| x.lane == LANE_NODES).unwrap();
+        assert_eq!(nodes.state, LaneState::Ok);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use cucumber::then;
 
 use super::checks::{self, judge, judge_all, judge_yes, limit, CheckError, Unit};
 use crate::{
+    measure::health::LaneSample,
     probe::{
         ceph::{self, CephStatus},
         platform, storage,
@@ -167,6 +168,39 @@ async fn ceph_reports_within(
         }
         tokio::time::sleep(poll.min(deadline - now)).await;
     }
+}
+
+/// Judges the Ceph health lane the scenario's health recorder kept while the load ran
+/// (`ceph status` every 2 s): HEALTH_ERR at any reading fails; a lane never read fails
+/// too, never passes by default.
+#[then(regex = r"^Ceph never reported HEALTH_ERR during the scenario$")]
+async fn ceph_never_err(world: &mut World) -> Result<(), CheckError> {
+    use crate::measure::health::{LaneState, LANE_CEPH};
+    let worst = world.health.as_ref().map(|h| h.worst(LANE_CEPH));
+    let (yes, seen) = match worst {
+        None => (
+            false,
+            "no health was recorded: start a load first (`Given the API receives N requests \
+             per second`)"
+                .to_owned(),
+        ),
+        Some(None)
+        | Some(Some(LaneSample {
+            state: LaneState::Unknown,
+            ..
+        })) => (false, "Ceph's health was never read".to_owned()),
+        Some(Some(s)) => (
+            s.state != LaneState::Bad,
+            format!("worst reading {} at t = {:.1} s", s.detail, s.t_s),
+        ),
+    };
+    if judge_yes(world, "ceph_never_health_err", yes) {
+        return Ok(());
+    }
+    Err(CheckError::Unmet {
+        expected: "no HEALTH_ERR reading during the scenario".into(),
+        seen,
+    })
 }
 
 #[then(regex = r"^every OSD is up and in$")]

@@ -397,6 +397,13 @@ pub const CATALOG: &[StepDoc] = &[
     },
     StepDoc {
         keywords: THEN,
+        pattern: "Ceph never reported HEALTH_ERR during the scenario",
+        example: "Ceph never reported HEALTH_ERR during the scenario",
+        summary: "the worst Ceph health the load's health recorder read (every 2 s); never \
+                  read fails; criterion ceph_never_health_err",
+    },
+    StepDoc {
+        keywords: THEN,
         pattern: "every OSD is up and in",
         example: "every OSD is up and in",
         summary: "`ceph status` OSD map; criteria osds_up, osds_in",
