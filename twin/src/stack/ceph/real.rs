@@ -190,6 +190,27 @@ struct State {
     timeline: Vec<(Duration, String)>,
 }
 
+impl State {
+    /// Nothing started yet: the bootstrap thread fills it in.
+    fn starting() -> State {
+        State {
+            stop: false,
+            phase: Phase::Starting,
+            error: None,
+            osd_specs: None,
+            want: BTreeMap::new(),
+            incarnation: BTreeMap::new(),
+            hold: Default::default(),
+            procs: BTreeMap::new(),
+            crashed: Vec::new(),
+            pools: BTreeMap::new(),
+            admin: VecDeque::new(),
+            cache: Cached::default(),
+            timeline: Vec::new(),
+        }
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     conf: PathBuf,
@@ -252,21 +273,7 @@ impl RealCeph {
             started: Instant::now(),
             version,
             halt: Arc::new(AtomicBool::new(false)),
-            st: Mutex::new(State {
-                stop: false,
-                phase: Phase::Starting,
-                error: None,
-                osd_specs: None,
-                want: BTreeMap::new(),
-                incarnation: BTreeMap::new(),
-                hold: Default::default(),
-                procs: BTreeMap::new(),
-                crashed: Vec::new(),
-                pools: BTreeMap::new(),
-                admin: VecDeque::new(),
-                cache: Cached::default(),
-                timeline: Vec::new(),
-            }),
+            st: Mutex::new(State::starting()),
             wake: Condvar::new(),
         });
         let me = RealCeph {
@@ -2087,21 +2094,7 @@ mod tests {
             started: Instant::now(),
             version: String::new(),
             halt: Arc::new(AtomicBool::new(false)),
-            st: Mutex::new(State {
-                stop: false,
-                phase: Phase::Starting,
-                error: None,
-                osd_specs: None,
-                want: BTreeMap::new(),
-                incarnation: BTreeMap::new(),
-                hold: Default::default(),
-                procs: BTreeMap::new(),
-                crashed: Vec::new(),
-                pools: BTreeMap::new(),
-                admin: VecDeque::new(),
-                cache: Cached::default(),
-                timeline: Vec::new(),
-            }),
+            st: Mutex::new(State::starting()),
             wake: Condvar::new(),
         };
         let c = conf_text(
