@@ -25,9 +25,9 @@ if ! command -v chromium >/dev/null; then
 fi
 
 # Real Ceph and Prometheus (Debian packages) for `--ceph real`: twin/tests/ceph_real.rs,
-# harness/tests/ceph_prom_real.rs and the chaos-osd feature in scripts/test.sh. CI
-# (STORMDRILL_REQUIRE_CEPH=1, set by .ci/run) fails here when they cannot be installed;
-# elsewhere those runs are skipped with a message.
+# harness/tests/ceph_prom_real.rs, prom_twin_real.rs and the chaos-osd feature in
+# scripts/test.sh. CI (STORMDRILL_REQUIRE_CEPH=1, set by .ci/run) fails here when they
+# cannot be installed; elsewhere those runs are skipped with a message.
 if ! "$(dirname "$0")/ceph-setup.sh"; then
   if [ "${STORMDRILL_REQUIRE_CEPH:-0}" = 1 ]; then
     echo "setup: real Ceph is required here (STORMDRILL_REQUIRE_CEPH=1) and could not be installed" >&2

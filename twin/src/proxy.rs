@@ -7,6 +7,11 @@
 //! ([`crate::sim::Sim::register_http`]). Errors are upstream's: 503
 //! `no endpoints available for service "NAME"`, 503 `error trying to reach service:
 //! ...` when nothing listens there or the pod's node is powered off.
+//!
+//! The pod proxy, `/api/v1/namespaces/NS/pods/[scheme:]NAME[:PORT]/proxy/PATH`, as
+//! upstream's pod ResourceLocation: that pod's IP on PORT (a number; none: its first
+//! declared container port), Ready or not (how Prometheus scrapes pods through the
+//! API server), with the same dial errors.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -200,35 +205,75 @@ pub fn route(
         Some(n) => obj::name(p) == n,
         None => !b.ip.is_empty() && obj::str_at(p, "/status/podIP") == Some(b.ip.as_str()),
     });
-    let dial = format!("dial tcp {}:{}", b.ip, b.port);
     let Some(pod) = pod else {
         return Err(unavailable(format!(
-            "error trying to reach service: {dial}: connect: no route to host"
+            "error trying to reach service: dial tcp {}:{}: connect: no route to host",
+            b.ip, b.port
         )));
     };
+    Ok((obj::name(pod).to_string(), dial(ctx, pod, &b.ip, b.port)?))
+}
+
+/// What a connection to `ip:port` of `pod` reaches: no route when its node is off,
+/// refused when no container serves that port.
+fn dial(ctx: &Ctx, pod: &Value, ip: &str, port: u16) -> Result<HttpHandler, ApiError> {
+    let to = format!("dial tcp {ip}:{port}");
     let node = obj::str_at(pod, "/spec/nodeName").unwrap_or("");
     if node.is_empty() || !ctx.power.is_on(node) {
         return Err(unavailable(format!(
-            "error trying to reach service: {dial}: connect: no route to host"
+            "error trying to reach service: {to}: connect: no route to host"
         )));
     }
-    let handler = pod
-        .pointer("/spec/containers")
+    pod.pointer("/spec/containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find_map(|c| {
             ctx.sim
-                .http_handler(c["image"].as_str().unwrap_or(""), b.port)
-        });
-    match handler {
-        Some(h) => Ok((obj::name(pod).to_string(), h)),
-        None => Err(unavailable(format!(
-            "error trying to reach service: {dial}: connect: connection refused"
-        ))),
-    }
+                .http_handler(c["image"].as_str().unwrap_or(""), port)
+        })
+        .ok_or_else(|| {
+            unavailable(format!(
+                "error trying to reach service: {to}: connect: connection refused"
+            ))
+        })
 }
 
+/// The pod proxy's target, as upstream's pod ResourceLocation: the pod's IP on the
+/// given port (a number; none: its first declared container port), Ready or not.
+pub fn route_pod(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    port_spec: &str,
+) -> Result<(String, HttpHandler), ApiError> {
+    let pod = ctx
+        .client
+        .get("", "pods", Some(ns), name)
+        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    let ip = obj::str_at(&pod, "/status/podIP").unwrap_or("");
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(ApiError::bad_request("address not allowed"));
+    }
+    let port = if port_spec.is_empty() {
+        pod.pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.pointer("/ports/0/containerPort").and_then(Value::as_u64))
+            .and_then(|n| u16::try_from(n).ok())
+            .unwrap_or(80)
+    } else {
+        port_spec.parse().map_err(|_| {
+            unavailable(format!(
+                "error trying to reach service: dial tcp: address {ip}:{port_spec}: unknown port"
+            ))
+        })?
+    };
+    Ok((name.to_string(), dial(ctx, &pod, ip, port)?))
+}
+
+/// `services/[scheme:]NAME[:PORT]/proxy/PATH`.
 pub async fn handle(
     s: &Server,
     req: Request<Incoming>,
@@ -239,6 +284,31 @@ pub async fn handle(
     let (_scheme, svc, port) = split_scheme_name_port(name)
         .ok_or_else(|| ApiError::bad_request(format!("invalid service request {name:?}")))?;
     let (pod, handler) = route(&s.ctx, ns, svc, port)?;
+    forward(req, ns, pod, handler, rest).await
+}
+
+/// `pods/[scheme:]NAME[:PORT]/proxy/PATH`.
+pub async fn handle_pod(
+    s: &Server,
+    req: Request<Incoming>,
+    ns: &str,
+    name: &str,
+    rest: &str,
+) -> Result<Response<Body>, ApiError> {
+    let (_scheme, pod, port) = split_scheme_name_port(name)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid pod request {name:?}")))?;
+    let (pod, handler) = route_pod(&s.ctx, ns, pod, port)?;
+    forward(req, ns, pod, handler, rest).await
+}
+
+/// Sends the request to the pod's handler and its answer back.
+async fn forward(
+    req: Request<Incoming>,
+    ns: &str,
+    pod: String,
+    handler: HttpHandler,
+    rest: &str,
+) -> Result<Response<Body>, ApiError> {
     let mut path = if rest.is_empty() {
         "/".to_string()
     } else {

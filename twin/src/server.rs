@@ -472,6 +472,10 @@ impl Server {
                     let rest = s.strip_prefix("proxy").unwrap_or("");
                     return crate::proxy::handle(self, req, ns, name, rest).await;
                 }
+                ("", "pods", s) if s == "proxy" || s.starts_with("proxy/") => {
+                    let rest = s.strip_prefix("proxy").unwrap_or("");
+                    return crate::proxy::handle_pod(self, req, ns, name, rest).await;
+                }
                 ("", "pods", "eviction") => {
                     return crate::eviction::handle(self, req, ns, name).await
                 }

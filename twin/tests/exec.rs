@@ -522,6 +522,42 @@ async fn service_proxy_reaches_a_registered_handler() {
     .unwrap();
     assert_eq!(text, "POST / from web-0");
 
+    // The pod proxy: that pod's port (a number; none: its first container port).
+    for path in [
+        "/api/v1/namespaces/default/pods/web-0:8080/proxy/hello?x=1",
+        "/api/v1/namespaces/default/pods/web-0/proxy/hello?x=1",
+    ] {
+        let text = raw(&client, "GET", path, None).await.unwrap();
+        assert_eq!(text, "GET /hello?x=1 from web-0", "{path}");
+    }
+    let (code, msg) = api_code(
+        raw(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/pods/web-0:9999/proxy/metrics",
+            None,
+        )
+        .await
+        .expect_err("nothing listens on 9999"),
+    );
+    assert_eq!(code, 503);
+    assert!(
+        msg.starts_with("error trying to reach service: dial tcp ")
+            && msg.ends_with(":9999: connect: connection refused"),
+        "{msg}"
+    );
+    let (code, _) = api_code(
+        raw(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/pods/nope:8080/proxy/",
+            None,
+        )
+        .await
+        .expect_err("no such pod"),
+    );
+    assert_eq!(code, 404);
+
     // From inside a pod: DNS, then the Service's endpoints.
     let r = exec(
         &client,

@@ -99,7 +99,8 @@ impl CephModel {
         }
 
         for (name, bit) in OSD_FLAGS {
-            let metric = format!("ceph_osd_flag_{name}");
+            // The mgr's promethize(): a hyphen is not allowed in a metric name.
+            let metric = format!("ceph_osd_flag_{}", name.replace('-', "_"));
             o.head(&metric, &format!("OSD Flag {name}"), "untyped");
             o.sample(&metric, &[], if self.flags & bit != 0 { 1.0 } else { 0.0 });
         }
