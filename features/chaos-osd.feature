@@ -40,3 +40,16 @@ Feature: Losing one Ceph OSD
     Then Ceph reports HEALTH_OK and every placement group is active+clean within the profile's chaos.osd.recovery_s
     And every OSD is up and in
     And the system recovers within the profile's chaos.osd.recovery_s
+
+  # Past mon_osd_down_out_interval Ceph gives up on a dead OSD, marks it out and
+  # re-replicates its data on the others: the cluster is whole again without it. An
+  # NVMe OSD: nvme-pool (size 2) still has two hosts with NVMe, where hdd-pool (size 3)
+  # would be left with two hosts for three copies.
+  Scenario: the data of a dead OSD is re-replicated on the others
+    Given the documented stack is deployed
+    When OSD 0 goes down
+    Then Ceph marks OSD 0 out within the profile's chaos.osd.out_s
+    And Ceph reports HEALTH_OK and every placement group is active+clean within the profile's chaos.osd.rereplication_s
+    When OSD 0 comes back
+    Then every OSD is up and in within the profile's chaos.osd.recovery_s
+    And Ceph reports HEALTH_OK and every placement group is active+clean within the profile's chaos.osd.recovery_s

@@ -1,7 +1,7 @@
 @phase3 @gating @nightly
 Feature: Phase 3 - databases
-  The databases run on volumes Rook provisioned, their exporters are scraped and
-  their logs reach Loki.
+  The databases run on volumes Rook provisioned, a drain cannot take the single
+  PostgreSQL replica down, their exporters are scraped and their logs reach Loki.
 
   Background:
     Given the documented stack is applied
@@ -13,6 +13,11 @@ Feature: Phase 3 - databases
     And statefulset "influxdb" in namespace "openalex" has 1 Ready replica within 60 seconds
     And statefulset "redis" in namespace "openalex" has 3 Ready replicas within 60 seconds
     And every PVC in namespace "openalex" is Bound on a Rook storage class
+
+  # PostgreSQL runs one replica: its PodDisruptionBudget (maxUnavailable 0) must make
+  # a node drain wait instead of stopping the database. A dry run evicts nothing.
+  Scenario: a node drain cannot evict the database
+    Then pod "postgresql-0" in namespace "openalex" cannot be evicted
 
   Scenario: the database exporters are scraped
     Then every Prometheus target of these jobs is up:

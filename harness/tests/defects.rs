@@ -1,8 +1,10 @@
 //! Negative runs: the five phase features against a twin with each named defect, through
 //! the library as `stormdrill run --defect NAME` does it. Each defect must fail exactly
 //! its expected criteria (by name; everything else passes) and give verdict no-go; the
-//! clean run is go. Defects the phase features cannot see (they need a fault: chaos and
-//! DR features judge them) must leave the verdict go.
+//! clean run is go. Defects only a fault shows ([`CHAOS`]) run the chaos features
+//! instead; their criteria are named with their scenario (`chaos-db.feature:6 rto_s`),
+//! as the same name (rto_s) is judged in several scenarios. (The clean run of the chaos
+//! features is `tests/features.rs`.)
 //!
 //! Runs in one process are serialised (the World's context is process-global), so each
 //! run is a child process of this test (the same binary, selected by an environment
@@ -28,6 +30,12 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("", &[]),
     ("no-velero-schedule", &["velero_schedule_exists"]),
     ("velero-ttl-wrong", &["velero_schedule_ttl_h"]),
+    ("velero-schedule-paused", &["velero_schedule_enabled"]),
+    ("velero-schedule-weekly", &["velero_schedule_cron"]),
+    (
+        "velero-no-volume-snapshots",
+        &["velero_schedule_snapshot_volumes"],
+    ),
     ("bsl-unavailable", &["bsl_available[velero/default]"]),
     // Ceph warns about a pool without replicas (POOL_NO_REDUNDANCY).
     ("pool-size-1", &["ceph_health", "pool_size[nvme-pool]"]),
@@ -69,10 +77,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("missing-dashboard", &["grafana_dashboard[Ceph cluster]"]),
     ("gatekeeper-absent", &["admission_denied[openalex nginx]"]),
     ("flux-not-ready", &["flux_kustomizations_ready"]),
-    // Chaos only: recovery speed shows under an OSD fault (features/chaos-osd).
-    ("slow-osd-recovery", &[]),
-    // Chaos only: a drain shows the missing PDB (features/chaos-node).
-    ("db-no-pdb", &[]),
+    ("db-no-pdb", &["eviction_refused[openalex/postgresql-0]"]),
     ("unscanned-image", &["images_scanned[openalex]"]),
     (
         "coredns-unreachable",
@@ -102,6 +107,44 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("no-thanos-query", &["thanos_history_series[up]"]),
 ];
 
+/// Defects a fault reveals: (defect, chaos features it runs, `FILE:LINE criterion`s it
+/// must fail). Each runs the chaos features that drill what it breaks, not all five:
+/// a debug-build chaos run is minutes of load, and the others cannot see it.
+const CHAOS: &[(&str, &[&str], &[&str])] = &[
+    // Muted alerts: Ceph stays HEALTH_OK with an OSD down. (The noout scenario still
+    // warns: its OSDMAP_FLAGS check is not muted.)
+    (
+        "ceph-alerts-muted",
+        &["chaos-osd.feature", "chaos-node.feature"],
+        &["chaos-osd.feature:8 ceph_health_warn_s"],
+    ),
+    // Only the drill that waits for a dead OSD's data to move needs recovery; the
+    // others bring the OSD back before it is marked out.
+    (
+        "slow-osd-recovery",
+        &["chaos-osd.feature", "chaos-node.feature"],
+        &["chaos-osd.feature:48 ceph_health_ok_clean_s"],
+    ),
+    // A vanished host (power) waits out the grace; a stopped OSD pod reports at once.
+    (
+        "osd-heartbeat-grace-long",
+        &["chaos-node.feature", "chaos-osd.feature"],
+        &["chaos-node.feature:9 p99_during_ms"],
+    ),
+    // Alone: the API stays broken after the database restarted, for every scenario
+    // that follows in the same run (as the bug would leave a cluster).
+    (
+        "api-no-db-reconnect",
+        &["chaos-db.feature"],
+        &["chaos-db.feature:6 rto_s"],
+    ),
+    (
+        "api-no-prestop",
+        &["chaos-pod.feature"],
+        &["chaos-pod.feature:11 error_rate_during_pct"],
+    ),
+];
+
 const PHASES: &[&str] = &[
     "phase1-foundations.feature",
     "phase2-observability.feature",
@@ -111,6 +154,8 @@ const PHASES: &[&str] = &[
 ];
 
 const CHILD_ENV: &str = "STORMDRILL_DEFECT_CHILD";
+/// The features a child runs (comma-separated file names); the phases without it.
+const FEATURES_ENV: &str = "STORMDRILL_DEFECT_FEATURES";
 const RESULT_MARK: &str = "DEFECT-RESULT ";
 /// A child that takes longer is stuck: kill it and fail.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -139,8 +184,12 @@ fn main() -> ExitCode {
 /// One run (in a child process): prints the verdict and the failed gating criteria.
 fn child(defect: &str) -> ExitCode {
     let reports = tempfile::tempdir().expect("a temporary report folder");
+    let features: Vec<String> = match std::env::var(FEATURES_ENV) {
+        Ok(list) => list.split(',').map(str::to_owned).collect(),
+        Err(_) => PHASES.iter().map(|f| (*f).to_owned()).collect(),
+    };
     let run = RunArgs {
-        features: PHASES
+        features: features
             .iter()
             .map(|f| manifest().join("../features").join(f))
             .collect(),
@@ -169,6 +218,7 @@ fn child(defect: &str) -> ExitCode {
             let result = serde_json::json!({
                 "verdict": outcome.verdict,
                 "failed": failed_criteria(&outcome.summary),
+                "failed_at": failed_at(&outcome.summary),
                 "unexplained": unexplained_failures(&outcome.summary),
             });
             println!("{RESULT_MARK}{result}");
@@ -187,6 +237,22 @@ fn failed_criteria(s: &Summary) -> BTreeSet<String> {
         .flat_map(|sc| &sc.criteria)
         .filter(|c| c.gating && !c.pass)
         .map(|c| c.name.clone())
+        .collect()
+}
+
+/// The failed gating criteria with their scenario: `chaos-db.feature:6 rto_s`.
+fn failed_at(s: &Summary) -> BTreeSet<String> {
+    s.scenarios
+        .iter()
+        .flat_map(|sc| {
+            let file = std::path::Path::new(&sc.feature)
+                .file_name()
+                .map_or_else(|| sc.feature.clone(), |f| f.to_string_lossy().into_owned());
+            sc.criteria
+                .iter()
+                .filter(|c| c.gating && !c.pass)
+                .map(move |c| format!("{file}:{} {}", sc.line, c.name))
+        })
         .collect()
 }
 
@@ -215,7 +281,16 @@ struct Outcome {
     problem: Option<String>,
 }
 
-fn check(defect: &str, expected: &[&str], output: &str) -> Option<String> {
+/// One run to make: the defect, the chaos features it runs (none: the phases), and
+/// the criteria it must fail (qualified with their scenario for chaos runs).
+#[derive(Clone, Copy)]
+struct Job {
+    defect: &'static str,
+    features: &'static [&'static str],
+    expected: &'static [&'static str],
+}
+
+fn check(defect: &str, expected: &[&str], qualified: bool, output: &str) -> Option<String> {
     let Some(line) = output.lines().find_map(|l| l.strip_prefix(RESULT_MARK)) else {
         return Some("the run gave no result".into());
     };
@@ -224,7 +299,8 @@ fn check(defect: &str, expected: &[&str], output: &str) -> Option<String> {
         Err(e) => return Some(format!("unreadable result {line:?}: {e}")),
     };
     let verdict: Verdict = serde_json::from_value(v["verdict"].clone()).unwrap_or(Verdict::Error);
-    let failed: BTreeSet<String> = serde_json::from_value(v["failed"].clone()).unwrap_or_default();
+    let key = if qualified { "failed_at" } else { "failed" };
+    let failed: BTreeSet<String> = serde_json::from_value(v[key].clone()).unwrap_or_default();
     let want: BTreeSet<String> = expected.iter().map(|s| (*s).to_owned()).collect();
     let want_verdict = if want.is_empty() {
         Verdict::Go
@@ -254,10 +330,14 @@ fn check(defect: &str, expected: &[&str], output: &str) -> Option<String> {
     (!problems.is_empty()).then(|| format!("{name}: {}", problems.join("; ")))
 }
 
-fn run_child(exe: &std::path::Path, defect: &str) -> (String, Duration) {
+fn run_child(exe: &std::path::Path, job: &Job) -> (String, Duration) {
     let started = Instant::now();
-    let spawned = Command::new(exe)
-        .env(CHILD_ENV, defect)
+    let mut command = Command::new(exe);
+    if !job.features.is_empty() {
+        command.env(FEATURES_ENV, job.features.join(","));
+    }
+    let spawned = command
+        .env(CHILD_ENV, job.defect)
         .env("RUST_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -297,6 +377,7 @@ fn parent() -> ExitCode {
     let listed: BTreeSet<&str> = EXPECTED
         .iter()
         .map(|(d, _)| *d)
+        .chain(CHAOS.iter().map(|(d, _, _)| *d))
         .filter(|d| !d.is_empty())
         .collect();
     if known != listed {
@@ -326,20 +407,35 @@ fn parent() -> ExitCode {
         exe
     };
     let exe = Arc::new(exe);
-    let queue = Arc::new(Mutex::new(EXPECTED.iter().collect::<Vec<_>>()));
+    let jobs_list: Vec<Job> = EXPECTED
+        .iter()
+        .map(|(defect, expected)| Job {
+            defect,
+            features: &[],
+            expected,
+        })
+        .chain(CHAOS.iter().map(|(defect, features, expected)| Job {
+            defect,
+            features,
+            expected,
+        }))
+        .collect();
+    let total = jobs_list.len();
+    // Popped from the end: the long chaos runs first, so they do not finish last.
+    let queue = Arc::new(Mutex::new(jobs_list));
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let workers: Vec<_> = (0..jobs)
         .map(|_| {
             let (queue, outcomes, exe) = (queue.clone(), outcomes.clone(), exe.clone());
             std::thread::spawn(move || loop {
-                let Some((defect, expected)) =
-                    queue.lock().unwrap_or_else(|e| e.into_inner()).pop()
-                else {
+                let Some(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
                     return;
                 };
-                let (output, elapsed) = run_child(&exe, defect);
-                let problem = check(defect, expected, &output).map(|p| {
+                let defect = job.defect;
+                let (output, elapsed) = run_child(&exe, &job);
+                let qualified = !job.features.is_empty();
+                let problem = check(defect, job.expected, qualified, &output).map(|p| {
                     let tail: Vec<&str> = output.lines().rev().take(40).collect();
                     let tail: Vec<&str> = tail.into_iter().rev().collect();
                     format!(
@@ -368,12 +464,8 @@ fn parent() -> ExitCode {
         let _ = w.join();
     }
     let outcomes = outcomes.lock().unwrap_or_else(|e| e.into_inner());
-    if outcomes.len() != EXPECTED.len() {
-        eprintln!(
-            "defects: only {} of {} runs reported",
-            outcomes.len(),
-            EXPECTED.len()
-        );
+    if outcomes.len() != total {
+        eprintln!("defects: only {} of {total} runs reported", outcomes.len());
         return ExitCode::FAILURE;
     }
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.problem.is_some()).collect();

@@ -19,6 +19,16 @@
 //! (connections time out); its Ceph pool degraded -> service time × `degraded_factor`;
 //! its pool inactive (PGs below min_size) -> I/O blocks: the request stalls for
 //! `blocked_io_stall`, then 504.
+//!
+//! Envoy learns endpoint changes late: a pod that leaves the Service's ready endpoints
+//! (deleted, evicted, unready) still gets requests for `endpoint_lag`. A pod with a
+//! `preStop` sleep keeps serving through it (the hook delays SIGTERM); one without has
+//! stopped listening, and Envoy answers 503 `upstream connect error or disconnect/reset
+//! before headers. reset reason: connection failure` (defect `api-no-prestop`).
+//!
+//! Under the `api-no-db-reconnect` defect each API pod
+//! keeps the database connection it opened first: once that database process is gone
+//! (another pod, or its container restarted) the pod answers 503 until it restarts.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -48,6 +58,9 @@ pub struct LatencyModel {
     pub degraded_factor: f64,
     pub db_connect_timeout: Duration,
     pub blocked_io_stall: Duration,
+    /// From a pod leaving the ready endpoints to Envoy no longer sending it requests
+    /// (endpoints controller -> Contour -> xDS).
+    pub endpoint_lag: Duration,
 }
 
 impl Default for LatencyModel {
@@ -59,6 +72,7 @@ impl Default for LatencyModel {
             degraded_factor: 3.0,
             db_connect_timeout: Duration::from_secs(2),
             blocked_io_stall: Duration::from_secs(10),
+            endpoint_lag: Duration::from_secs(1),
         }
     }
 }
@@ -85,8 +99,20 @@ pub enum DbState {
 struct Route {
     proxy: Value,
     limit: Option<u64>,
+    /// Envoy's endpoints: the ready pods, and departed ones still within the lag.
     pods: Vec<Value>,
     db: DbState,
+}
+
+/// The ready pods last seen for a host, and the departed ones by uid.
+type HostEndpoints = (Vec<Value>, HashMap<String, Departed>);
+
+/// A pod Envoy still routes to after it left the ready endpoints.
+struct Departed {
+    pod: Value,
+    left: std::time::Instant,
+    /// Until when it still answers (its preStop sleep).
+    serves_until: std::time::Instant,
 }
 
 const ROUTE_TTL: Duration = Duration::from_millis(100);
@@ -96,6 +122,11 @@ struct Shared {
     ctx: Ctx,
     model: LatencyModel,
     rr: Mutex<HashMap<String, usize>>,
+    /// Per host: Envoy's view of its endpoints.
+    endpoints: Mutex<HashMap<String, HostEndpoints>>,
+    /// API pod uid -> the database process its connection was opened to
+    /// (`api-no-db-reconnect` only).
+    conns: Mutex<HashMap<String, String>>,
     windows: Mutex<HashMap<String, (u64, u64)>>,
     pods: Mutex<HashMap<String, Arc<Semaphore>>>,
     rng: Mutex<rand::rngs::StdRng>,
@@ -154,7 +185,7 @@ impl Shared {
                 .to_string();
             Route {
                 limit: self.rate_limit(&proxy),
-                pods: self.ready_pods(&ns, &service),
+                pods: self.envoy_endpoints(host, self.ready_pods(&ns, &service)),
                 db: self.db_state(&ns),
                 proxy,
             }
@@ -164,6 +195,41 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .insert(host.to_string(), (std::time::Instant::now(), route.clone()));
         route
+    }
+
+    /// The ready pods plus those that left them less than `endpoint_lag` ago.
+    fn envoy_endpoints(&self, host: &str, ready: Vec<Value>) -> Vec<Value> {
+        let now = std::time::Instant::now();
+        let mut all = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, departed) = all.entry(host.to_string()).or_default();
+        for p in last.iter() {
+            let uid = obj::uid(p);
+            if !ready.iter().any(|r| obj::uid(r) == uid) && !departed.contains_key(uid) {
+                departed.insert(
+                    uid.to_string(),
+                    Departed {
+                        pod: p.clone(),
+                        left: now,
+                        serves_until: now + prestop_sleep(p),
+                    },
+                );
+            }
+        }
+        departed.retain(|uid, d| {
+            now < d.left + self.model.endpoint_lag && !ready.iter().any(|r| obj::uid(r) == uid)
+        });
+        *last = ready.clone();
+        let mut pods = ready;
+        pods.extend(departed.values().map(|d| d.pod.clone()));
+        pods
+    }
+
+    /// Whether a departed pod has stopped answering (no preStop sleep left).
+    fn stopped(&self, host: &str, pod: &Value) -> bool {
+        let all = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(host)
+            .and_then(|(_, departed)| departed.get(obj::uid(pod)))
+            .is_some_and(|d| std::time::Instant::now() >= d.serves_until)
     }
 
     fn proxy_for(&self, host: &str) -> Option<Value> {
@@ -332,6 +398,22 @@ impl Shared {
         DbState::Ok { pod, slow }
     }
 
+    /// Whether the API pod's database connection still reaches a live server: the
+    /// first database process it served from is the one it stays connected to.
+    fn connection_alive(&self, api_pod: &Value, db_pod: &Value) -> bool {
+        let restarts: i64 = db_pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|c| c["restartCount"].as_i64()).sum())
+            .unwrap_or(0);
+        let process = format!("{}/{restarts}", obj::uid(db_pod));
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns
+            .entry(obj::uid(api_pod).to_string())
+            .or_insert_with(|| process.clone())
+            == &process
+    }
+
     fn service_time(&self, factor: f64) -> Duration {
         // Log-normal by Box-Muller: exp(ln(median) + sigma * N(0, 1)).
         let (u1, u2): (f64, f64) = {
@@ -342,6 +424,36 @@ impl Shared {
         let s = (self.model.median.as_secs_f64().ln() + self.model.sigma * z).exp();
         Duration::from_secs_f64((s * factor).min(60.0))
     }
+}
+
+/// How long a pod's `preStop` hook sleeps: `sleep N` (exec, directly or through a
+/// shell) or the `sleep` action; zero without one.
+fn prestop_sleep(pod: &Value) -> Duration {
+    let Some(containers) = pod.pointer("/spec/containers").and_then(Value::as_array) else {
+        return Duration::ZERO;
+    };
+    containers
+        .iter()
+        .filter_map(|c| c.pointer("/lifecycle/preStop"))
+        .filter_map(|h| {
+            if let Some(secs) = h.pointer("/sleep/seconds").and_then(Value::as_f64) {
+                return Some(secs);
+            }
+            let words: Vec<&str> = h
+                .pointer("/exec/command")
+                .and_then(Value::as_array)?
+                .iter()
+                .filter_map(Value::as_str)
+                .flat_map(str::split_whitespace)
+                .collect();
+            let at = words
+                .iter()
+                .position(|w| *w == "sleep" || w.ends_with("/sleep"))?;
+            words.get(at + 1)?.parse::<f64>().ok()
+        })
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+        .max()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Whether a NetworkPolicy selecting the pod denies it ingress from the API pods.
@@ -441,6 +553,17 @@ async fn handle(
         *i = i.wrapping_add(1);
         pods[*i % pods.len()].clone()
     };
+    if s.stopped(&host, &pod) {
+        // Envoy's local reply when the upstream refuses the connection.
+        return Ok(Response::builder()
+            .status(503)
+            .header("server", "envoy")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            )))
+            .expect("valid response"));
+    }
     let permit_pool = s
         .pods
         .lock()
@@ -459,6 +582,17 @@ async fn handle(
     while db == DbState::Blocked && std::time::Instant::now() < stall_deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         db = s.route(&host).map(|r| r.db).unwrap_or(DbState::Blocked);
+    }
+    if let DbState::Ok { pod: db_pod, .. } = &db {
+        if s.ctx.defects.has("api-no-db-reconnect") && !s.connection_alive(&pod, db_pod) {
+            tokio::time::sleep(s.service_time(0.2)).await;
+            // psycopg's words when the server end of a kept connection is gone.
+            return Ok(respond(
+                503,
+                json!({"detail": "server closed the connection unexpectedly"}),
+                &[],
+            ));
+        }
     }
     if path == "/health" || path == "/healthz" {
         tokio::time::sleep(s.service_time(0.2)).await;
@@ -549,6 +683,8 @@ pub async fn start(
         ctx: ctx.clone(),
         model,
         rr: Mutex::new(HashMap::new()),
+        endpoints: Mutex::new(HashMap::new()),
+        conns: Mutex::new(HashMap::new()),
         windows: Mutex::new(HashMap::new()),
         pods: Mutex::new(HashMap::new()),
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed ^ 0xda7a)),
@@ -603,4 +739,31 @@ async fn publish(ctx: Ctx, addr: SocketAddr, stop: watch::Receiver<bool>) {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(lifecycle: Value) -> Value {
+        json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "lifecycle": lifecycle}]}})
+    }
+
+    #[test]
+    fn prestop_sleeps() {
+        let exec = pod(json!({"preStop": {"exec": {"command": ["sleep", "5"]}}}));
+        assert_eq!(prestop_sleep(&exec), Duration::from_secs(5));
+        let shell =
+            pod(json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", "/bin/sleep 2.5"]}}}));
+        assert_eq!(prestop_sleep(&shell), Duration::from_millis(2500));
+        let action = pod(json!({"preStop": {"sleep": {"seconds": 7}}}));
+        assert_eq!(prestop_sleep(&action), Duration::from_secs(7));
+        // A hook that does not sleep does not keep the pod serving.
+        let other = pod(json!({"preStop": {"exec": {"command": ["nginx", "-s", "quit"]}}}));
+        assert_eq!(prestop_sleep(&other), Duration::ZERO);
+        assert_eq!(
+            prestop_sleep(&json!({"spec": {"containers": [{}]}})),
+            Duration::ZERO
+        );
+    }
 }

@@ -9,7 +9,10 @@
 //! - By an admission-time mutation of the applied objects (a mutating plugin after
 //!   the twin's own, see [`install`]; it applies on create and update, so a
 //!   re-apply gets the same result):
-//!   - `velero-ttl-wrong`: Schedules in `velero` get `spec.template.ttl: 24h0m0s`.
+//!   - `velero-ttl-wrong`: Schedules in `velero` get `spec.template.ttl: 24h0m0s`;
+//!     `velero-schedule-paused`: `spec.paused: true`; `velero-schedule-weekly`:
+//!     `spec.schedule: 0 2 * * 0`; `velero-no-volume-snapshots`:
+//!     `spec.template.snapshotVolumes: false`.
 //!   - `bsl-unavailable`: BackupStorageLocations in `velero` get
 //!     `spec.config.s3Url: http://rook-ceph-rgw-my-store.rook-ceph.svc:80` (the
 //!     Rook example's store name; no such Service), so Velero reports Unavailable.
@@ -17,6 +20,9 @@
 //!     `spec.replicated.size` 1 (with `requireSafeReplicaSize: false`, as Rook
 //!     requires for size 1) / 3; the Rook operator sizes the Ceph pool from it.
 //!   - `api-single-replica`: Deployment `openalex/fastapi` gets `spec.replicas: 1`.
+//!   - `api-no-prestop`: Deployment `openalex/fastapi`'s containers lose `lifecycle`
+//!     (the preStop sleep); the data plane then fails requests Envoy still sends to a
+//!     terminating pod (see `dataplane`).
 //!   - `no-rate-limit`: HTTPProxy `openalex/openalex-api` loses every route's
 //!     `rateLimitPolicy`; the data plane then applies no limit.
 //!   - `prometheus-target-down`: the `exporter` container of StatefulSet
@@ -63,11 +69,19 @@
 //! - By behaviour: `cert-not-ready` (cert-manager's ACME order for a Certificate of
 //!   an ACME issuer fails: `Ready=False` with the ACME error, no Secret; see
 //!   [`certificate_failure`]), `slow-osd-recovery` (the Ceph model's
-//!   `recovery_objects_per_sec` divided by 50, set by [`run`] once the Rook operator
+//!   `recovery_objects_per_sec` divided by 200, set by [`run`] once the Rook operator
 //!   created the cluster), `ceph-noout-set` (the Ceph model's `noout` flag, set by
 //!   [`run`] once, as `ceph osd set noout` would), `unscanned-image` (Harbor's `openalex` project has
 //!   `auto_scan` off and the `openalex/fastapi` artifacts carry no scan overview;
-//!   see `stack::harbor`).
+//!   see `stack::harbor`), `api-no-db-reconnect` (each API pod keeps the database
+//!   connection it opened first; once that database process is gone — pod replaced
+//!   or container restarted — the pod's requests fail with psycopg's
+//!   `server closed the connection unexpectedly` until the pod restarts; see
+//!   `dataplane`).
+//! - Through the `ceph` CLI once the cluster exists ([`run`]; the same commands on the
+//!   model and on a real cluster): `ceph-alerts-muted` (`ceph health mute CODE
+//!   --sticky` for each of [`MUTED_ALERTS`]), `osd-heartbeat-grace-long` (`ceph config
+//!   set osd osd_heartbeat_grace` to [`LONG_GRACE_FACTOR`] times its value).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -82,6 +96,9 @@ use crate::controllers::{obj, reconcile_loop, Ctx};
 const CATALOG: &[(&str, &str)] = &[
     ("no-velero-schedule", "The Velero Schedule is never applied (the twin deletes it right after creation): no daily backups are taken."),
     ("velero-ttl-wrong", "The Velero Schedule keeps backups 24 h instead of the documented 168 h."),
+    ("velero-schedule-paused", "The Velero Schedule is paused (left so after a maintenance): it exists, but no backup is taken."),
+    ("velero-schedule-weekly", "The Velero Schedule runs weekly (0 2 * * 0) instead of daily."),
+    ("velero-no-volume-snapshots", "The Velero Schedule does not snapshot volumes (snapshotVolumes: false)."),
     ("bsl-unavailable", "The Velero BackupStorageLocation points at an object store Service that does not exist, so it is Unavailable and backups fail."),
     ("pool-size-1", "CephBlockPool nvme-pool keeps a single replica (size 1): no redundancy, one lost OSD loses data."),
     ("nvme-pool-size-3", "CephBlockPool nvme-pool keeps three replicas instead of the documented two."),
@@ -93,7 +110,7 @@ const CATALOG: &[(&str, &str)] = &[
     ("missing-dashboard", "The Ceph cluster dashboard ConfigMap lacks the grafana_dashboard label, so Grafana never provisions it."),
     ("gatekeeper-absent", "The Gatekeeper constraint only audits (enforcementAction dryrun): images without a tag are admitted."),
     ("flux-not-ready", "Kustomization apps depends on a Kustomization that does not exist, so it stays Ready=False."),
-    ("slow-osd-recovery", "Ceph recovers and backfills 50 times slower than normal."),
+    ("slow-osd-recovery", "Ceph recovers and backfills 200 times slower than normal (a throttle such as osd_recovery_sleep left high)."),
     ("db-no-pdb", "The postgresql PodDisruptionBudget is not applied (the twin deletes it right after creation): nothing protects the database from eviction."),
     ("unscanned-image", "Harbor's openalex project has scan-on-push off, so the fastapi image has no Trivy scan report."),
     ("coredns-unreachable", "The kube-dns Service selects k8s-app=coredns, a label the CoreDNS pods lack: it has no endpoints, so no cluster name resolves."),
@@ -106,7 +123,22 @@ const CATALOG: &[(&str, &str)] = &[
     ("loki-retention-short", "Loki's retention_period is 168h: logs are kept 7 days instead of 30."),
     ("flux-suspended", "Kustomization infrastructure is suspended: changes to it in Git are no longer applied."),
     ("no-thanos-query", "The thanos-query Service is never applied (the twin deletes it right after creation): nothing answers for metrics older than Prometheus's retention."),
+    ("ceph-alerts-muted", "Sticky mutes left from a past maintenance silence OSD_DOWN, OSD_HOST_DOWN, PG_DEGRADED and PG_AVAILABILITY: Ceph reports HEALTH_OK while an OSD is down."),
+    ("osd-heartbeat-grace-long", "osd_heartbeat_grace is four times Ceph's default: when a host vanishes, I/O to its OSDs' placement groups blocks four times longer before Ceph marks them down."),
+    ("api-no-prestop", "Deployment fastapi has no preStop sleep: a deleted pod stops listening while Envoy still sends it requests, which fail with 503."),
+    ("api-no-db-reconnect", "The API opens its database connection once at start and never reconnects: after the database restarts every request fails until the API pods are restarted."),
 ];
+
+/// The health checks `ceph-alerts-muted` mutes (`ceph health mute CODE --sticky`).
+pub const MUTED_ALERTS: &[&str] = &[
+    "OSD_DOWN",
+    "OSD_HOST_DOWN",
+    "PG_DEGRADED",
+    "PG_AVAILABILITY",
+];
+
+/// `osd_heartbeat_grace` is multiplied by this under `osd-heartbeat-grace-long`.
+pub const LONG_GRACE_FACTOR: f64 = 4.0;
 
 /// Defects that cannot be combined (they set the same field).
 const CONFLICTS: &[(&str, &str)] = &[("pool-size-1", "nvme-pool-size-3")];
@@ -127,7 +159,7 @@ pub const LOCAL_PATH_CLASS: &str = "standard";
 pub const WRONG_HOST: &str = "api-staging.openalex.univ-lehavre.fr";
 
 /// The Ceph recovery rate is divided by this under `slow-osd-recovery`.
-pub const SLOW_RECOVERY_FACTOR: f64 = 50.0;
+pub const SLOW_RECOVERY_FACTOR: f64 = 200.0;
 
 /// The defects a twin runs with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -218,8 +250,14 @@ pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {
         if d.has("velero-ttl-wrong") {
             set(o, &["spec", "template", "ttl"], json!("24h0m0s"));
         }
-        if d.has("no-velero-schedule") {
+        if d.has("no-velero-schedule") || d.has("velero-schedule-paused") {
             set(o, &["spec", "paused"], json!(true));
+        }
+        if d.has("velero-schedule-weekly") {
+            set(o, &["spec", "schedule"], json!("0 2 * * 0"));
+        }
+        if d.has("velero-no-volume-snapshots") {
+            set(o, &["spec", "template", "snapshotVolumes"], json!(false));
         }
     }
     if ns == "velero"
@@ -250,6 +288,21 @@ pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {
         && at(o, gp, ("apps", "deployments", Some("fastapi")))
     {
         set(o, &["spec", "replicas"], json!(1));
+    }
+    if ns == "openalex"
+        && d.has("api-no-prestop")
+        && at(o, gp, ("apps", "deployments", Some("fastapi")))
+    {
+        if let Some(cs) = o
+            .pointer_mut("/spec/template/spec/containers")
+            .and_then(Value::as_array_mut)
+        {
+            for c in cs {
+                if let Some(c) = c.as_object_mut() {
+                    c.remove("lifecycle");
+                }
+            }
+        }
     }
     if ns == "openalex"
         && d.has("no-rate-limit")
@@ -473,6 +526,8 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     }
     let mut slowed = false;
     let mut noout = false;
+    let mut muted = false;
+    let mut graced = false;
     reconcile_loop(
         ctx,
         &[
@@ -557,9 +612,35 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
             if ctx.defects.has("slow-osd-recovery") && !slowed {
                 slowed = ctx.ceph_backend.slow_recovery(SLOW_RECOVERY_FACTOR);
             }
+            // The next two go through the `ceph` CLI, as an operator would: the same
+            // commands work on the model and on a real cluster (`--ceph real`).
+            if ctx.defects.has("ceph-alerts-muted") && !muted {
+                muted = MUTED_ALERTS
+                    .iter()
+                    .all(|code| ceph(ctx, &["health", "mute", code, "--sticky"]).is_some());
+            }
+            if ctx.defects.has("osd-heartbeat-grace-long") && !graced {
+                graced = ceph(ctx, &["config", "get", "osd", "osd_heartbeat_grace"])
+                    .and_then(|out| out.trim().parse::<f64>().ok())
+                    .is_some_and(|grace| {
+                        let long = (grace * LONG_GRACE_FACTOR).to_string();
+                        ceph(ctx, &["config", "set", "osd", "osd_heartbeat_grace", &long]).is_some()
+                    });
+            }
         },
     )
     .await
+}
+
+/// Runs `ceph ARGS` on the cluster's backend: its stdout, or `None` when it failed
+/// (e.g. no cluster yet: the caller retries on the next pass).
+fn ceph(ctx: &Ctx, args: &[&str]) -> Option<String> {
+    let argv: Vec<String> = std::iter::once("ceph")
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect();
+    let out = ctx.ceph_backend.exec(&argv, None, ctx.started.elapsed());
+    (out.exit_code == 0).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]
@@ -575,7 +656,7 @@ mod tests {
             "{e}"
         );
         assert!(Defects::new(&["pool-size-1", "nvme-pool-size-3"]).is_err());
-        assert_eq!(catalog().len(), 26);
+        assert_eq!(catalog().len(), 33);
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! - Error rate: [`error_rate_breached`] judges the load's closed windows (the
 //!   profile's `abort.error_rate_pct` and `abort.windows`): the fault steps check it
 //!   before each injection, and the drill on every window that closes from the
-//!   fault's t0 until the degraded period ends (`Drill::watch_error_rate`).
+//!   fault's t0 until the degraded period ends or the scenario's last fault is
+//!   reverted (`Drill::watch_error_rate`): with nothing injected there is nothing for
+//!   an abort to stop, and a system that does not come back fails its recovery
+//!   criterion instead.
 //!
 //! Whatever triggers it, the run waits on [`Abort::triggered`] beside the features
 //! and the signals (run.rs), then sweeps the journal.

@@ -217,6 +217,13 @@ impl Drill {
         })));
     }
 
+    /// Stops the error-rate watch: the abort stops a fault's blast radius, and once
+    /// the scenario's faults are all reverted there is nothing left to stop; whether
+    /// the system comes back is the recovery criterion's to judge.
+    pub fn stop_watching_error_rate(&mut self) {
+        self.error_watch = None;
+    }
+
     /// Whether the error-rate abort condition is being watched.
     pub fn watching_error_rate(&self) -> bool {
         self.error_watch

@@ -803,6 +803,7 @@ mod tests {
         let status = crate::probe::ceph::CephStatus {
             health: "HEALTH_WARN".into(),
             checks: vec![("OSD_DOWN".into(), "1 osds down".into())],
+            mutes: vec![],
             osds: 6,
             osds_up: 5,
             osds_in: 6,

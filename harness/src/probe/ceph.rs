@@ -41,6 +41,8 @@ pub struct CephStatus {
     pub health: String,
     /// Health checks: (name, summary message), sorted by name.
     pub checks: Vec<(String, String)>,
+    /// `ceph health mute` codes: their checks do not count in `health`.
+    pub mutes: Vec<String>,
     pub osds: u64,
     pub osds_up: u64,
     pub osds_in: u64,
@@ -94,6 +96,14 @@ impl CephStatus {
             })
             .collect();
         checks.sort();
+        let mut mutes: Vec<String> = v
+            .pointer("/health/mutes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["code"].as_str().map(str::to_owned))
+            .collect();
+        mutes.sort();
         // Reef+ flattened the OSD map summary; older releases nest it once more.
         let osdmap = v.get("osdmap").ok_or_else(|| shape("osdmap"))?;
         let osdmap = match osdmap.get("osdmap") {
@@ -136,6 +146,7 @@ impl CephStatus {
         Ok(CephStatus {
             health,
             checks,
+            mutes,
             osds,
             osds_up,
             osds_in,
@@ -159,16 +170,29 @@ impl CephStatus {
         self.num_pgs.max(listed)
     }
 
-    /// `OSD_DOWN: 1 osds down; PG_DEGRADED: ...`, or `no health checks`.
+    /// `OSD_DOWN: 1 osds down; PG_DEGRADED: ...`, or `no health checks`; muted checks
+    /// are marked and the mutes named, as they hide problems from the status.
     pub fn describe_checks(&self) -> String {
-        if self.checks.is_empty() {
-            return "no health checks".to_owned();
+        let mut out = if self.checks.is_empty() {
+            "no health checks".to_owned()
+        } else {
+            self.checks
+                .iter()
+                .map(|(n, m)| {
+                    let muted = if self.mutes.contains(n) {
+                        " (muted)"
+                    } else {
+                        ""
+                    };
+                    format!("{n}: {m}{muted}")
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if !self.mutes.is_empty() {
+            out.push_str(&format!("; muted: {}", self.mutes.join(", ")));
         }
-        self.checks
-            .iter()
-            .map(|(n, m)| format!("{n}: {m}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        out
     }
 
     /// States other than active+clean with their counts: `peering: 11, stale+active+clean: 2`.
@@ -233,6 +257,48 @@ pub async fn status(client: &Client) -> Result<CephStatus, CephProbeError> {
     CephStatus::parse(&v)
 }
 
+/// One OSD as `ceph osd tree -f json` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OsdState {
+    pub id: i64,
+    pub up: bool,
+    /// In the data placement (`reweight` > 0); out is `reweight` 0.
+    pub in_: bool,
+}
+
+/// The OSDs of `ceph osd tree -f json`: nodes of type `osd`.
+pub fn parse_osd_tree(v: &Value) -> Result<Vec<OsdState>, CephProbeError> {
+    const TREE: &str = "ceph osd tree";
+    let nodes = v["nodes"].as_array().ok_or(CephProbeError::Shape {
+        command: TREE,
+        what: "a nodes list",
+    })?;
+    nodes
+        .iter()
+        .filter(|n| n["type"] == "osd")
+        .map(|n| {
+            let bad = || CephProbeError::Shape {
+                command: TREE,
+                what: "an id, status and reweight for every OSD",
+            };
+            Ok(OsdState {
+                id: n["id"].as_i64().ok_or_else(bad)?,
+                up: n["status"].as_str().ok_or_else(bad)? == "up",
+                in_: n["reweight"].as_f64().ok_or_else(bad)? > 0.0,
+            })
+        })
+        .collect()
+}
+
+/// `ceph osd tree`, parsed: every OSD's up/in state.
+pub async fn osd_tree(client: &Client) -> Result<Vec<OsdState>, CephProbeError> {
+    let v = Toolbox::find(client)
+        .await?
+        .ceph_json(client, &["osd", "tree"])
+        .await?;
+    parse_osd_tree(&v)
+}
+
 /// `ceph osd pool ls detail`, parsed.
 pub async fn pools(client: &Client) -> Result<Vec<PoolDetail>, CephProbeError> {
     let v = Toolbox::find(client)
@@ -291,6 +357,35 @@ mod tests {
             .join("../fixtures/upstream/ceph")
             .join(name);
         serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn captured_osd_trees_parse() {
+        let out = parse_osd_tree(&fixture("osd-out-osd-tree.json")).unwrap();
+        let states: Vec<(i64, bool, bool)> = out.iter().map(|o| (o.id, o.up, o.in_)).collect();
+        assert_eq!(states, [(0, true, true), (1, true, false), (2, true, true)]);
+        let down = parse_osd_tree(&fixture("osd-down-osd-tree.json")).unwrap();
+        assert_eq!((down[2].up, down[2].in_), (false, true));
+        assert!(parse_osd_tree(&serde_json::json!({"stray": []})).is_err());
+        // Mutes hide checks from the status: the description names them.
+        let mut v = fixture("osd-down-status.json");
+        v["health"]["status"] = "HEALTH_OK".into();
+        v["health"]["mutes"] =
+            serde_json::json!([{"code": "OSD_DOWN", "sticky": true, "summary": "", "count": 0}]);
+        let s = CephStatus::parse(&v).unwrap();
+        assert_eq!(s.mutes, ["OSD_DOWN"]);
+        assert!(
+            s.describe_checks()
+                .contains("OSD_DOWN: 1 osds down (muted)"),
+            "{}",
+            s.describe_checks()
+        );
+        assert!(s.describe_checks().ends_with("; muted: OSD_DOWN"));
+        // An OSD without its reweight is an error, not "in".
+        assert!(parse_osd_tree(
+            &serde_json::json!({"nodes": [{"id": 0, "type": "osd", "status": "up"}]})
+        )
+        .is_err());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The platform's controllers as their objects report them: `Ready` conditions
 //! (cert-manager, Flux), Velero's BackupStorageLocation phase, PVCs on Rook
-//! StorageClasses, and Gatekeeper's admission answer to a server-side dry run.
+//! StorageClasses, Gatekeeper's admission answer to a server-side dry run, and a
+//! dry-run eviction (what a drain would be told about a pod).
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::{
-    api::{Api, DynamicObject, ListParams, ObjectMeta, PostParams},
+    api::{Api, DeleteParams, DynamicObject, EvictParams, ListParams, ObjectMeta, PostParams},
     Client,
 };
 use serde_json::Value;
@@ -214,6 +215,63 @@ pub async fn dry_run_pod(
     })
 }
 
+/// What the eviction subresource answers for a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    Allowed,
+    /// 429 with a `DisruptionBudget` cause: a PodDisruptionBudget holds the pod.
+    Blocked(String),
+    /// Refused for another reason (no such pod, more than one budget, ...).
+    Refused {
+        code: u16,
+        message: String,
+    },
+}
+
+pub fn eviction_of(result: Result<(), kube::Error>) -> Result<Eviction, kube::Error> {
+    match result {
+        Ok(()) => Ok(Eviction::Allowed),
+        // Upstream answers 429 both for a budget with no disruption left and for a
+        // budget whose status lags (`Cannot evict pod ... disruption budget`).
+        Err(kube::Error::Api(s)) if s.code == 429 && s.message.contains("disruption budget") => {
+            Ok(Eviction::Blocked(s.message))
+        }
+        Err(kube::Error::Api(s)) => Ok(Eviction::Refused {
+            code: s.code,
+            message: s.message,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// A server-side dry-run eviction of `namespace/pod` (`dryRun=All`): the API server
+/// applies the pod's PodDisruptionBudgets as a drain would meet them; nothing is
+/// evicted and no budget is spent.
+pub async fn dry_run_eviction(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+) -> Result<Eviction, ProbeError> {
+    let params = EvictParams {
+        delete_options: Some(DeleteParams {
+            dry_run: true,
+            ..DeleteParams::default()
+        }),
+        post_options: PostParams {
+            dry_run: true,
+            field_manager: Some(crate::stack::FIELD_MANAGER.into()),
+        },
+    };
+    let r = Api::<Pod>::namespaced(client.clone(), namespace)
+        .evict(pod, &params)
+        .await
+        .map(drop);
+    eviction_of(r).map_err(|source| ProbeError::Api {
+        what: format!("dry-run eviction of pod {namespace}/{pod}"),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +377,27 @@ mod tests {
             Ok(Admission::Refused { code: 404, .. })
         ));
         assert_eq!(admission_of(Ok(())).unwrap(), Admission::Admitted);
+        let api = |code: u16, message: &str| {
+            kube::Error::Api(Box::new(
+                serde_json::from_value(serde_json::json!({
+                    "status": "Failure", "code": code, "reason": "x", "message": message
+                }))
+                .unwrap(),
+            ))
+        };
+        assert!(matches!(
+            eviction_of(Err(api(
+                429,
+                "Cannot evict pod as it would violate the pod's disruption budget."
+            ))),
+            Ok(Eviction::Blocked(_))
+        ));
+        // A 429 from API priority and fairness is not a budget's answer.
+        assert!(matches!(
+            eviction_of(Err(api(429, "Too many requests, please try again later."))),
+            Ok(Eviction::Refused { code: 429, .. })
+        ));
+        assert_eq!(eviction_of(Ok(())).unwrap(), Eviction::Allowed);
         let v =
             yaml("- status: {phase: Unavailable, message: 'BackupStorageLocation is unavailable'}");
         assert_eq!(

@@ -73,101 +73,165 @@ async fn ceph_reports_within(
     clean: String,
     within: String,
 ) -> Result<(), CheckError> {
-    let lim = limit(world, &within, Unit::Seconds)?;
-    let poll_ms = world
-        .context()
-        .profile
-        .as_ref()
-        .and_then(|p| p.number("ceph.poll_ms"))
-        .unwrap_or(1000.0)
-        .max(50.0);
-    let poll = Duration::from_millis(poll_ms as u64);
-    let (from, since) = match world.last_fault_change {
-        Some(c) => (c.at, c.what),
-        None => (std::time::Instant::now(), "the step started"),
-    };
     let want_clean = !clean.is_empty();
     let name = format!(
         "ceph_{}{}_s",
         health.to_lowercase(),
         if want_clean { "_clean" } else { "" }
     );
+    let awaited = format!(
+        "{health}{}",
+        if want_clean {
+            " and every PG active+clean"
+        } else {
+            ""
+        }
+    );
+    let polls = poll_until(world, &name, &awaited, &within, |client| {
+        let health = health.clone();
+        async move {
+            match ceph::status(&client).await {
+                Ok(s) => {
+                    let clean_ok = s.pgs_total() > 0 && s.pgs_active_clean() == s.pgs_total();
+                    if s.health == health && (!want_clean || clean_ok) {
+                        return Ok(());
+                    }
+                    Err(format!(
+                        "{} ({}); {} of {} PGs active+clean{}",
+                        s.health,
+                        s.describe_checks(),
+                        s.pgs_active_clean(),
+                        s.pgs_total(),
+                        if clean_ok {
+                            String::new()
+                        } else {
+                            format!(": {}", s.describe_unclean())
+                        }
+                    ))
+                }
+                Err(e) => Err(format!("ceph status failed: {}", crate::diag::one_line(&e))),
+            }
+        }
+    })
+    .await?;
+    world.measure(format!("{name}_polls"), f64::from(polls));
+    Ok(())
+}
+
+/// Polls `probe` (through the toolbox) every `ceph.poll_ms` of the profile (1000)
+/// until it reports the awaited state (`Ok`; `Err` says what it saw instead) or
+/// `within` has passed, timed from the scenario's latest fault change (Ceph has no
+/// watch). Judges `name`, the seconds from that change; a failed or late poll is
+/// never the awaited state. Returns the number of polls.
+async fn poll_until<F, Fut>(
+    world: &mut World,
+    name: &str,
+    awaited: &str,
+    within: &str,
+    mut probe: F,
+) -> Result<u32, CheckError>
+where
+    F: FnMut(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let lim = limit(world, within, Unit::Seconds)?;
+    let poll = poll_interval(world);
+    let (from, since) = match world.last_fault_change {
+        Some(c) => (c.at, c.what),
+        None => (std::time::Instant::now(), "the step started"),
+    };
+    let expected = format!(
+        "{awaited} within {} s after the fault was {since}",
+        lim.value
+    );
     let deadline = from + Duration::from_secs_f64(lim.value.max(0.0));
     let client = world.client().clone();
-    let mut polls = 0u32;
     let shown = crate::progress::Wait::start(
-        format!(
-            "Ceph to report {health}{}",
-            if want_clean {
-                " and every PG active+clean"
-            } else {
-                ""
-            }
-        ),
+        format!("Ceph: {awaited}"),
         Some(deadline.saturating_duration_since(std::time::Instant::now())),
     );
+    let mut polls = 0u32;
     loop {
         polls += 1;
         // A poll never outlives the deadline by more than one interval.
         let budget = deadline.saturating_duration_since(std::time::Instant::now()) + poll;
-        let seen = match tokio::time::timeout(budget, ceph::status(&client)).await {
-            Ok(Ok(s)) => {
-                let clean_ok = s.pgs_total() > 0 && s.pgs_active_clean() == s.pgs_total();
-                if s.health == health && (!want_clean || clean_ok) {
-                    let after = checks::round3(from.elapsed().as_secs_f64());
-                    world.measure(format!("{name}_polls"), f64::from(polls));
-                    if judge(world, name.clone(), after, Comparison::AtMost, &lim, "s") {
-                        return Ok(());
-                    }
-                    return Err(CheckError::Unmet {
-                        expected: format!(
-                            "{health} within {} s after the fault was {since}",
-                            lim.value
-                        ),
-                        seen: format!("it took {after} s"),
-                    });
+        let seen = match tokio::time::timeout(budget, probe(client.clone())).await {
+            Ok(Ok(())) => {
+                let after = checks::round3(from.elapsed().as_secs_f64());
+                if judge(world, name, after, Comparison::AtMost, &lim, "s") {
+                    return Ok(polls);
                 }
-                format!(
-                    "{} ({}); {} of {} PGs active+clean{}",
-                    s.health,
-                    s.describe_checks(),
-                    s.pgs_active_clean(),
-                    s.pgs_total(),
-                    if clean_ok {
-                        String::new()
-                    } else {
-                        format!(": {}", s.describe_unclean())
-                    }
-                )
+                return Err(CheckError::Unmet {
+                    expected,
+                    seen: format!("it took {after} s"),
+                });
             }
-            Ok(Err(e)) => format!("ceph status failed: {}", crate::diag::one_line(&e)),
-            Err(_) => "ceph status did not answer before the deadline".into(),
+            Ok(Err(seen)) => seen,
+            Err(_) => "Ceph did not answer before the deadline".into(),
         };
         shown.status(seen.clone());
         let now = std::time::Instant::now();
         if now >= deadline {
             let waited = checks::round3(from.elapsed().as_secs_f64());
-            let mut c = Criterion::new(name.clone(), waited, Comparison::AtMost, lim.value, "s");
+            let mut c = Criterion::new(name, waited, Comparison::AtMost, lim.value, "s");
             if let Some(src) = &lim.source {
                 c = c.with_source(src.clone());
             }
             c.pass = false;
             world.judge(c);
             return Err(CheckError::Unmet {
-                expected: format!(
-                    "{health}{} within {} s after the fault was {since}",
-                    if want_clean {
-                        " and every PG active+clean"
-                    } else {
-                        ""
-                    },
-                    lim.value
-                ),
+                expected,
                 seen: format!("after {waited} s and {polls} polls: {seen}"),
             });
         }
         tokio::time::sleep(poll.min(deadline - now)).await;
     }
+}
+
+/// `Ceph marks OSD 0 out within the profile's chaos.osd.out_s`: past
+/// `mon_osd_down_out_interval` a down OSD is marked out and its data re-replicated;
+/// `noout`, or too few OSDs in, keeps it in. Timed like the step above, from the
+/// scenario's latest fault change; `ceph osd tree` polled every `ceph.poll_ms`.
+#[then(
+    regex = r"^Ceph marks OSD (\d+) out within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
+)]
+async fn osd_marked_out_within(
+    world: &mut World,
+    id: i64,
+    within: String,
+) -> Result<(), CheckError> {
+    let name = format!("osd_out_s[osd.{id}]");
+    let awaited = format!("osd.{id} marked out");
+    poll_until(world, &name, &awaited, &within, |client| async move {
+        match ceph::osd_tree(&client).await {
+            Ok(osds) => match osds.iter().find(|o| o.id == id) {
+                Some(o) if !o.in_ => Ok(()),
+                Some(o) => Err(format!(
+                    "osd.{id} is {} and in",
+                    if o.up { "up" } else { "down" }
+                )),
+                None => Err(format!("the OSD map has no osd.{id}")),
+            },
+            Err(e) => Err(format!(
+                "ceph osd tree failed: {}",
+                crate::diag::one_line(&e)
+            )),
+        }
+    })
+    .await
+    .map(drop)
+}
+
+/// The profile's `ceph.poll_ms` (1000), at least 50 ms.
+fn poll_interval(world: &World) -> Duration {
+    let ms = world
+        .context()
+        .profile
+        .as_ref()
+        .and_then(|p| p.number("ceph.poll_ms"))
+        .unwrap_or(1000.0)
+        .max(50.0);
+    Duration::from_millis(ms as u64)
 }
 
 /// Judges the Ceph health lane the scenario's health recorder kept while the load ran
@@ -201,6 +265,33 @@ async fn ceph_never_err(world: &mut World) -> Result<(), CheckError> {
         expected: "no HEALTH_ERR reading during the scenario".into(),
         seen,
     })
+}
+
+/// `every OSD is up and in within LIMIT`: a returning OSD boots, is marked up, and in
+/// again if Ceph marked it out (`mon_osd_auto_mark_auto_out_in`). Polled with `ceph
+/// status`, timed from the latest fault change; criterion `osds_up_in_s`.
+#[then(
+    regex = r"^every OSD is up and in within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
+)]
+async fn osds_up_and_in_within(world: &mut World, within: String) -> Result<(), CheckError> {
+    poll_until(
+        world,
+        "osds_up_in_s",
+        "every OSD up and in",
+        &within,
+        |client| async move {
+            match ceph::status(&client).await {
+                Ok(s) if s.osds > 0 && s.osds_up == s.osds && s.osds_in == s.osds => Ok(()),
+                Ok(s) => Err(format!(
+                    "{} of {} OSDs up, {} in",
+                    s.osds_up, s.osds, s.osds_in
+                )),
+                Err(e) => Err(format!("ceph status failed: {}", crate::diag::one_line(&e))),
+            }
+        },
+    )
+    .await
+    .map(drop)
 }
 
 #[then(regex = r"^every OSD is up and in$")]

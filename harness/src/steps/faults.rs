@@ -58,7 +58,7 @@ fn profile_number(world: &World, key: &str) -> Option<f64> {
 
 /// Injects `fault`: the error-rate abort check first, then the run's guard, journal
 /// and apply; t0 goes to the drill, which then checks the error-rate abort on every
-/// window until the degraded period ends.
+/// window until the degraded period ends or the scenario's faults are all reverted.
 async fn inject(world: &mut World, fault: &dyn Fault) -> Result<(), FaultStepError> {
     let faults = world.context().faults.clone();
     let abort_rule = profile_number(world, "abort.error_rate_pct")
@@ -114,6 +114,11 @@ async fn bring_back(
         at: std::time::Instant::now(),
         what: "reverted",
     });
+    if world.faults.active().is_empty() {
+        if let Some(drill) = world.drill.as_mut() {
+            drill.stop_watching_error_rate();
+        }
+    }
     mark_reverted(world);
     failures(&reports)
 }

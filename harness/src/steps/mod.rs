@@ -543,6 +543,27 @@ pub const CATALOG: &[StepDoc] = &[
                   criterion admission_denied|admitted[NS IMAGE]",
     },
     StepDoc {
+        keywords: THEN,
+        pattern: "every OSD is up and in within LIMIT",
+        example: "every OSD is up and in within the profile's chaos.osd.recovery_s",
+        summary: "polls `ceph status` every ceph.poll_ms, timed from the latest fault change; \
+                  criterion osds_up_in_s",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "Ceph marks OSD {int} out within LIMIT",
+        example: "Ceph marks OSD 0 out within the profile's chaos.osd.out_s",
+        summary: "polls `ceph osd tree` (reweight 0 = out) every ceph.poll_ms, timed from the \
+                  latest fault change; criterion osd_out_s[osd.N]",
+    },
+    StepDoc {
+        keywords: THEN,
+        pattern: "pod {string} in namespace {string} cannot be evicted",
+        example: "pod \"postgresql-0\" in namespace \"openalex\" cannot be evicted",
+        summary: "server-side dry-run eviction: passes on 429 from a PodDisruptionBudget; \
+                  criterion eviction_refused[NS/POD]",
+    },
+    StepDoc {
         keywords: &["When"],
         pattern: "the game-day scenario {string} is run",
         example: "the game-day scenario \"pod-kill\" is run",

@@ -1,6 +1,7 @@
 //! Platform checks (phases 1, 3, 4 and 5): cluster DNS from a pod, Ready conditions
 //! (cert-manager, any kind), Flux, Velero's storage location, database claims on
-//! Rook, image scans in Harbor, and Gatekeeper's answer to a dry-run pod.
+//! Rook, image scans in Harbor, Gatekeeper's answer to a dry-run pod, and the
+//! PodDisruptionBudget's answer to a dry-run eviction.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use super::checks::{self, judge_all, judge_yes, limit, CheckError, Unit};
 use crate::{
     probe::{
         dns, harbor,
-        platform::{self, Admission},
+        platform::{self, Admission, Eviction},
     },
     stack,
     world::World,
@@ -319,6 +320,37 @@ async fn pod_admission(
             Admission::Denied(m) => format!("it was denied: {m}"),
             Admission::Refused { code, message } => {
                 format!("it was refused ({code}) for another reason: {message}")
+            }
+        },
+    })
+}
+
+/// What a drain would meet: a server-side dry-run eviction (nothing is evicted).
+#[then(regex = r#"^pod "([^"]+)" in namespace "([^"]+)" cannot be evicted$"#)]
+async fn pod_not_evictable(
+    world: &mut World,
+    pod: String,
+    namespace: String,
+) -> Result<(), CheckError> {
+    let answer = platform::dry_run_eviction(world.client(), &namespace, &pod).await?;
+    let refused = matches!(answer, Eviction::Blocked(_));
+    if judge_yes(
+        world,
+        format!("eviction_refused[{namespace}/{pod}]"),
+        refused,
+    ) {
+        return Ok(());
+    }
+    Err(CheckError::Unmet {
+        expected: format!("a PodDisruptionBudget to refuse the eviction of pod {namespace}/{pod}"),
+        seen: match answer {
+            Eviction::Allowed => {
+                "the dry-run eviction was allowed: a drain would evict it (no budget holds it)"
+                    .into()
+            }
+            Eviction::Blocked(m) => m,
+            Eviction::Refused { code, message } => {
+                format!("the eviction was refused ({code}) for another reason: {message}")
             }
         },
     })

@@ -76,6 +76,16 @@ const SIGNATURES: &[(&str, &str)] = &[
         "osd pool set <pool> <var:size|min_size|pg_num|pgp_num|pgp_num_actual|crush_rule|hashpspool|nodelete|nopgchange|nosizechange|write_fadvise_dontneed|noscrub|nodeep-scrub|hit_set_type|hit_set_period|hit_set_count|hit_set_fpp|use_gmt_hitset|target_max_bytes|target_max_objects|cache_target_dirty_ratio|cache_target_dirty_high_ratio|cache_target_full_ratio|cache_min_flush_age|cache_min_evict_age|min_read_recency_for_promote|min_write_recency_for_promote|fast_read|hit_set_grade_decay_rate|hit_set_search_last_n|scrub_min_interval|scrub_max_interval|deep_scrub_interval|recovery_priority|recovery_op_priority|scrub_priority|compression_mode|compression_algorithm|compression_required_ratio|compression_max_blob_size|compression_min_blob_size|csum_type|csum_min_block|csum_max_block|allow_ec_overwrites|fingerprint_algorithm|pg_autoscale_mode|pg_autoscale_bias|pg_num_min|pg_num_max|target_size_bytes|target_size_ratio|dedup_tier|dedup_chunk_algorithm|dedup_cdc_chunk_size|eio|bulk|read_ratio> <val> [--yes-i-really-mean-it]",
         "set pool parameter <var> to <val>",
     ),
+    (
+        "health mute <code> [<ttl>] [--sticky]",
+        "mute health alert",
+    ),
+    ("health unmute [<code>]", "unmute existing health alert mute(s)"),
+    ("config get <who> [<key>]", "Show configuration option(s) for an entity"),
+    (
+        "config set <who> <name> <value> [--force]",
+        "Set a configuration option for one or more entities",
+    ),
     ("version", "show mon daemon version"),
 ];
 
@@ -260,6 +270,19 @@ fn dispatch(model: &mut CephModel, args: &[String], now: Duration) -> Reply {
         }
         ["osd", verb @ ("out" | "in" | "down"), ids @ ..] => mark(model, verb, ids, now),
         ["osd", verb @ ("set" | "unset"), rest @ ..] => flag(model, verb, rest, now),
+        ["health", "mute", rest @ ..] => mute(model, rest, now),
+        ["health", "unmute"] => {
+            model.unmute(None, now);
+            Reply::ok(String::new())
+        }
+        ["health", "unmute", code] => {
+            model.unmute(Some(code), now);
+            Reply::ok(String::new())
+        }
+        ["config", "get", who, key] => config_get(model, who, key),
+        ["config", "set", who, key, val, rest @ ..] if rest.iter().all(|r| *r == "--force") => {
+            config_set(model, who, key, val, now)
+        }
         ["version"] => Reply::ok(format!("{CEPH_VERSION}\n")),
         _ => no_valid_command(&words),
     }
@@ -387,6 +410,77 @@ fn flag(model: &mut CephModel, verb: &str, rest: &[&str], now: Duration) -> Repl
     }
     let name = super::model::flag_string(bits);
     Reply::status(String::new(), format!("{name} is {verb}"))
+}
+
+/// Ceph's `<secs>[s|m|h|d]` TTLs (`parse_timespan`).
+fn timespan(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = num.parse().ok()?;
+    let k = match unit {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" | "hr" | "hour" | "hours" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
+        _ => return None,
+    };
+    (n >= 0.0).then(|| Duration::from_secs_f64(n * k))
+}
+
+fn mute(model: &mut CephModel, rest: &[&str], now: Duration) -> Reply {
+    let sticky = rest.contains(&"--sticky");
+    let args: Vec<&str> = rest.iter().copied().filter(|a| *a != "--sticky").collect();
+    let (code, ttl) = match args.as_slice() {
+        [code] => (*code, None),
+        [code, ttl] => match timespan(ttl) {
+            Some(t) => (*code, Some(t)),
+            None => {
+                return Reply::error(EINVAL, "EINVAL", &format!("invalid duration: {ttl}"));
+            }
+        },
+        _ => return Reply::invalid("missing required parameter code(<string>)", "health mute"),
+    };
+    match model.mute(code, ttl, sticky, now) {
+        Ok(()) => Reply::ok(String::new()),
+        Err(e) => Reply::error(ENOENT, "ENOENT", &e),
+    }
+}
+
+/// The daemons' config sections `ceph config` accepts as `<who>`.
+fn valid_who(who: &str) -> bool {
+    let kind = who.split('.').next().unwrap_or("");
+    matches!(kind, "global" | "mon" | "mgr" | "osd" | "mds" | "client")
+}
+
+fn config_get(model: &CephModel, who: &str, key: &str) -> Reply {
+    if !valid_who(who) {
+        return Reply::error(EINVAL, "EINVAL", &format!("invalid who '{who}'"));
+    }
+    match model.config_get(key) {
+        Some(v) => Reply::ok(format!("{}\n", super::output::num(v))),
+        None => Reply::error(ENOENT, "ENOENT", &format!("unrecognized key '{key}'")),
+    }
+}
+
+fn config_set(model: &mut CephModel, who: &str, key: &str, val: &str, now: Duration) -> Reply {
+    if !valid_who(who) {
+        return Reply::error(EINVAL, "EINVAL", &format!("invalid who '{who}'"));
+    }
+    let Ok(v) = val.parse::<f64>() else {
+        return Reply::error(
+            EINVAL,
+            "EINVAL",
+            &format!("error parsing value: '{val}' is not a number"),
+        );
+    };
+    if model.config_set(key, v, now) {
+        Reply::ok(String::new())
+    } else {
+        Reply::error(
+            EPERM,
+            "EPERM",
+            &format!("the twin does not model the option '{key}'"),
+        )
+    }
 }
 
 fn pool_get(model: &CephModel, pool: &str, var: &str, format: Format) -> Reply {

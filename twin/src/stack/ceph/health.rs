@@ -112,13 +112,22 @@ struct Causes {
 }
 
 impl CephModel {
-    /// The overall status: the worst active check.
+    /// The overall status: the worst active check that is not muted.
     pub fn health_status(&self) -> HealthStatus {
         self.health_checks()
             .iter()
+            .filter(|c| !self.is_muted(c))
             .map(|c| c.severity)
             .max()
             .unwrap_or(HealthStatus::Ok)
+    }
+
+    /// Whether `ceph health mute` silences this check now (a non-sticky mute lapses
+    /// when the check's count grows past the muted one, as Ceph's `check_mutes`).
+    pub fn is_muted(&self, c: &HealthCheck) -> bool {
+        self.mutes.get(&c.name).is_some_and(|m| {
+            m.until.is_none_or(|u| self.now < u) && (m.sticky || c.count <= m.count)
+        })
     }
 
     /// The active health checks, sorted by name (as Ceph's `health_check_map_t`).

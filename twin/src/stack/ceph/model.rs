@@ -78,6 +78,18 @@ impl fmt::Display for DeviceClass {
     }
 }
 
+/// A `ceph health mute` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mute {
+    pub sticky: bool,
+    /// The check's summary and count when muted (empty/0 for a sticky mute of a check
+    /// that was not raised, as Ceph records it).
+    pub summary: String,
+    pub count: u64,
+    /// Model time the mute expires (`ceph health mute CODE TTL`).
+    pub until: Option<Duration>,
+}
+
 /// Every delay and rate of the model. Ceph option names where there is one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CephParams {
@@ -390,6 +402,8 @@ pub struct CephModel {
     /// Health checks that have fired at least once, with their severity: the mgr keeps
     /// exporting `ceph_health_detail` for them (at 0 once cleared).
     pub(super) fired_checks: BTreeMap<String, &'static str>,
+    /// `ceph health mute`: muted checks stay listed but do not count in the status.
+    pub(super) mutes: BTreeMap<String, Mute>,
     pub(super) servicemap_epoch: u32,
     pub(super) servicemap_modified: Duration,
     pub(super) servicemap_osds: BTreeSet<i32>,
@@ -449,6 +463,7 @@ impl CephModel {
             recovery_log: VecDeque::new(),
             write_log: VecDeque::new(),
             fired_checks: BTreeMap::new(),
+            mutes: BTreeMap::new(),
             servicemap_epoch: 1,
             servicemap_modified: Duration::ZERO,
             servicemap_osds: BTreeSet::new(),
@@ -786,6 +801,73 @@ impl CephModel {
         self.epoch += 1;
         self.finish();
         Ok(())
+    }
+
+    /// `ceph health mute CODE [TTL] [--sticky]` (`HealthMonitor::prepare_command`): a
+    /// non-sticky mute needs the check raised now and records its summary and count.
+    pub fn mute(
+        &mut self,
+        code: &str,
+        ttl: Option<Duration>,
+        sticky: bool,
+        now: Duration,
+    ) -> Result<(), String> {
+        self.advance(now);
+        let (summary, count) = match self.health_checks().into_iter().find(|c| c.name == code) {
+            Some(c) if !sticky => (c.message, c.count),
+            None if !sticky => {
+                return Err(format!("health alert {code} is not currently raised"));
+            }
+            _ => (String::new(), 0),
+        };
+        self.mutes.insert(
+            code.to_string(),
+            Mute {
+                sticky,
+                summary,
+                count,
+                until: ttl.map(|t| self.now + t),
+            },
+        );
+        self.finish();
+        Ok(())
+    }
+
+    /// `ceph health unmute [CODE]` (none: every mute).
+    pub fn unmute(&mut self, code: Option<&str>, now: Duration) {
+        self.advance(now);
+        match code {
+            Some(c) => {
+                self.mutes.remove(c);
+            }
+            None => self.mutes.clear(),
+        }
+        self.finish();
+    }
+
+    /// `ceph config get` for the options the model has, in seconds (Ceph's int options).
+    pub fn config_get(&self, key: &str) -> Option<f64> {
+        let p = &self.params;
+        Some(match key {
+            "osd_heartbeat_grace" => p.osd_heartbeat_grace.as_secs_f64(),
+            "mon_osd_down_out_interval" => p.mon_osd_down_out_interval.as_secs_f64(),
+            "osd_max_backfills" => f64::from(p.osd_max_backfills),
+            _ => return None,
+        })
+    }
+
+    /// `ceph config set` for the options the model has; `false` for another option.
+    pub fn config_set(&mut self, key: &str, value: f64, now: Duration) -> bool {
+        self.advance(now);
+        let secs = Duration::from_secs_f64(value.max(0.0));
+        match key {
+            "osd_heartbeat_grace" => self.params.osd_heartbeat_grace = secs,
+            "mon_osd_down_out_interval" => self.params.mon_osd_down_out_interval = secs,
+            "osd_max_backfills" => self.params.osd_max_backfills = value.max(1.0) as u32,
+            _ => return false,
+        }
+        self.finish();
+        true
     }
 
     /// `ceph osd unset <flag>`.
@@ -1463,13 +1545,23 @@ impl CephModel {
         }
     }
 
-    /// Remembers the health checks active now (for `ceph_health_detail`).
-    fn record_health(&mut self) {
-        for c in self.health_checks() {
+    /// Remembers the health checks active now (for `ceph_health_detail`), and drops
+    /// the mutes Ceph's `HealthMonitor::check_mutes` would: expired ones, and non-sticky
+    /// ones whose check cleared or whose count grew.
+    pub(super) fn record_health(&mut self) {
+        let checks = self.health_checks();
+        for c in &checks {
             self.fired_checks
                 .entry(c.name.clone())
                 .or_insert(c.severity.as_str());
         }
+        let now = self.now;
+        self.mutes.retain(|code, m| {
+            if m.until.is_some_and(|u| now >= u) {
+                return false;
+            }
+            m.sticky || checks.iter().any(|c| &c.name == code && c.count <= m.count)
+        });
     }
 
     /// Settles what a caller's action changed and records the resulting health.

@@ -128,7 +128,7 @@ impl CephModel {
             let mut v = json!({
                 "severity": c.severity.as_str(),
                 "summary": {"message": c.message, "count": c.count},
-                "muted": false,
+                "muted": self.is_muted(c),
             });
             if detail {
                 v["detail"] =
@@ -138,10 +138,23 @@ impl CephModel {
         }
         let status = checks
             .iter()
+            .filter(|c| !self.is_muted(c))
             .map(|c| c.severity)
             .max()
             .map_or("HEALTH_OK", |s| s.as_str());
-        json!({"status": status, "checks": m, "mutes": []})
+        // `health_mute_t::dump`: code, ttl (only with one), sticky, summary, count.
+        let mutes: Vec<Value> = self
+            .mutes
+            .iter()
+            .map(|(code, mu)| {
+                let mut v = json!({"code": code, "sticky": mu.sticky, "summary": mu.summary, "count": mu.count});
+                if let Some(u) = mu.until {
+                    v["ttl"] = json!(self.timestamp(u));
+                }
+                v
+            })
+            .collect();
+        json!({"status": status, "checks": m, "mutes": mutes})
     }
 
     /// `ceph health -f json`.

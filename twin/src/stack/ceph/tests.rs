@@ -1010,3 +1010,84 @@ fn osd_down_command_bounces_a_running_osd() {
     m.advance(s(30.0));
     assert!(m.all_pgs_active_clean());
 }
+
+#[test]
+fn muted_checks_do_not_count() {
+    let mut m = stack();
+    // Non-sticky: only a raised check can be muted.
+    let (_, err, code) = run_ceph_command(&mut m, &args("ceph health mute OSD_DOWN"), s(5.0));
+    assert_eq!(
+        (err.as_str(), code),
+        (
+            "Error ENOENT: health alert OSD_DOWN is not currently raised\n",
+            2
+        )
+    );
+    for c in ["OSD_DOWN", "PG_DEGRADED"] {
+        let cmd = format!("ceph health mute {c} --sticky");
+        let (out, err, code) = run_ceph_command(&mut m, &args(&cmd), s(5.0));
+        assert_eq!((out.as_str(), err.as_str(), code), ("", "", 0), "{cmd}");
+    }
+    m.set_osd_running(0, false, s(10.0)).unwrap();
+    m.advance(s(40.0));
+    let names = check_names(&m);
+    assert!(names.contains(&"OSD_DOWN".to_string()), "{names:?}");
+    assert_eq!(m.health_status(), HealthStatus::Ok, "{names:?}");
+    let v: Value =
+        serde_json::from_str(&run_ceph_command(&mut m, &args("ceph status -f json"), s(40.0)).0)
+            .unwrap();
+    assert_eq!(v["health"]["status"], "HEALTH_OK");
+    assert_eq!(v["health"]["checks"]["OSD_DOWN"]["muted"], true);
+    assert_eq!(v["health"]["mutes"][0]["code"], "OSD_DOWN");
+    assert_eq!(v["health"]["mutes"][0]["sticky"], true);
+    let (out, _, _) = run_ceph_command(&mut m, &args("ceph health detail"), s(40.0));
+    assert!(
+        out.starts_with("HEALTH_OK (muted: OSD_DOWN PG_DEGRADED)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[WRN] OSD_DOWN: 1 osds down (MUTED, STICKY)"),
+        "{out}"
+    );
+    // The metric follows the status.
+    assert!(m.prometheus_metrics().contains("ceph_health_status 0"));
+    // Unmuted, the same cluster warns.
+    run_ceph_command(&mut m, &args("ceph health unmute OSD_DOWN"), s(41.0));
+    assert_eq!(m.health_status(), HealthStatus::Warn);
+    // A non-sticky mute lapses when the check clears.
+    let (_, err, code) = run_ceph_command(&mut m, &args("ceph health mute OSD_DOWN 1h"), s(42.0));
+    assert_eq!((err.as_str(), code), ("", 0));
+    m.set_osd_running(0, true, s(43.0)).unwrap();
+    m.advance(s(300.0));
+    assert!(!m.mutes.contains_key("OSD_DOWN"));
+    assert!(m.mutes.contains_key("PG_DEGRADED"), "sticky mutes stay");
+}
+
+#[test]
+fn config_options() {
+    let mut m = CephModel::documented_stack(42, CephParams::fast());
+    let (out, _, code) = run_ceph_command(
+        &mut m,
+        &args("ceph config get osd osd_heartbeat_grace"),
+        s(5.0),
+    );
+    assert_eq!((out.as_str(), code), ("1\n", 0));
+    let (_, err, code) = run_ceph_command(
+        &mut m,
+        &args("ceph config set osd osd_heartbeat_grace 4"),
+        s(5.0),
+    );
+    assert_eq!((err.as_str(), code), ("", 0));
+    assert_eq!(m.params.osd_heartbeat_grace, s(4.0));
+    let (_, err, code) = run_ceph_command(&mut m, &args("ceph config set bogus x 1"), s(5.0));
+    assert_eq!(
+        (err.as_str(), code),
+        ("Error EINVAL: invalid who 'bogus'\n", 22)
+    );
+    let (_, _, code) = run_ceph_command(
+        &mut m,
+        &args("ceph config set osd osd_op_queue wpq"),
+        s(5.0),
+    );
+    assert_eq!(code, 22);
+}

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::health::HealthCheck;
 use super::model::{flag_string, CephModel};
 use super::pgstate::pg_state_string;
 
@@ -222,8 +223,16 @@ impl CephModel {
         out.push_str("  cluster:\n");
         out.push_str(&format!("    id:     {}\n", self.fsid));
         out.push_str(&format!("    health: {}", status.as_str()));
-        for c in &checks {
+        for c in checks.iter().filter(|c| !self.is_muted(c)) {
             out.push_str(&format!("\n            {}", c.message));
+        }
+        let muted: Vec<&str> = checks
+            .iter()
+            .filter(|c| self.is_muted(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        if !muted.is_empty() {
+            out.push_str(&format!("\n            (muted: {})", muted.join(" ")));
         }
         out.push_str("\n \n  services:\n");
         out.push_str(&format!(
@@ -321,15 +330,32 @@ impl CephModel {
         let checks = self.health_checks();
         let status = self.health_status();
         let mut out = status.as_str().to_string();
-        if !checks.is_empty() {
-            let msgs: Vec<&str> = checks.iter().map(|c| c.message.as_str()).collect();
+        let (muted, raised): (Vec<&HealthCheck>, Vec<&HealthCheck>) =
+            checks.iter().partition(|c| self.is_muted(c));
+        if !muted.is_empty() {
+            let names: Vec<&str> = muted.iter().map(|c| c.name.as_str()).collect();
+            out.push_str(&format!(" (muted: {})", names.join(" ")));
+        }
+        if !raised.is_empty() {
+            let msgs: Vec<&str> = raised.iter().map(|c| c.message.as_str()).collect();
             out.push(' ');
             out.push_str(&msgs.join("; "));
         }
         out.push('\n');
         if detail {
             for c in &checks {
-                out.push_str(&format!("{} {}: {}\n", c.severity.tag(), c.name, c.message));
+                // `health detail` marks a muted check: `(MUTED[, STICKY])`.
+                let muted = match self.mutes.get(&c.name) {
+                    Some(m) if self.is_muted(c) && m.sticky => " (MUTED, STICKY)",
+                    Some(_) if self.is_muted(c) => " (MUTED)",
+                    _ => "",
+                };
+                out.push_str(&format!(
+                    "{} {}: {}{muted}\n",
+                    c.severity.tag(),
+                    c.name,
+                    c.message
+                ));
                 for d in &c.detail {
                     out.push_str(&format!("    {d}\n"));
                 }
