@@ -31,6 +31,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("no-velero-schedule", &["velero_schedule_exists"]),
     ("velero-ttl-wrong", &["velero_schedule_ttl_h"]),
     ("velero-schedule-paused", &["velero_schedule_enabled"]),
+    ("velero-namespace-missing", &["velero_schedule_namespaces"]),
+    ("rate-limit-too-low", &["rate_limited[50 in 1 s]"]),
+    // HEALTH_OK (an out OSD that is up raises no check): only the count of OSDs in.
+    ("osd-left-out", &["osds_in"]),
     ("velero-schedule-weekly", &["velero_schedule_cron"]),
     (
         "velero-no-volume-snapshots",
@@ -142,6 +146,12 @@ const CHAOS: &[(&str, &[&str], &[&str])] = &[
         "api-no-prestop",
         &["chaos-pod.feature"],
         &["chaos-pod.feature:11 error_rate_during_pct"],
+    ),
+    // A slow API never reaches the steady state a drill starts from.
+    (
+        "works-index-missing",
+        &["chaos-pod.feature"],
+        &["chaos-pod.feature:11 steady_state_windows"],
     ),
 ];
 

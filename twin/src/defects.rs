@@ -12,7 +12,10 @@
 //!   - `velero-ttl-wrong`: Schedules in `velero` get `spec.template.ttl: 24h0m0s`;
 //!     `velero-schedule-paused`: `spec.paused: true`; `velero-schedule-weekly`:
 //!     `spec.schedule: 0 2 * * 0`; `velero-no-volume-snapshots`:
-//!     `spec.template.snapshotVolumes: false`.
+//!     `spec.template.snapshotVolumes: false`; `velero-namespace-missing`:
+//!     `rook-ceph` removed from `spec.template.includedNamespaces`.
+//!   - `rate-limit-too-low`: ConfigMap `projectcontour/contour-ratelimit`'s
+//!     `requests_per_unit: 100` becomes 40; the data plane reads its limit there.
 //!   - `bsl-unavailable`: BackupStorageLocations in `velero` get
 //!     `spec.config.s3Url: http://rook-ceph-rgw-my-store.rook-ceph.svc:80` (the
 //!     Rook example's store name; no such Service), so Velero reports Unavailable.
@@ -77,9 +80,11 @@
 //!   connection it opened first; once that database process is gone — pod replaced
 //!   or container restarted — the pod's requests fail with psycopg's
 //!   `server closed the connection unexpectedly` until the pod restarts; see
-//!   `dataplane`).
+//!   `dataplane`), `works-index-missing` (the data plane's `/works` list service time
+//!   times `dataplane::SEQ_SCAN_FACTOR`).
 //! - Through the `ceph` CLI once the cluster exists ([`run`]; the same commands on the
-//!   model and on a real cluster): `ceph-alerts-muted` (`ceph health mute CODE
+//!   model and on a real cluster): `osd-left-out` (`ceph osd out 0`; an NVMe OSD, so
+//!   nvme-pool's two copies still find two hosts), `ceph-alerts-muted` (`ceph health mute CODE
 //!   --sticky` for each of [`MUTED_ALERTS`]), `osd-heartbeat-grace-long` (`ceph config
 //!   set osd osd_heartbeat_grace` to [`LONG_GRACE_FACTOR`] times its value).
 
@@ -98,6 +103,9 @@ const CATALOG: &[(&str, &str)] = &[
     ("velero-ttl-wrong", "The Velero Schedule keeps backups 24 h instead of the documented 168 h."),
     ("velero-schedule-paused", "The Velero Schedule is paused (left so after a maintenance): it exists, but no backup is taken."),
     ("velero-schedule-weekly", "The Velero Schedule runs weekly (0 2 * * 0) instead of daily."),
+    ("velero-namespace-missing", "The Velero Schedule backs up openalex only: rook-ceph (the Rook objects the restore of the volumes needs) is left out."),
+    ("rate-limit-too-low", "The rate limit service allows 40 requests per second per address instead of 100: ordinary clients get 429s."),
+    ("osd-left-out", "osd.0 was marked out for a maintenance and never marked back in: Ceph is HEALTH_OK on five OSDs, the sixth holds no data."),
     ("velero-no-volume-snapshots", "The Velero Schedule does not snapshot volumes (snapshotVolumes: false)."),
     ("bsl-unavailable", "The Velero BackupStorageLocation points at an object store Service that does not exist, so it is Unavailable and backups fail."),
     ("pool-size-1", "CephBlockPool nvme-pool keeps a single replica (size 1): no redundancy, one lost OSD loses data."),
@@ -125,6 +133,7 @@ const CATALOG: &[(&str, &str)] = &[
     ("no-thanos-query", "The thanos-query Service is never applied (the twin deletes it right after creation): nothing answers for metrics older than Prometheus's retention."),
     ("ceph-alerts-muted", "Sticky mutes left from a past maintenance silence OSD_DOWN, OSD_HOST_DOWN, PG_DEGRADED and PG_AVAILABILITY: Ceph reports HEALTH_OK while an OSD is down."),
     ("osd-heartbeat-grace-long", "osd_heartbeat_grace is four times Ceph's default: when a host vanishes, I/O to its OSDs' placement groups blocks four times longer before Ceph marks them down."),
+    ("works-index-missing", "The works table lost the index its list query orders by (a migration dropped it): every /works page is a sequential scan, ~150 times slower."),
     ("api-no-prestop", "Deployment fastapi has no preStop sleep: a deleted pod stops listening while Envoy still sends it requests, which fail with 503."),
     ("api-no-db-reconnect", "The API opens its database connection once at start and never reconnects: after the database restarts every request fails until the API pods are restarted."),
 ];
@@ -411,6 +420,29 @@ pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {
             spec.remove("retention");
         }
     }
+    if ns == "projectcontour"
+        && d.has("rate-limit-too-low")
+        && at(o, gp, ("", "configmaps", Some("contour-ratelimit")))
+    {
+        if let Some(text) = o
+            .pointer("/data/ratelimit-config.yaml")
+            .and_then(Value::as_str)
+        {
+            let lowered = text.replace("requests_per_unit: 100", "requests_per_unit: 40");
+            set(o, &["data", "ratelimit-config.yaml"], json!(lowered));
+        }
+    }
+    if ns == "velero"
+        && d.has("velero-namespace-missing")
+        && at(o, gp, ("velero.io", "schedules", None))
+    {
+        if let Some(list) = o
+            .pointer_mut("/spec/template/includedNamespaces")
+            .and_then(Value::as_array_mut)
+        {
+            list.retain(|n| n != "rook-ceph");
+        }
+    }
     if ns == "monitoring"
         && d.has("loki-retention-short")
         && at(o, gp, ("", "configmaps", Some("loki-config")))
@@ -528,6 +560,7 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut noout = false;
     let mut muted = false;
     let mut graced = false;
+    let mut left_out = false;
     reconcile_loop(
         ctx,
         &[
@@ -619,6 +652,9 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
                     .iter()
                     .all(|code| ceph(ctx, &["health", "mute", code, "--sticky"]).is_some());
             }
+            if ctx.defects.has("osd-left-out") && !left_out {
+                left_out = ceph(ctx, &["osd", "out", "0"]).is_some();
+            }
             if ctx.defects.has("osd-heartbeat-grace-long") && !graced {
                 graced = ceph(ctx, &["config", "get", "osd", "osd_heartbeat_grace"])
                     .and_then(|out| out.trim().parse::<f64>().ok())
@@ -656,7 +692,7 @@ mod tests {
             "{e}"
         );
         assert!(Defects::new(&["pool-size-1", "nvme-pool-size-3"]).is_err());
-        assert_eq!(catalog().len(), 33);
+        assert_eq!(catalog().len(), 37);
     }
 
     #[test]

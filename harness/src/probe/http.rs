@@ -397,6 +397,17 @@ pub async fn burst(target: &Target, path: &str, n: usize) -> Result<Burst, HttpP
         .await;
     let elapsed = started.elapsed();
     let one_window = unix_secs(SystemTime::now()) == window;
+    // The burst spent its second's allowance for this address: wait that second out,
+    // so the requests that follow (the next step, the next scenario) are not refused
+    // because of it.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    tokio::time::sleep(
+        Duration::from_secs(1) - Duration::from_nanos(u64::from(now.subsec_nanos()))
+            + Duration::from_millis(5),
+    )
+    .await;
     let mut b = Burst {
         sent: n,
         elapsed,
