@@ -127,7 +127,7 @@ const CHAOS: &[(&str, &[&str], &[&str])] = &[
     (
         "slow-osd-recovery",
         &["chaos-osd.feature", "chaos-node.feature"],
-        &["chaos-osd.feature:48 ceph_health_ok_clean_s"],
+        &["chaos-osd.feature:50 ceph_health_ok_clean_s"],
     ),
     // A vanished host (power) waits out the grace; a stopped OSD pod reports at once.
     (

@@ -190,25 +190,30 @@ where
 
 /// `Ceph marks OSD 0 out within the profile's chaos.osd.out_s`: past
 /// `mon_osd_down_out_interval` a down OSD is marked out and its data re-replicated;
-/// `noout`, or too few OSDs in, keeps it in. Timed like the step above, from the
-/// scenario's latest fault change; `ceph osd tree` polled every `ceph.poll_ms`.
+/// `noout`, or too few OSDs in, keeps it in. `Ceph marks OSD 1 down within ...`: the
+/// monitors' own record of the failure, where HEALTH_WARN may already stand for
+/// something else (the `noout` flag warns by itself). Timed from the scenario's latest
+/// fault change; `ceph osd tree` polled every `ceph.poll_ms`.
 #[then(
-    regex = r"^Ceph marks OSD (\d+) out within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
+    regex = r"^Ceph marks OSD (\d+) (down|out) within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
 )]
-async fn osd_marked_out_within(
+async fn osd_marked_within(
     world: &mut World,
     id: i64,
+    state: String,
     within: String,
 ) -> Result<(), CheckError> {
-    let name = format!("osd_out_s[osd.{id}]");
-    let awaited = format!("osd.{id} marked out");
+    let name = format!("osd_{state}_s[osd.{id}]");
+    let awaited = format!("osd.{id} marked {state}");
+    let want_out = state == "out";
     poll_until(world, &name, &awaited, &within, |client| async move {
         match ceph::osd_tree(&client).await {
             Ok(osds) => match osds.iter().find(|o| o.id == id) {
-                Some(o) if !o.in_ => Ok(()),
+                Some(o) if (want_out && !o.in_) || (!want_out && !o.up) => Ok(()),
                 Some(o) => Err(format!(
-                    "osd.{id} is {} and in",
-                    if o.up { "up" } else { "down" }
+                    "osd.{id} is {} and {}",
+                    if o.up { "up" } else { "down" },
+                    if o.in_ { "in" } else { "out" }
                 )),
                 None => Err(format!("the OSD map has no osd.{id}")),
             },

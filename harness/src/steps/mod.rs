@@ -551,10 +551,10 @@ pub const CATALOG: &[StepDoc] = &[
     },
     StepDoc {
         keywords: THEN,
-        pattern: "Ceph marks OSD {int} out within LIMIT",
+        pattern: "Ceph marks OSD {int} down|out within LIMIT",
         example: "Ceph marks OSD 0 out within the profile's chaos.osd.out_s",
-        summary: "polls `ceph osd tree` (reweight 0 = out) every ceph.poll_ms, timed from the \
-                  latest fault change; criterion osd_out_s[osd.N]",
+        summary: "polls `ceph osd tree` (status down; reweight 0 = out) every ceph.poll_ms, \
+                  timed from the latest fault change; criterion osd_down|out_s[osd.N]",
     },
     StepDoc {
         keywords: THEN,
