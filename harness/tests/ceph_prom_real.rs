@@ -4,9 +4,12 @@
 //! like every Prometheus the harness queries, through the API server's service proxy.
 //! Skips, saying so, without the packages (`scripts/ceph-setup.sh`; CI installs them).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::{start_prometheus, until, Prometheus};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 use stormdrill::probe::{ceph, prom, svc::ServiceRef};
@@ -17,57 +20,14 @@ use stormdrill_twin::{Twin, TwinOptions};
 const IMAGE: &str = "stormdrill.test/prometheus:v2.42.0";
 const STACK: &str = include_str!("../../fixtures/stack/10-rook-ceph.yaml");
 
-/// The Prometheus server process, killed by PID and its folder removed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_prometheus(exporter: &str) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+fn start_ceph_prometheus(exporter: &str) -> Prometheus {
+    start_prometheus(
+        &format!(
             "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\nscrape_configs:\n  - job_name: ceph\n    honor_labels: true\n    static_configs:\n      - targets: ['{exporter}']\n"
         ),
+        tempfile::tempdir().unwrap(),
+        &[],
     )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus starts");
-    Prometheus {
-        child,
-        port,
-        _dir: dir,
-    }
 }
 
 fn now() -> f64 {
@@ -75,21 +35,6 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn healthy(s: &ceph::CephStatus) -> bool {
@@ -131,7 +76,7 @@ async fn harness_probes_against_real_ceph_and_prometheus() {
         .ceph_backend
         .exporter_addr()
         .expect("real exporter");
-    let server = start_prometheus(&exporter);
+    let server = start_ceph_prometheus(&exporter);
     // Prometheus, as a pod behind a Service: the harness reaches it through the proxy.
     let port = server.port;
     twin.ctx().sim.register_http(IMAGE, 9090, move |req| {

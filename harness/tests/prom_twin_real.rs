@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
@@ -29,6 +29,9 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 use serde_json::{json, Value};
+mod common;
+
+use common::{run_harness, start_prometheus, until};
 use stormdrill::cli::RunArgs;
 use stormdrill::probe::prom::{self, Target};
 use stormdrill::target::TargetKind;
@@ -52,70 +55,6 @@ const SCRAPE_INTERVAL: &str = "2s";
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The Prometheus server process, killed by PID and its folder removed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    started: Instant,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_prometheus(config: &Value, dir: tempfile::TempDir, retention: &str) -> Prometheus {
-    let port = free_port();
-    let file = dir.path().join("prometheus.yml");
-    std::fs::write(&file, serde_yaml::to_string(config).unwrap()).unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", file.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--storage.tsdb.retention.time={retention}"))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus starts");
-    Prometheus {
-        child,
-        port,
-        started: Instant::now(),
-        _dir: dir,
-    }
-}
-
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Processes whose parent is this test process (Prometheus while it runs).
@@ -279,25 +218,6 @@ fn scenario_feature(dir: &Path) -> PathBuf {
     path
 }
 
-/// Runs the features on a thread with a large stack, as the `stormdrill` binary's main
-/// thread has (cucumber's step futures are deep).
-fn run(args: RunArgs) -> stormdrill::Outcome {
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(move || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(stormdrill::run(args))
-                .expect("the harness runs")
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
 /// (job, instance, up) of the scenario's jobs, to compare two Prometheus servers.
 fn health(targets: &[Target]) -> BTreeSet<(String, String, bool)> {
     targets
@@ -407,7 +327,11 @@ async fn drill(version: &str, broken: bool) -> Figures {
                    "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": jobs,
     });
-    let server = start_prometheus(&config, dir, &retention);
+    let server = start_prometheus(
+        &serde_yaml::to_string(&config).unwrap(),
+        dir,
+        &[format!("--storage.tsdb.retention.time={retention}")],
+    );
     let prom_pid = server.child.id();
 
     // The real server behind the Prometheus pod's port; the simulated one kept aside.
@@ -528,7 +452,7 @@ async fn drill(version: &str, broken: bool) -> Figures {
         ..RunArgs::default()
     };
     let t = Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || run(args))
+    let outcome = tokio::task::spawn_blocking(move || run_harness(args))
         .await
         .unwrap();
     let run_s = t.elapsed().as_secs_f64();

@@ -9,6 +9,9 @@ use std::{
     time::Duration,
 };
 
+mod common;
+
+use common::run_harness;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     api::{Api, PostParams},
@@ -122,25 +125,6 @@ fn target_config(twin: &Twin, dir: &Path) -> PathBuf {
     path
 }
 
-/// Runs the features on a thread with a large stack, as the `stormdrill` binary's main
-/// thread has (cucumber's step futures are deep).
-fn run(args: RunArgs) -> stormdrill::Outcome {
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(move || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(stormdrill::run(args))
-                .expect("the harness runs")
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
 fn args(features: Vec<PathBuf>, kubeconfig: PathBuf, reports: &Path) -> RunArgs {
     RunArgs {
         features,
@@ -168,7 +152,9 @@ async fn the_least_privilege_role_runs_every_feature() {
     let kc = kubeconfig(&twin, HARNESS_TOKEN, dir.path());
     let mut a = args(features(), kc, dir.path());
     a.target_config = Some(target_config(&twin, dir.path()));
-    let outcome = tokio::task::spawn_blocking(move || run(a)).await.unwrap();
+    let outcome = tokio::task::spawn_blocking(move || run_harness(a))
+        .await
+        .unwrap();
     for line in outcome.closing_lines() {
         println!("{line}");
     }
@@ -213,7 +199,9 @@ async fn the_read_only_role_is_refused_a_pod_kill() {
     .unwrap();
     let kc = kubeconfig(&twin, READONLY_TOKEN, dir.path());
     let a = args(vec![feature], kc, dir.path());
-    let outcome = tokio::task::spawn_blocking(move || run(a)).await.unwrap();
+    let outcome = tokio::task::spawn_blocking(move || run_harness(a))
+        .await
+        .unwrap();
     let lines = outcome.closing_lines().join("\n");
     println!("{lines}");
     assert_ne!(outcome.verdict, Verdict::Go);
@@ -243,7 +231,9 @@ async fn audit_of_the_features() {
     std::fs::write(&path, twin.kubeconfig_yaml()).unwrap();
     let mut a = args(features(), path, dir.path());
     a.target_config = Some(target_config(&twin, dir.path()));
-    let outcome = tokio::task::spawn_blocking(move || run(a)).await.unwrap();
+    let outcome = tokio::task::spawn_blocking(move || run_harness(a))
+        .await
+        .unwrap();
     println!("verdict {:?}", outcome.verdict);
     for (group, resource, verb, namespaced) in twin.audit() {
         println!(
