@@ -794,6 +794,12 @@ pub fn write_readable(run_dir: &RunDir, summary: &Summary) {
     if let Err(e) = super::prom::write(run_dir, summary) {
         tracing::warn!(error = %diag::one_line(&e), "cannot write {}", super::prom::METRICS_FILE);
     }
+    match super::junit::write(&run_dir.junit(), summary) {
+        Ok(()) => {}
+        // A run that failed before its features ran has no junit.xml.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(error = %e, "cannot add the criteria to {}", super::JUNIT_FILE),
+    }
 }
 
 #[cfg(test)]

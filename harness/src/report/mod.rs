@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::verdict::{Criterion, ScenarioStatus, Verdict};
 
 pub mod html;
+pub mod junit;
 pub mod markdown;
 pub mod prom;
 
