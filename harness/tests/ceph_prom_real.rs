@@ -9,8 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod common;
 
-use common::{start_prometheus, until, Prometheus};
-use kube::{Client, Config};
+use common::{start_prometheus, twin_client, until, Prometheus};
 use serde_json::{json, Value};
 use stormdrill::probe::{ceph, prom, svc::ServiceRef};
 use stormdrill_twin::stack::ceph::backend::CephBackendKind;
@@ -97,12 +96,7 @@ async fn harness_probes_against_real_ceph_and_prometheus() {
     ] {
         let _ = twin.ctx().client.create(obj);
     }
-    let kc = kube::config::Kubeconfig::from_yaml(&twin.kubeconfig_yaml()).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    config.default_retry = false;
-    let client = Client::try_from(config).unwrap();
+    let client = twin_client(&twin).await;
     let p = ServiceRef::new("monitoring", "prometheus-real", 9090);
 
     // The harness's Ceph probe, on real `ceph` output through the toolbox.

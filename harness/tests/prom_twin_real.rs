@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Config};
+use kube::Client;
 use serde_json::{json, Value};
 mod common;
 
-use common::{run_harness, start_prometheus, until};
+use common::{run_harness, start_prometheus, twin_client, until};
 use stormdrill::cli::RunArgs;
 use stormdrill::probe::prom::{self, Target};
 use stormdrill::target::TargetKind;
@@ -264,13 +264,7 @@ async fn drill(version: &str, broken: bool) -> Figures {
     })
     .await
     .unwrap();
-    let kc = kube::config::Kubeconfig::from_yaml(&twin.kubeconfig_yaml()).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    // kube retries 503s for minutes; every wait here has its own deadline.
-    config.default_retry = false;
-    let client = Client::try_from(config).unwrap();
+    let client = twin_client(&twin).await;
     let deployed = stormdrill::stack::deploy(
         &client,
         &manifest().join("../fixtures/stack"),

@@ -405,12 +405,7 @@ impl Shared {
     /// Whether the API pod's database connection still reaches a live server: the
     /// first database process it served from is the one it stays connected to.
     fn connection_alive(&self, api_pod: &Value, db_pod: &Value) -> bool {
-        let restarts: i64 = db_pod
-            .pointer("/status/containerStatuses")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c["restartCount"].as_i64()).sum())
-            .unwrap_or(0);
-        let process = format!("{}/{restarts}", obj::uid(db_pod));
+        let process = obj::incarnation(db_pod);
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         conns
             .entry(obj::uid(api_pod).to_string())

@@ -94,3 +94,14 @@ pub fn run_harness(args: RunArgs) -> stormdrill::Outcome {
         .join()
         .unwrap()
 }
+
+/// A kube client for an in-process twin, without kube's retries (they retry 503s for
+/// minutes; every wait in these tests has its own deadline).
+pub async fn twin_client(twin: &stormdrill_twin::Twin) -> kube::Client {
+    let kc = kube::config::Kubeconfig::from_yaml(&twin.kubeconfig_yaml()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.default_retry = false;
+    kube::Client::try_from(config).unwrap()
+}

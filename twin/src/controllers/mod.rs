@@ -226,6 +226,17 @@ pub mod obj {
             .unwrap_or("")
     }
 
+    /// Which run of a pod's containers this is: its uid and its containers' restarts
+    /// (`UID/RESTARTS`); a new pod or a restarted container gives another value.
+    pub fn incarnation(pod: &Value) -> String {
+        let restarts: i64 = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().filter_map(|c| c["restartCount"].as_i64()).sum())
+            .unwrap_or(0);
+        format!("{}/{restarts}", uid(pod))
+    }
+
     pub fn str_at<'a>(o: &'a Value, pointer: &str) -> Option<&'a str> {
         o.pointer(pointer).and_then(Value::as_str)
     }

@@ -470,14 +470,7 @@ fn sync_osds(ctx: &Ctx, ns: &str, count: usize, now: Duration) {
                 graceful: scaled_down,
             }
         };
-        let incarnation = pod.map_or(String::new(), |p| {
-            let restarts: i64 = p
-                .pointer("/status/containerStatuses")
-                .and_then(Value::as_array)
-                .map(|cs| cs.iter().filter_map(|c| c["restartCount"].as_i64()).sum())
-                .unwrap_or(0);
-            format!("{}/{restarts}", obj::uid(p))
-        });
+        let incarnation = pod.map_or(String::new(), obj::incarnation);
         if ctx.ceph_backend.set_osd(id, want, &incarnation, now) {
             ctx.truth.record(
                 "ceph-osd",
