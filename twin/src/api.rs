@@ -1433,6 +1433,44 @@ impl Api {
     }
 
     /// Writes used by the twin itself (bootstrap, controllers): create or replace.
+    /// Mirrors an object another API server served (the real control plane): stored
+    /// as is, without defaulting, admission or validation; a CRD also registers its
+    /// kind so the twin's controllers can name it.
+    pub fn mirror_put(&self, info: &ResourceInfo, obj: Value) {
+        let ns = meta_str(&obj, "namespace").map(String::from);
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+            let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = reg.add_crd(&obj) {
+                tracing::warn!("mirrored CRD {name} not registered: {e}");
+            }
+        }
+        let key = obj_key(info, ns.as_deref(), &name);
+        self.store.lock().put_verbatim(&key, obj);
+    }
+
+    /// Forgets a mirrored object (the other API server deleted it).
+    pub fn mirror_remove(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) {
+        let key = obj_key(info, ns, name);
+        self.store.lock().remove(&key);
+    }
+
+    /// The (namespace, name) of every mirrored object of a resource.
+    pub fn mirror_keys(&self, info: &ResourceInfo) -> Vec<(String, String)> {
+        let res = ResKey::new(&info.group, &info.plural);
+        self.store
+            .lock()
+            .list(&res, None)
+            .iter()
+            .map(|o| {
+                (
+                    meta_str(o, "namespace").unwrap_or_default().to_string(),
+                    meta_str(o, "name").unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub fn install(&self, obj: Value) -> Result<Value, ApiError> {
         let api_version = obj["apiVersion"].as_str().unwrap_or("").to_string();
         let kind = obj["kind"].as_str().unwrap_or("").to_string();

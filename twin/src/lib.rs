@@ -8,12 +8,14 @@ pub mod admission;
 pub mod api;
 pub mod client;
 pub mod controllers;
+pub mod controlplane;
 pub mod dataplane;
 pub mod defects;
 pub mod discovery;
 pub mod error;
 pub mod eviction;
 pub mod exec;
+pub mod kubelet_api;
 pub mod operators;
 pub mod patch;
 pub mod provider;
@@ -59,6 +61,10 @@ pub enum TwinError {
     Defect(#[from] defects::DefectError),
     #[error("cannot start the real Ceph cluster (--ceph real)")]
     Ceph(#[source] stack::ceph::real::RealCephError),
+    #[error("cannot start the real control plane (--control-plane real)")]
+    ControlPlane(#[source] controlplane::real::RealControlPlaneError),
+    #[error("the real control plane refused the twin's world: {0}")]
+    Mirror(#[source] error::ApiError),
     #[error("the twin's bootstrap object {what} was rejected")]
     Bootstrap {
         what: String,
@@ -91,6 +97,8 @@ pub struct TwinOptions {
     pub ceph: stack::ceph::backend::CephBackendKind,
     /// Where the real cluster's scratch folder goes [default: the system's temp dir].
     pub ceph_scratch: Option<std::path::PathBuf>,
+    /// The embedded API server and controllers, or a real control plane.
+    pub control_plane: controlplane::ControlPlaneKind,
 }
 
 impl Default for TwinOptions {
@@ -106,6 +114,7 @@ impl Default for TwinOptions {
             users: Vec::new(),
             ceph: stack::ceph::backend::CephBackendKind::Simulated,
             ceph_scratch: None,
+            control_plane: controlplane::ControlPlaneKind::Embedded,
         }
     }
 }
@@ -122,6 +131,8 @@ pub struct Twin {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
+    /// The real control plane the world joined (`--control-plane real`).
+    real: Option<Arc<controlplane::real::RealControlPlane>>,
 }
 
 const BOOTSTRAP: &str = include_str!("../assets/bootstrap.yaml");
@@ -154,7 +165,71 @@ impl Twin {
                 .collect()
         });
         let api = Api::new(opts.seed, opts.history, opts.bookmark_interval);
-        for doc in serde_yaml::Deserializer::from_str(BOOTSTRAP) {
+        let embedded = opts.control_plane.embedded();
+        // The real control plane starts first: unbuilt binaries fail the start at once.
+        let real = if embedded {
+            None
+        } else {
+            let o = controlplane::real::RealControlPlaneOptions {
+                bin_dir: None,
+                scratch_parent: None,
+                timing: opts.timing.clone(),
+                admin_token: token.clone(),
+                users: opts.users.clone(),
+            };
+            let started =
+                tokio::task::spawn_blocking(move || controlplane::real::RealControlPlane::start(o))
+                    .await
+                    .unwrap_or(Err(controlplane::real::RealControlPlaneError::Gone));
+            Some(Arc::new(started.map_err(TwinError::ControlPlane)?))
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut egress = None;
+        if let Some(cp) = &real {
+            // The cluster network the real apiserver dials into (nodes, pods, services).
+            egress = Some(
+                controlplane::real::egress::serve(
+                    cp.egress_socket().to_path_buf(),
+                    Arc::new(controlplane::real::egress::NoRoutes),
+                    stopped.clone(),
+                )
+                .map_err(|source| {
+                    TwinError::ControlPlane(controlplane::real::RealControlPlaneError::Scratch {
+                        path: cp.egress_socket().to_path_buf(),
+                        source,
+                    })
+                })?,
+            );
+        }
+        let client = match &real {
+            None => client::Client::new(api.clone()),
+            Some(cp) => {
+                let remote = Arc::new(client::remote::Remote::new(
+                    cp.url(),
+                    cp.ca_pem(),
+                    &token,
+                    api.clone(),
+                ));
+                let c = client::Client::remote(remote.clone(), api.clone());
+                bootstrap_real(&c).await?;
+                let r = remote.clone();
+                let st = stopped.clone();
+                tokio::task::spawn_blocking(move || r.start_reflectors(st))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(error::ApiError::new(
+                            503,
+                            "ServiceUnavailable",
+                            "mirror start",
+                        ))
+                    })
+                    .map_err(TwinError::Mirror)?;
+                c
+            }
+        };
+        // On a real control plane, `bootstrap_real` created these through the API.
+        let bootstrap = if embedded { BOOTSTRAP } else { "" };
+        for doc in serde_yaml::Deserializer::from_str(bootstrap).filter(|_| embedded) {
             let obj: serde_json::Value =
                 serde::Deserialize::deserialize(doc).map_err(|e| TwinError::Bootstrap {
                     what: "bootstrap.yaml".into(),
@@ -192,7 +267,8 @@ impl Twin {
             }
         };
         let ctx = controllers::Ctx {
-            client: client::Client::new(api.clone()),
+            client,
+            control_plane: opts.control_plane,
             timing: opts.timing.clone(),
             truth: Arc::new(truth::Truth::default()),
             // Distinct from the API's stream so object names do not shift timing.
@@ -213,7 +289,8 @@ impl Twin {
         };
         admission::install(&api, &ctx);
         defects::install(&api, &ctx);
-        for doc in serde_yaml::Deserializer::from_str(operators::ASSETS) {
+        let assets = if embedded { operators::ASSETS } else { "" };
+        for doc in serde_yaml::Deserializer::from_str(assets).filter(|_| embedded) {
             let obj: serde_json::Value =
                 serde::Deserialize::deserialize(doc).map_err(|e| TwinError::Bootstrap {
                     what: "operators.yaml".into(),
@@ -226,10 +303,15 @@ impl Twin {
             api.install(obj)
                 .map_err(|source| TwinError::Bootstrap { what, source })?;
         }
-        for crd in upstream::crds().map_err(|(what, e)| TwinError::Bootstrap {
-            what,
-            source: error::ApiError::bad_request(e),
-        })? {
+        let local_crds: &[serde_json::Value] = if embedded {
+            upstream::crds().map_err(|(what, e)| TwinError::Bootstrap {
+                what,
+                source: error::ApiError::bad_request(e),
+            })?
+        } else {
+            &[]
+        };
+        for crd in local_crds {
             let what = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
             api.install(crd.clone())
                 .map_err(|source| TwinError::Bootstrap { what, source })?;
@@ -242,10 +324,12 @@ impl Twin {
             ctx: ctx.clone(),
             users: opts.users.clone(),
             audit: audit.clone(),
+            real_api: real.as_ref().map(|r| r.url().to_string()),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
-        let (stop, mut stopped) = watch::channel(false);
+        let mut stopped = stopped;
         let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
+        controllers.extend(egress);
         controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
         stack::postgres::install(&ctx);
         stack::harbor::install(&ctx);
@@ -303,6 +387,7 @@ impl Twin {
             stop,
             task: Some(task),
             controllers,
+            real,
         })
     }
 
@@ -310,12 +395,36 @@ impl Twin {
         self.addr
     }
 
+    /// The Kubernetes API: the embedded server, or the real kube-apiserver.
     pub fn url(&self) -> String {
+        match &self.real {
+            Some(cp) => cp.url().to_string(),
+            None => format!("https://{}", self.addr),
+        }
+    }
+
+    /// The CA of [`Twin::url`]'s serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        match &self.real {
+            Some(cp) => cp.ca_pem(),
+            None => &self.ca_pem,
+        }
+    }
+
+    /// The twin's own server: the provider endpoint (`/twin/v1/...`: node power,
+    /// ground truth), and the Kubernetes API too unless a real control plane runs.
+    pub fn provider_url(&self) -> String {
         format!("https://{}", self.addr)
     }
 
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    /// A kubeconfig for [`Twin::provider_url`] (the same token).
+    pub fn provider_kubeconfig_yaml(&self) -> String {
+        kubeconfig(&self.provider_url(), &self.ca_pem, &self.token)
+    }
+
+    /// The real control plane, when the twin runs on one.
+    pub fn real_control_plane(&self) -> Option<&Arc<controlplane::real::RealControlPlane>> {
+        self.real.as_ref()
     }
 
     pub fn token(&self) -> &str {
@@ -353,12 +462,7 @@ impl Twin {
 
     /// A kubeconfig (YAML) with cluster, user and context all named `stormdrill-twin`.
     pub fn kubeconfig_yaml(&self) -> String {
-        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: stormdrill-twin\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: stormdrill-twin\n  user:\n    token: {}\ncontexts:\n- name: stormdrill-twin\n  context:\n    cluster: stormdrill-twin\n    user: stormdrill-twin\n    namespace: default\ncurrent-context: stormdrill-twin\npreferences: {{}}\n",
-            self.url(),
-            self.token
-        )
+        kubeconfig(&self.url(), self.ca_pem(), &self.token)
     }
 
     pub async fn shutdown(mut self) {
@@ -366,6 +470,9 @@ impl Twin {
         // Real Ceph daemons are stopped by PID here (blocking: a few hundred ms).
         let backend = self.ctx.ceph_backend.clone();
         let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+        if let Some(cp) = self.real.clone() {
+            let _ = tokio::task::spawn_blocking(move || cp.shutdown()).await;
+        }
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -413,5 +520,82 @@ impl Drop for Twin {
         // Handlers registered on `ctx.sim` hold `Ctx` clones, so the backend is never
         // dropped by reference counting: stop its processes here (no-op when done).
         self.ctx.ceph_backend.shutdown();
+        if let Some(cp) = &self.real {
+            cp.shutdown();
+        }
     }
+}
+
+/// A kubeconfig (YAML) with cluster, user and context all named `stormdrill-twin`.
+fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: stormdrill-twin\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: stormdrill-twin\n  user:\n    token: {token}\ncontexts:\n- name: stormdrill-twin\n  context:\n    cluster: stormdrill-twin\n    user: stormdrill-twin\n    namespace: default\ncurrent-context: stormdrill-twin\npreferences: {{}}\n"
+    )
+}
+
+/// Creates the bare cluster's objects on a real API server through the world's
+/// client: the nodes, kube-system's CoreDNS and kube-proxy, the operators'
+/// Deployments and the upstream CRDs. What the real control plane makes itself
+/// (the default namespaces, the `kubernetes` Service) already exists; the embedded
+/// control plane's static pods are left out (the real one runs as processes).
+async fn bootstrap_real(client: &client::Client) -> Result<(), TwinError> {
+    let mut docs: Vec<(String, serde_json::Value)> = Vec::new();
+    for (file, text) in [
+        ("bootstrap.yaml", BOOTSTRAP),
+        ("operators.yaml", operators::ASSETS),
+    ] {
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let obj: serde_json::Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| TwinError::Bootstrap {
+                    what: file.into(),
+                    source: error::ApiError::bad_request(e.to_string()),
+                })?;
+            let static_pod = obj["kind"] == "Pod"
+                && obj.pointer("/metadata/labels/tier")
+                    == Some(&serde_json::json!("control-plane"));
+            if !static_pod {
+                docs.push((file.to_string(), obj));
+            }
+        }
+    }
+    let crds = upstream::crds().map_err(|(what, e)| TwinError::Bootstrap {
+        what,
+        source: error::ApiError::bad_request(e),
+    })?;
+    // Namespaces and CRDs first, as `kubectl apply` orders them.
+    let rank = |o: &serde_json::Value| match o["kind"].as_str() {
+        Some("Namespace") => 0,
+        Some("CustomResourceDefinition") => 1,
+        _ => 2,
+    };
+    let mut all: Vec<(String, serde_json::Value)> = crds
+        .iter()
+        .map(|c| ("upstream CRDs".to_string(), c.clone()))
+        .chain(docs)
+        .collect();
+    all.sort_by_key(|(_, o)| rank(o));
+    let client = client.clone();
+    tokio::task::spawn_blocking(move || {
+        for (file, obj) in all {
+            let what = format!(
+                "{file} {}/{}",
+                obj["kind"].as_str().unwrap_or(""),
+                obj["metadata"]["name"].as_str().unwrap_or("")
+            );
+            match client.create(obj) {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(source) => return Err(TwinError::Bootstrap { what, source }),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(TwinError::Bootstrap {
+            what: "bootstrap".into(),
+            source: error::ApiError::new(500, "InternalError", "bootstrap task died"),
+        })
+    })
 }

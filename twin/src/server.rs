@@ -35,6 +35,9 @@ pub struct Server {
     pub users: Vec<crate::rbac::StaticToken>,
     /// Attributes of every resource request, for tests.
     pub audit: Arc<crate::rbac::Audit>,
+    /// The real kube-apiserver's URL when the twin runs on one: then this server
+    /// serves only the provider endpoint, not a second (mirrored) Kubernetes API.
+    pub real_api: Option<String>,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -381,6 +384,15 @@ impl Server {
 
     async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
+        if let Some(real) = &self.real_api {
+            if !path.starts_with("/twin/v1/") {
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    format!("this twin runs on a real kube-apiserver: use {real} for the Kubernetes API (this address serves /twin/v1/ only)"),
+                ));
+            }
+        }
         let accept = req
             .headers()
             .get(header::ACCEPT)

@@ -262,6 +262,34 @@ impl Txn<'_> {
         obj
     }
 
+    /// Stores `obj` as another API server served it, keeping its resourceVersion
+    /// (the mirror of a real kube-apiserver, `crate::client::remote`); the change
+    /// still gets a local sequence number for the twin's own subscribers.
+    pub fn put_verbatim(&mut self, key: &ObjKey, obj: Value) -> Arc<Value> {
+        let rv = self.next_rv();
+        let obj = Arc::new(obj);
+        let previous = self
+            .inner
+            .objects
+            .entry(key.res.clone())
+            .or_default()
+            .insert((key.namespace.clone(), key.name.clone()), obj.clone());
+        self.index(key, previous.as_deref(), Some(&obj));
+        let kind = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(Change {
+            rv,
+            kind,
+            key: key.clone(),
+            object: obj.clone(),
+            previous,
+        });
+        obj
+    }
+
     /// Removes an object; the DELETED event carries a new resourceVersion.
     pub fn remove(&mut self, key: &ObjKey) -> Option<Arc<Value>> {
         let old = self

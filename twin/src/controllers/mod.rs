@@ -88,6 +88,9 @@ impl Crashes {
 #[derive(Clone)]
 pub struct Ctx {
     pub client: Client,
+    /// The embedded control plane (the twin's own Kubernetes controllers run) or a
+    /// real one (they stay off; only the simulated world acts).
+    pub control_plane: crate::controlplane::ControlPlaneKind,
     pub timing: Timing,
     pub truth: Arc<Truth>,
     pub rng: Arc<Mutex<StdRng>>,
@@ -188,20 +191,28 @@ pub async fn reconcile_loop<F>(
 
 /// Starts every controller; they stop when `stop` turns true.
 pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
-        tokio::spawn(scheduler::run(ctx.clone(), stop.clone())),
+    // The simulated world: nodes' kubelets (and their heartbeats) and the CSI
+    // provisioners run against any control plane.
+    let mut out = vec![
         tokio::spawn(kubelet::run(ctx.clone(), stop.clone())),
         tokio::spawn(nodes::run(ctx.clone(), stop.clone())),
-        tokio::spawn(endpoints::run(ctx.clone(), stop.clone())),
         tokio::spawn(volumes::run(ctx.clone(), stop.clone())),
-        tokio::spawn(pdb::run(ctx.clone(), stop.clone())),
-        tokio::spawn(replicaset::run(ctx.clone(), stop.clone())),
-        tokio::spawn(deployment::run(ctx.clone(), stop.clone())),
-        tokio::spawn(statefulset::run(ctx.clone(), stop.clone())),
-        tokio::spawn(daemonset::run(ctx.clone(), stop.clone())),
-        tokio::spawn(job::run(ctx.clone(), stop.clone())),
-        tokio::spawn(crate::admission::gatekeeper(ctx.clone(), stop.clone())),
-    ]
+    ];
+    // Kubernetes itself: only when the twin is the control plane.
+    if ctx.control_plane.embedded() {
+        out.extend([
+            tokio::spawn(scheduler::run(ctx.clone(), stop.clone())),
+            tokio::spawn(endpoints::run(ctx.clone(), stop.clone())),
+            tokio::spawn(pdb::run(ctx.clone(), stop.clone())),
+            tokio::spawn(replicaset::run(ctx.clone(), stop.clone())),
+            tokio::spawn(deployment::run(ctx.clone(), stop.clone())),
+            tokio::spawn(statefulset::run(ctx.clone(), stop.clone())),
+            tokio::spawn(daemonset::run(ctx.clone(), stop.clone())),
+            tokio::spawn(job::run(ctx.clone(), stop.clone())),
+            tokio::spawn(crate::admission::gatekeeper(ctx.clone(), stop.clone())),
+        ]);
+    }
+    out
 }
 
 /// Small helpers on JSON objects shared by the controllers.

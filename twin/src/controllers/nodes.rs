@@ -35,9 +35,12 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut last_renew: HashMap<String, std::time::Instant> = HashMap::new();
     super::reconcile_loop(ctx, &[("", "nodes"), ("", "pods")], stop, move |ctx| {
         heartbeats(ctx, &mut last_renew);
-        lifecycle(ctx);
-        evictions(ctx);
-        pod_gc(ctx);
+        // kube-controller-manager's part: the real one does it on a real control plane.
+        if ctx.control_plane.embedded() {
+            lifecycle(ctx);
+            evictions(ctx);
+            pod_gc(ctx);
+        }
     })
     .await
 }

@@ -1,6 +1,12 @@
-//! An in-process client for the twin's own controllers: the same API semantics as
-//! the HTTP front (validation, resourceVersions, watches see every change), without
-//! the network. Resources are named by (group, plural).
+//! The client of the twin's own controllers and simulated world. Resources are
+//! named by (group, plural).
+//!
+//! Two backends, one interface: in-process on the embedded API server (the same API
+//! semantics as the HTTP front, without the network), or [`remote::Remote`] on a
+//! real kube-apiserver, where writes go over HTTPS and reads come from a mirror
+//! kept by watches. The controllers cannot tell which one they use.
+
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -16,12 +22,27 @@ use crate::store::Change;
 
 #[derive(Clone)]
 pub struct Client {
+    /// The embedded API server, or the mirror of the real one.
     pub api: Arc<Api>,
+    remote: Option<Arc<remote::Remote>>,
 }
 
 impl Client {
     pub fn new(api: Arc<Api>) -> Client {
-        Client { api }
+        Client { api, remote: None }
+    }
+
+    /// A client of a real API server, reading from the mirror in `remote`.
+    pub fn remote(remote: Arc<remote::Remote>, api: Arc<Api>) -> Client {
+        Client {
+            api,
+            remote: Some(remote),
+        }
+    }
+
+    /// The real API server's client, when the twin runs on one.
+    pub fn remote_backend(&self) -> Option<&Arc<remote::Remote>> {
+        self.remote.as_ref()
     }
 
     pub fn info(&self, group: &str, plural: &str) -> Result<ResourceInfo, ApiError> {
@@ -70,6 +91,9 @@ impl Client {
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .map(String::from);
+        if let Some(r) = &self.remote {
+            return r.create(&info, ns.as_deref(), obj);
+        }
         self.api.create_as_controller(&info, ns.as_deref(), obj)
     }
 
@@ -83,6 +107,9 @@ impl Client {
         patch: Value,
     ) -> Result<Value, ApiError> {
         let info = self.info(group, plural)?;
+        if let Some(r) = &self.remote {
+            return r.patch(&info, ns, name, &patch, false);
+        }
         self.api.patch(
             &info,
             ns,
@@ -104,6 +131,15 @@ impl Client {
         status: Value,
     ) -> Result<Value, ApiError> {
         let info = self.info(group, plural)?;
+        if let Some(r) = &self.remote {
+            return r.patch(
+                &info,
+                ns,
+                name,
+                &json!({ "status": status }),
+                info.status_subresource,
+            );
+        }
         let sub = if info.status_subresource {
             Subresource::Status
         } else {
@@ -130,6 +166,9 @@ impl Client {
         grace: Option<i64>,
     ) -> Result<Value, ApiError> {
         let info = self.info(group, plural)?;
+        if let Some(r) = &self.remote {
+            return r.delete(&info, ns, name, grace);
+        }
         let opts = DeleteOptions {
             grace_period_seconds: grace,
             ..Default::default()
