@@ -184,23 +184,6 @@ impl Twin {
             Some(Arc::new(started.map_err(TwinError::ControlPlane)?))
         };
         let (stop, stopped) = watch::channel(false);
-        let mut egress = None;
-        if let Some(cp) = &real {
-            // The cluster network the real apiserver dials into (nodes, pods, services).
-            egress = Some(
-                controlplane::real::egress::serve(
-                    cp.egress_socket().to_path_buf(),
-                    Arc::new(controlplane::real::egress::NoRoutes),
-                    stopped.clone(),
-                )
-                .map_err(|source| {
-                    TwinError::ControlPlane(controlplane::real::RealControlPlaneError::Scratch {
-                        path: cp.egress_socket().to_path_buf(),
-                        source,
-                    })
-                })?,
-            );
-        }
         let client = match &real {
             None => client::Client::new(api.clone()),
             Some(cp) => {
@@ -329,7 +312,9 @@ impl Twin {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let mut stopped = stopped;
         let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
-        controllers.extend(egress);
+        if let Some(cp) = &real {
+            controllers.extend(start_network(&ctx, cp, &tls, stopped.clone()).await?);
+        }
         controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
         stack::postgres::install(&ctx);
         stack::harbor::install(&ctx);
@@ -534,6 +519,42 @@ fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
     )
 }
 
+/// The cluster network the real kube-apiserver dials into through its egress proxy:
+/// the simulated kubelets' API (one loopback listener for every node) and the pods'
+/// ports.
+async fn start_network(
+    ctx: &controllers::Ctx,
+    cp: &controlplane::real::RealControlPlane,
+    tls: &tls::TwinTls,
+    stopped: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, TwinError> {
+    use controlplane::real::{egress, network};
+    let scratch = |source| {
+        TwinError::ControlPlane(controlplane::real::RealControlPlaneError::Scratch {
+            path: cp.egress_socket().to_path_buf(),
+            source,
+        })
+    };
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(scratch)?;
+    let kubelet_api = listener.local_addr().map_err(scratch)?;
+    // The apiserver speaks HTTP/1.1 to kubelets (upgrades for exec and port-forward).
+    let mut config = (*tls.server_config).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let kubelet = Arc::new(network::TwinKubelet { ctx: ctx.clone() });
+    let mut tasks = vec![tokio::spawn(kubelet_api::serve(
+        listener,
+        Arc::new(config),
+        kubelet,
+        stopped.clone(),
+    ))];
+    let router = Arc::new(network::TwinNetwork {
+        ctx: ctx.clone(),
+        kubelet_api,
+    });
+    tasks.push(egress::serve(cp.egress_socket().to_path_buf(), router, stopped).map_err(scratch)?);
+    Ok(tasks)
+}
+
 /// Creates the bare cluster's objects on a real API server through the world's
 /// client: the nodes, kube-system's CoreDNS and kube-proxy, the operators'
 /// Deployments and the upstream CRDs. What the real control plane makes itself
@@ -555,6 +576,13 @@ async fn bootstrap_real(client: &client::Client) -> Result<(), TwinError> {
                 && obj.pointer("/metadata/labels/tier")
                     == Some(&serde_json::json!("control-plane"));
             if !static_pod {
+                let mut obj = obj;
+                if obj["kind"] == "Node" {
+                    // Where the apiserver finds the node's kubelet API (through egress).
+                    obj["status"]["daemonEndpoints"] = serde_json::json!({
+                        "kubeletEndpoint": {"Port": controlplane::real::network::KUBELET_PORT}
+                    });
+                }
                 docs.push((file.to_string(), obj));
             }
         }

@@ -146,7 +146,35 @@ impl Remote {
         format!("{}/{name}", Self::collection(info, ns))
     }
 
+    /// One request; a 429 with Retry-After (the apiserver's priority and fairness, or
+    /// "storage is (re)initializing" right after a CRD is created) is retried a few
+    /// times as client-go's default retry does, the rest is the caller's to handle.
     fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let mut tries = 0;
+        loop {
+            match self.send_once(method, path, content_type, body) {
+                Err(e) if e.code == 429 && tries < 10 => {
+                    tries += 1;
+                    let secs = e
+                        .details
+                        .as_ref()
+                        .and_then(|d| d["retryAfterSeconds"].as_u64())
+                        .unwrap_or(1)
+                        .min(1);
+                    std::thread::sleep(Duration::from_millis(200 * secs.max(1)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn send_once(
         &self,
         method: &str,
         path: &str,
@@ -456,8 +484,9 @@ impl Remote {
         for info in infos {
             let rv = match self.relist(&info) {
                 Ok(rv) => rv,
-                // Not served yet (a CRD just created): its reflector retries.
-                Err(e) if e.code == 404 => String::new(),
+                // Not served yet (a CRD just created, its storage still starting):
+                // its reflector retries.
+                Err(e) if matches!(e.code, 404 | 429 | 503) => String::new(),
                 Err(e) => return Err(e),
             };
             self.reflect(info, rv, stop.clone());

@@ -17,6 +17,7 @@
 //! unreachable toleration seconds) so that `fast` stays fast.
 
 pub mod egress;
+pub mod network;
 pub mod pki;
 
 use std::io::Read;
