@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     tags::TagExpr,
-    target::{CephMode, TargetKind, TimingProfile},
+    target::{CephMode, ControlPlaneMode, TargetKind, TimingProfile},
 };
 
 #[derive(Debug, Parser)]
@@ -198,6 +198,10 @@ pub struct RunArgs {
     /// needs the packages of scripts/ceph-setup.sh).
     #[arg(long, value_enum, default_value_t = CephMode::Simulated)]
     pub ceph: CephMode,
+    /// The twin's control plane: its own, or real kube-apiserver, etcd, controller
+    /// manager and scheduler (--target twin only; real needs scripts/k8s-setup.sh).
+    #[arg(long, value_enum, default_value_t = ControlPlaneMode::Embedded)]
+    pub control_plane: ControlPlaneMode,
     /// Base URL of the API under test, for load steps (e.g. https://api.example:8443).
     #[arg(long)]
     pub api_url: Option<http::Uri>,
@@ -264,6 +268,7 @@ impl Default for RunArgs {
             run_id: None,
             timing: TimingProfile::Fast,
             ceph: CephMode::Simulated,
+            control_plane: ControlPlaneMode::Embedded,
             api_url: None,
             api_ca: None,
             api_source_addr: None,
@@ -376,6 +381,11 @@ pub struct TwinServeArgs {
     /// packages of scripts/ceph-setup.sh; stopped with the twin).
     #[arg(long, value_enum, default_value_t = CephMode::Simulated)]
     pub ceph: CephMode,
+    /// The Kubernetes control plane: the twin's own, or real kube-apiserver, etcd,
+    /// controller manager and scheduler (built by scripts/k8s-setup.sh; stopped with
+    /// the twin). The kubeconfig then names the real kube-apiserver.
+    #[arg(long, value_enum, default_value_t = ControlPlaneMode::Embedded)]
+    pub control_plane: ControlPlaneMode,
     /// Deploy the documented stack (the manifests of --stack) before serving.
     #[arg(long)]
     pub with_stack: bool,

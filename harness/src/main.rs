@@ -133,6 +133,7 @@ async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
         args.timing,
         &args.defects,
         args.ceph,
+        args.control_plane,
         &args.kubeconfig_out,
     )
     .await

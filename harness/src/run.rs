@@ -131,6 +131,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         defects: args.defects.clone(),
         name: args.name.clone(),
         ceph: args.ceph,
+        control_plane: args.control_plane,
     };
     spec.validate()?;
     let target_config = match &args.target_config {

@@ -206,6 +206,21 @@ async fn real_control_plane_with_simulated_nodes() {
     )
     .await;
 
+    // The control plane's memory once settled (VmRSS of each process).
+    let rss: Vec<String> = cp
+        .processes()
+        .iter()
+        .map(|p| {
+            let kb = std::fs::read_to_string(format!("/proc/{}/status", p.pid))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| "?".into());
+            format!("{} {kb}", p.name)
+        })
+        .collect();
+    println!("memory once settled: {}", rss.join(", "));
+
     // 2. A Deployment of 3 becomes Ready (real controllers + scheduler, simulated
     //    kubelets) and survives a pod kill.
     let (ok, out) = kubectl(&bin, &kubeconfig, &["create", "namespace", "cp-test"], None);

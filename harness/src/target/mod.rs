@@ -59,6 +59,28 @@ impl CephMode {
     }
 }
 
+/// The twin's control plane (`--control-plane`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlPlaneMode {
+    /// The twin's own API server and controllers (no system packages).
+    #[default]
+    Embedded,
+    /// Real etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built by
+    /// scripts/k8s-setup.sh) as processes on 127.0.0.1; the twin's nodes, kubelets and
+    /// operators join them as clients.
+    Real,
+}
+
+impl ControlPlaneMode {
+    fn kind(self) -> stormdrill_twin::controlplane::ControlPlaneKind {
+        use stormdrill_twin::controlplane::ControlPlaneKind;
+        match self {
+            ControlPlaneMode::Embedded => ControlPlaneKind::Embedded,
+            ControlPlaneMode::Real => ControlPlaneKind::Real,
+        }
+    }
+}
+
 /// Which kind of target `--target` names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TargetKind {
@@ -96,6 +118,8 @@ pub struct TargetSpec {
     pub name: Option<String>,
     /// The twin's Ceph (`--ceph`); twin only.
     pub ceph: CephMode,
+    /// The twin's control plane (`--control-plane`); twin only.
+    pub control_plane: ControlPlaneMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +130,10 @@ pub enum TargetError {
     DefectsNeedTwin,
     #[error("--ceph real applies to --target twin only (other targets run their own Ceph)")]
     CephNeedsTwin,
+    #[error(
+        "--control-plane real applies to --target twin only (other targets are real clusters)"
+    )]
+    ControlPlaneNeedsTwin,
     #[error(
         "--name applies to --target kind only (--kubeconfig and --context to --target cluster)"
     )]
@@ -169,6 +197,8 @@ pub enum Target {
 pub struct Connected {
     target: Target,
     client: Client,
+    /// The twin's own server (provider endpoint), when it is not the API server.
+    provider: Option<Client>,
     server: String,
     version: String,
 }
@@ -214,7 +244,9 @@ impl Connected {
     /// cluster's commands from its target config.
     pub fn node_power(&self, config: &power::TargetConfig) -> std::sync::Arc<dyn power::NodePower> {
         match self.target {
-            Target::Twin(_) => std::sync::Arc::new(power::TwinPower::new(self.client.clone())),
+            Target::Twin(_) => std::sync::Arc::new(power::TwinPower::new(
+                self.provider.clone().unwrap_or_else(|| self.client.clone()),
+            )),
             Target::Cluster => config.cluster_power(),
             // kind's nodes are containers named like the nodes; a target config's
             // commands still win (e.g. a remote Docker host).
@@ -247,6 +279,9 @@ impl TargetSpec {
         if self.ceph == CephMode::Real && self.kind != TargetKind::Twin {
             return Err(TargetError::CephNeedsTwin);
         }
+        if self.control_plane == ControlPlaneMode::Real && self.kind != TargetKind::Twin {
+            return Err(TargetError::ControlPlaneNeedsTwin);
+        }
         if self.name.is_some() && self.kind != TargetKind::Kind {
             return Err(TargetError::NameNeedsKind);
         }
@@ -262,12 +297,25 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
     spec.validate()?;
     match spec.kind {
         TargetKind::Twin => {
-            let twin = start_twin(0, spec.seed, spec.timing, &spec.defects, spec.ceph).await?;
+            let twin = start_twin(
+                0,
+                spec.seed,
+                spec.timing,
+                &spec.defects,
+                spec.ceph,
+                spec.control_plane,
+            )
+            .await?;
+            let provider = match twin.real_control_plane() {
+                Some(_) => provider_client_for_twin(&twin).await.ok(),
+                None => None,
+            };
             match client_for_twin(&twin).await {
                 Ok((client, server)) => match check_reachable(&client, &server).await {
                     Ok(version) => Ok(Connected {
                         target: Target::Twin(Box::new(twin)),
                         client,
+                        provider,
                         server,
                         version,
                     }),
@@ -307,6 +355,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
             Ok(Connected {
                 target: Target::Cluster,
                 client,
+                provider: None,
                 server,
                 version,
             })
@@ -332,6 +381,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
             Ok(Connected {
                 target: Target::Kind { name, ports },
                 client,
+                provider: None,
                 server,
                 version,
             })
@@ -389,6 +439,7 @@ async fn start_twin(
     timing: TimingProfile,
     defects: &[String],
     ceph: CephMode,
+    control_plane: ControlPlaneMode,
 ) -> Result<Twin, TargetError> {
     Twin::start(TwinOptions {
         port,
@@ -396,6 +447,7 @@ async fn start_twin(
         timing: timing.timing(),
         defects: defects.to_vec(),
         ceph: ceph.kind(),
+        control_plane: control_plane.kind(),
         ..TwinOptions::default()
     })
     .await
@@ -410,6 +462,17 @@ async fn client_for_twin(twin: &Twin) -> Result<(Client, String), TargetError> {
         .await
         .map_err(|source| TargetError::Kubeconfig { path: None, source })?;
     client_from_config(config)
+}
+
+/// The twin's own server (node power, ground truth) when a real API server serves
+/// the Kubernetes API.
+async fn provider_client_for_twin(twin: &Twin) -> Result<Client, TargetError> {
+    let kubeconfig = Kubeconfig::from_yaml(&twin.provider_kubeconfig_yaml())
+        .map_err(|source| TargetError::Kubeconfig { path: None, source })?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| TargetError::Kubeconfig { path: None, source })?;
+    client_from_config(config).map(|(c, _)| c)
 }
 
 fn client_from_config(mut config: Config) -> Result<(Client, String), TargetError> {
@@ -472,6 +535,7 @@ pub async fn serve_twin(
         timing,
         defects,
         CephMode::Simulated,
+        ControlPlaneMode::Embedded,
         kubeconfig_out,
     )
     .await
@@ -484,9 +548,10 @@ pub async fn serve_twin_with_ceph(
     timing: TimingProfile,
     defects: &[String],
     ceph: CephMode,
+    control_plane: ControlPlaneMode,
     kubeconfig_out: &Path,
 ) -> Result<ServedTwin, TargetError> {
-    let twin = start_twin(port, seed, timing, defects, ceph).await?;
+    let twin = start_twin(port, seed, timing, defects, ceph, control_plane).await?;
     if let Err(source) = write_private(kubeconfig_out, &twin.kubeconfig_yaml()) {
         twin.shutdown().await;
         return Err(TargetError::WriteKubeconfig {
