@@ -512,5 +512,13 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["stormdrill", "run", "--ceph", "imaginary"]).is_err());
+        let Command::Run(r) = Cli::try_parse_from(["stormdrill", "run", "--control-plane", "real"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        assert_eq!(r.control_plane, ControlPlaneMode::Real);
+        assert!(Cli::try_parse_from(["stormdrill", "run", "--control-plane", "kwok"]).is_err());
     }
 }

@@ -585,6 +585,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_real_control_plane_is_for_the_twin_only() {
+        let spec = TargetSpec {
+            kind: TargetKind::Cluster,
+            control_plane: ControlPlaneMode::Real,
+            ..TargetSpec::default()
+        };
+        let e = spec
+            .validate()
+            .expect_err("a cluster has its own control plane");
+        assert!(e
+            .to_string()
+            .contains("--control-plane real applies to --target twin only"));
+    }
+
+    #[test]
     fn real_ceph_is_for_the_twin_only() {
         let twin = TargetSpec {
             ceph: CephMode::Real,
