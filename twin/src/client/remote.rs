@@ -499,7 +499,23 @@ impl Remote {
                 if *stop.borrow() {
                     return;
                 }
-                match changes.blocking_recv() {
+                // Polled, not blocking_recv: this thread holds the store that feeds the
+                // channel, so the channel never closes and a blocked receive would
+                // outlive the twin.
+                let msg = match changes.try_recv() {
+                    Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    Ok(c) => Ok(c),
+                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(tokio::sync::broadcast::error::TryRecvError::Closed) => {
+                        Err(tokio::sync::broadcast::error::RecvError::Closed)
+                    }
+                };
+                match msg {
                     Ok(c) if c.key.res.plural == "customresourcedefinitions" => {
                         let group = c.object.pointer("/spec/group").and_then(Value::as_str);
                         let plural = c
@@ -514,7 +530,14 @@ impl Remote {
                             me.reflect(info, String::new(), stop.clone());
                         }
                     }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(_) => {}
+                    // Changes were missed: every custom kind gets its reflector (once).
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let reg = me.api.registry();
+                        for info in reg.all().filter(|i| !i.builtin).cloned() {
+                            me.reflect(info, String::new(), stop.clone());
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             });
