@@ -412,9 +412,13 @@ impl RealControlPlane {
             .scratch_parent
             .clone()
             .unwrap_or_else(std::env::temp_dir);
+        // Two control planes in one process (tests run in parallel threads) must
+        // not share a folder: the clock alone collided in CI.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let scratch = parent.join(format!(
-            "stormdrill-cp-{}-{}",
+            "stormdrill-cp-{}-{}-{}",
             std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             chrono::Utc::now().format("%H%M%S%3f")
         ));
         let logs = scratch.join("logs");
