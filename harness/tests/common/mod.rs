@@ -105,3 +105,4 @@ pub async fn twin_client(twin: &stormdrill_twin::Twin) -> kube::Client {
     config.default_retry = false;
     kube::Client::try_from(config).unwrap()
 }
+pub mod kubectl;
