@@ -27,4 +27,4 @@ pub mod world;
 
 mod run;
 
-pub use run::{run, Outcome, RunError};
+pub use run::{run, Outcome, RunError, CONTROL_PLANE_LOGS};

@@ -222,6 +222,15 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         .sweep(if result.is_some() { "run-end" } else { "abort" })
         .await;
     drop(guard);
+    // The control plane's logs go before the target does; a go verdict drops them below.
+    let logs_dir = run_dir.path().join(CONTROL_PLANE_LOGS);
+    let kept_logs = match connected.keep_logs(&logs_dir) {
+        Ok(files) => !files.is_empty(),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %logs_dir.display(), "cannot keep the control plane's logs");
+            false
+        }
+    };
     connected.close().await;
 
     let (stats, aborted) = match result {
@@ -253,6 +262,16 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     );
     summary.verdict = decision.verdict;
     summary.reasons = decision.reasons;
+    if kept_logs {
+        if decision.verdict == Verdict::Go {
+            let _ = std::fs::remove_dir_all(&logs_dir);
+        } else {
+            summary.reasons.push(format!(
+                "the control plane's logs are in {}",
+                logs_dir.display()
+            ));
+        }
+    }
     summary.reasons.extend(faults.abort().reason());
     summary.finished = now_after(started);
     run_dir.write_summary(&summary)?;
@@ -273,6 +292,10 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         pushed,
     })
 }
+
+/// The folder of a run's report that keeps the real control plane's logs when the
+/// verdict is not go.
+pub const CONTROL_PLANE_LOGS: &str = "control-plane-logs";
 
 /// Leaves a summary with verdict error behind, so CI trends see failed runs too;
 /// a failure to write it must not hide the original error.

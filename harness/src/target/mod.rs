@@ -259,6 +259,20 @@ impl Connected {
         }
     }
 
+    /// Copies the logs of the processes the harness started for this target (the real
+    /// control plane's etcd, kube-apiserver, controller manager and scheduler) into
+    /// `dest`, before [`Connected::close`] removes them. Returns the files copied; none
+    /// for targets whose processes the harness does not own.
+    pub fn keep_logs(&self, dest: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+        match &self.target {
+            Target::Twin(twin) => match twin.real_control_plane() {
+                Some(cp) => cp.copy_logs(dest),
+                None => Ok(Vec::new()),
+            },
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Releases the target (stops an embedded twin).
     pub async fn close(self) {
         if let Target::Twin(twin) = self.target {
