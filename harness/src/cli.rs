@@ -332,6 +332,11 @@ pub struct BenchArgs {
     /// (c) the Ceph observer's poll interval, in milliseconds.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub ceph_interval_ms: u64,
+    /// (c) on which control planes: `embedded`, `real` (built by scripts/k8s-setup.sh;
+    /// without the stack: a Deployment of 3 and the nodes, no Ceph), or both
+    /// (`embedded,real`), one after the other.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [ControlPlaneMode::Embedded])]
+    pub control_plane: Vec<ControlPlaneMode>,
     /// Skip (c), the detection lag on a twin (a few minutes).
     #[arg(long)]
     pub skip_lag: bool,

@@ -184,14 +184,16 @@ impl Twin {
             Some(Arc::new(started.map_err(TwinError::ControlPlane)?))
         };
         let (stop, stopped) = watch::channel(false);
+        let truth = Arc::new(truth::Truth::default());
         let client = match &real {
             None => client::Client::new(api.clone()),
             Some(cp) => {
-                let remote = Arc::new(client::remote::Remote::new(
+                let remote = Arc::new(client::remote::Remote::with_truth(
                     cp.url(),
                     cp.ca_pem(),
                     &token,
                     api.clone(),
+                    Some(truth.clone()),
                 ));
                 let c = client::Client::remote(remote.clone(), api.clone());
                 bootstrap_real(&c).await?;
@@ -253,7 +255,7 @@ impl Twin {
             client,
             control_plane: opts.control_plane,
             timing: opts.timing.clone(),
-            truth: Arc::new(truth::Truth::default()),
+            truth,
             // Distinct from the API's stream so object names do not shift timing.
             rng: Arc::new(std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(
                 opts.seed ^ 0x5eed_c0de,

@@ -500,6 +500,23 @@ async fn real_control_plane_with_simulated_nodes() {
     )
     .await;
     let not_ready = t.elapsed();
+    // The twin's ground truth has the real controller's NotReady (bench part (c)).
+    let req = http::Request::get("/twin/v1/events?since=0")
+        .body(Vec::new())
+        .expect("request");
+    let events: Value = serde_json::from_str(
+        &provider
+            .request_text(req)
+            .await
+            .expect("the provider serves the ground truth"),
+    )
+    .expect("events are JSON");
+    assert!(
+        events.as_array().is_some_and(|es| es.iter().any(|e| {
+            e["kind"] == "node" && e["object"] == target.as_str() && e["state"] == "NotReady"
+        })),
+        "no NotReady of {target} in the ground truth: {events}"
+    );
     let taints: Vec<Value> = until(
         "the unreachable taints",
         Duration::from_secs(30),

@@ -29,7 +29,7 @@ use super::{
     generator::LoadReport,
     LoadConfig, LoadError, LoadRun, Mix,
 };
-use crate::diag;
+use crate::{diag, target::ControlPlaneMode};
 
 pub const NGINX: &str = "/usr/sbin/nginx";
 
@@ -83,6 +83,7 @@ impl Default for BenchOptions {
                 stack: PathBuf::from("fixtures/stack"),
                 ceph_interval: crate::measure::observe::CEPH_INTERVAL,
                 seed: 1,
+                control_planes: vec![ControlPlaneMode::Embedded],
             }),
             suite: Some(SuiteOptions {
                 features: PathBuf::from("features"),
@@ -109,6 +110,7 @@ impl BenchOptions {
                 stack: a.stack.clone(),
                 ceph_interval: Duration::from_millis(a.ceph_interval_ms),
                 seed: 1,
+                control_planes: a.control_plane.clone(),
             }),
             suite: (!a.skip_suite).then(|| SuiteOptions {
                 features: a.features.clone(),
@@ -172,7 +174,8 @@ pub struct BenchReport {
     pub cpu_ratio: Option<f64>,
     pub rates: Vec<RateRun>,
     /// (c)
-    pub detection_lag: Option<LagReport>,
+    /// One per control plane asked for (`--control-plane`).
+    pub detection_lag: Vec<LagReport>,
     /// (d)
     pub suite: Option<SuiteFigure>,
     /// (e)
@@ -297,12 +300,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     match &opts.lag {
         Some(lag) => {
-            let lag = lag.clone();
-            let got = on_pinned_thread(None, move || bench_lag::measure(&lag));
-            match got {
-                Ok(Ok(r)) => report.detection_lag = Some(r),
-                Ok(Err(e)) => report.skip(PART_C, diag::one_line(&e)),
-                Err(e) => report.skip(PART_C, diag::one_line(&e)),
+            for mode in lag.control_planes.clone() {
+                let lag = lag.clone();
+                let got = on_pinned_thread(None, move || bench_lag::measure(&lag, mode));
+                let why = match got {
+                    Ok(Ok(r)) => {
+                        report.detection_lag.push(r);
+                        continue;
+                    }
+                    Ok(Err(e)) => diag::one_line(&e),
+                    Err(e) => diag::one_line(&e),
+                };
+                report.skip(PART_C, format!("{} control plane: {why}", mode.as_str()));
             }
         }
         None => report.skip(PART_C, "--skip-lag"),
@@ -780,7 +789,7 @@ pub fn render(r: &BenchReport) -> String {
             x.cpu_us_per_req
         ));
     }
-    if let Some(c) = &r.detection_lag {
+    for c in &r.detection_lag {
         render_lag(c, &mut line);
     }
     if let Some(d) = &r.suite {
@@ -846,8 +855,8 @@ fn render_memory(m: &MemoryFigure, line: &mut impl FnMut(String)) {
 fn render_lag(c: &LagReport, line: &mut impl FnMut(String)) {
     let ms = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     line(format!(
-        "(c) detection lag, twin ground truth -> harness observer ({} timing, {:.0} s)",
-        c.timing, c.elapsed_s
+        "(c) detection lag, twin ground truth -> harness observer ({} control plane, {} timing, {:.0} s)",
+        c.control_plane, c.timing, c.elapsed_s
     ));
     line(format!(
         "    {:<17} {:<44} {:>7} {:>7} {:>8} {:>8} {:>8}",

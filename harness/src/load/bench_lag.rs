@@ -11,6 +11,12 @@
 //! - Ceph HEALTH_WARN / HEALTH_OK: an OSD Deployment is scaled to 0, then back to 1,
 //!   as the `ceph status` poll and the CephCluster watch report it.
 //!
+//! On the real control plane (`--control-plane real`) the stack does not run yet, so
+//! the pods are those of a Deployment of 3 (`bench/bench-web`) and Ceph is not
+//! measured; a node's NotReady is the real node-lifecycle controller's write, which
+//! the twin records when its own watch of the API server delivers it (the earliest
+//! it can know), so that lag is the harness's watch against the twin's.
+//!
 //! Both clocks are this process's wall clock (the twin runs in-process), so a lag is
 //! a difference of two `Utc::now()` readings. A poll may read Ceph's new state before
 //! the twin's Rook operator records it (every 100 ms in the fast profile), so its lag
@@ -36,7 +42,7 @@ use crate::{
     target::{
         self,
         power::{NodePower as _, TwinPower},
-        TimingProfile,
+        ControlPlaneMode, TimingProfile,
     },
 };
 
@@ -98,6 +104,8 @@ pub struct LagOptions {
     /// The Ceph observer's poll interval.
     pub ceph_interval: Duration,
     pub seed: u64,
+    /// (c) is measured on each, in turn.
+    pub control_planes: Vec<ControlPlaneMode>,
 }
 
 /// Lags of one kind of event as one observer saw them.
@@ -119,6 +127,8 @@ pub struct LagFigure {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LagReport {
+    /// `embedded` or `real`.
+    pub control_plane: String,
     pub timing: String,
     pub figures: Vec<LagFigure>,
     pub elapsed_s: f64,
@@ -363,7 +373,7 @@ pub fn lists(detail: &str, key: &str) -> bool {
 /// The twin gets a runtime of its own, as an API server is a process of its own: the
 /// lag then counts the twin serving the watch event and the harness receiving and
 /// judging it, not the harness's tasks queueing behind the twin's controllers.
-pub fn measure(opts: &LagOptions) -> Result<LagReport, LagError> {
+pub fn measure(opts: &LagOptions, control_plane: ControlPlaneMode) -> Result<LagReport, LagError> {
     let runtime = |workers: usize| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
@@ -375,11 +385,13 @@ pub fn measure(opts: &LagOptions) -> Result<LagReport, LagError> {
     let (twin_rt, harness_rt) = (runtime(2)?, runtime(2)?);
     let dir = std::env::temp_dir().join(format!("stormdrill-bench-lag-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(LagError::Scratch)?;
-    let twin = twin_rt.block_on(target::serve_twin(
+    let twin = twin_rt.block_on(target::serve_twin_with_ceph(
         0,
         opts.seed,
         TimingProfile::Fast,
         &[],
+        target::CephMode::Simulated,
+        control_plane,
         &dir.join("kubeconfig"),
     ));
     let twin = match twin {
@@ -394,7 +406,12 @@ pub fn measure(opts: &LagOptions) -> Result<LagReport, LagError> {
             .client()
             .await
             .map_err(|e| LagError::Twin(Box::new(e)))?;
-        match tokio::time::timeout(PART_TIMEOUT, on_twin(client, opts)).await {
+        let provider = twin
+            .provider_client()
+            .await
+            .map_err(|e| LagError::Twin(Box::new(e)))?;
+        let on = on_twin(client, provider, opts, control_plane);
+        match tokio::time::timeout(PART_TIMEOUT, on).await {
             Ok(r) => r,
             Err(_) => Err(LagError::Nothing(format!(
                 "the part took longer than {} min",
@@ -409,9 +426,129 @@ pub fn measure(opts: &LagOptions) -> Result<LagReport, LagError> {
     result
 }
 
-async fn on_twin(client: Client, opts: &LagOptions) -> Result<LagReport, LagError> {
+async fn on_twin(
+    client: Client,
+    provider: Client,
+    opts: &LagOptions,
+    control_plane: ControlPlaneMode,
+) -> Result<LagReport, LagError> {
     let started = Instant::now();
-    let deployed = crate::stack::deploy(&client, &opts.stack, Duration::from_secs(120), |_| {})
+    let mut report = LagReport {
+        control_plane: control_plane.as_str().into(),
+        timing: "fast".into(),
+        ..LagReport::default()
+    };
+    let mut truth = Truth {
+        client: provider.clone(),
+        since: 0,
+        pending: Vec::new(),
+    };
+    let n = opts.events;
+    if control_plane == ControlPlaneMode::Real {
+        bench_deployment(&client).await?;
+        report.notes.push(format!(
+            "a Deployment of 3 Ready in {:.1} s; events one at a time, {n} per kind; \
+             Ceph not measured (the stack does not run on the real control plane yet)",
+            started.elapsed().as_secs_f64(),
+        ));
+        report
+            .figures
+            .push(pods(&client, &mut truth, n, BENCH_PODS).await?.figure(n));
+    } else {
+        deploy_stack(&client, opts).await?;
+        report.notes.push(format!(
+            "stack deployed in {:.1} s; events one at a time, {n} per kind",
+            started.elapsed().as_secs_f64(),
+        ));
+        report
+            .figures
+            .push(pods(&client, &mut truth, n, API_PODS).await?.figure(n));
+        let (warn, ok) = ceph(&client, &mut truth, n, opts.ceph_interval).await?;
+        report
+            .figures
+            .extend(warn.into_iter().chain(ok).map(|s| s.figure(n)));
+    }
+    let (down, up) = nodes(&client, &provider, &mut truth, n).await?;
+    report.figures.push(down.figure(n));
+    report.figures.push(up.figure(n));
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Which pods the pod-Ready events come from.
+struct PodSet {
+    namespace: &'static str,
+    selector: &'static str,
+    /// Every pod's name starts with it (its Deployment's name and a dash).
+    prefix: &'static str,
+}
+
+const API_PODS: PodSet = PodSet {
+    namespace: API_NS,
+    selector: API_SELECTOR,
+    prefix: "fastapi-",
+};
+const BENCH_PODS: PodSet = PodSet {
+    namespace: "bench",
+    selector: "app=bench-web",
+    prefix: "bench-web-",
+};
+
+/// The Deployment [`BENCH_PODS`] come from, created and waited for Ready.
+async fn bench_deployment(client: &Client) -> Result<(), LagError> {
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let pp = PatchParams::apply("stormdrill-bench").force();
+    ns.patch(
+        BENCH_PODS.namespace,
+        &pp,
+        &Patch::Apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": BENCH_PODS.namespace},
+        })),
+    )
+    .await
+    .map_err(api_err("creating namespace bench"))?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), BENCH_PODS.namespace);
+    deployments
+        .patch(
+            "bench-web",
+            &pp,
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "bench-web"},
+                "spec": {
+                    "replicas": 3,
+                    "selector": {"matchLabels": {"app": "bench-web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "bench-web"}},
+                        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+                    },
+                },
+            })),
+        )
+        .await
+        .map_err(api_err("creating deployment bench/bench-web"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = deployments
+            .get("bench-web")
+            .await
+            .map_err(api_err("reading deployment bench/bench-web"))?;
+        let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        if ready == 3 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LagError::NotReady(format!(
+                "deployment bench/bench-web: {ready}/3 Ready after 120 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn deploy_stack(client: &Client, opts: &LagOptions) -> Result<(), LagError> {
+    let deployed = crate::stack::deploy(client, &opts.stack, Duration::from_secs(120), |_| {})
         .await
         .map_err(|source| LagError::Stack {
             dir: opts.stack.clone(),
@@ -425,33 +562,7 @@ async fn on_twin(client: Client, opts: &LagOptions) -> Result<LagReport, LagErro
             .collect();
         return Err(LagError::NotReady(list.join("; ")));
     }
-    let mut report = LagReport {
-        timing: "fast".into(),
-        ..LagReport::default()
-    };
-    report.notes.push(format!(
-        "stack deployed in {:.1} s; events one at a time, {} per kind",
-        started.elapsed().as_secs_f64(),
-        opts.events
-    ));
-    let mut truth = Truth {
-        client: client.clone(),
-        since: 0,
-        pending: Vec::new(),
-    };
-    let n = opts.events;
-    report
-        .figures
-        .push(pods(&client, &mut truth, n).await?.figure(n));
-    let (warn, ok) = ceph(&client, &mut truth, n, opts.ceph_interval).await?;
-    report
-        .figures
-        .extend(warn.into_iter().chain(ok).map(|s| s.figure(n)));
-    let (down, up) = nodes(&client, &mut truth, n).await?;
-    report.figures.push(down.figure(n));
-    report.figures.push(up.figure(n));
-    report.elapsed_s = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> LagError {
@@ -459,18 +570,28 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> LagError {
     move |source| LagError::Api { what, source }
 }
 
-async fn pods(client: &Client, truth: &mut Truth, n: usize) -> Result<Series, LagError> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), API_NS);
-    let mut watched = Watched::start(Box::new(observe::pods_ready(client, API_NS, API_SELECTOR)));
+async fn pods(
+    client: &Client,
+    truth: &mut Truth,
+    n: usize,
+    set: PodSet,
+) -> Result<Series, LagError> {
+    let PodSet {
+        namespace,
+        selector,
+        prefix,
+    } = set;
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut watched = Watched::start(Box::new(observe::pods_ready(client, namespace, selector)));
     let mut series = Series::new("pod Ready", watched.name.clone(), true);
-    let prefix = format!("{API_NS}/fastapi-");
+    let prefix = format!("{namespace}/{prefix}");
     for i in 0..n {
         if !watched.settle(EVENT_TIMEOUT).await {
             series.missed += 1;
             continue;
         }
         let pods = api
-            .list(&ListParams::default().labels(API_SELECTOR))
+            .list(&ListParams::default().labels(selector))
             .await
             .map_err(api_err("listing the API pods"))?;
         let mut names: Vec<String> = pods
@@ -482,7 +603,7 @@ async fn pods(client: &Client, truth: &mut Truth, n: usize) -> Result<Series, La
         names.sort();
         let Some(victim) = names.get(i % names.len().max(1)).cloned() else {
             return Err(LagError::Nothing(format!(
-                "no pod {API_SELECTOR} in {API_NS}"
+                "no pod {selector} in {namespace}"
             )));
         };
         truth.mark().await?;
@@ -490,7 +611,7 @@ async fn pods(client: &Client, truth: &mut Truth, n: usize) -> Result<Series, La
         api.delete(&victim, &DeleteParams::default().grace_period(0))
             .await
             .map_err(api_err(format!("deleting pod {victim}")))?;
-        let gone = format!("{API_NS}/{victim}");
+        let gone = format!("{namespace}/{victim}");
         let Some(ready) = truth
             .wait(|e| {
                 e.kind == "pod"
@@ -607,7 +728,12 @@ async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<(), L
     Ok(())
 }
 
-async fn nodes(client: &Client, truth: &mut Truth, n: usize) -> Result<(Series, Series), LagError> {
+async fn nodes(
+    client: &Client,
+    provider: &Client,
+    truth: &mut Truth,
+    n: usize,
+) -> Result<(Series, Series), LagError> {
     let names: Vec<String> = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -619,7 +745,7 @@ async fn nodes(client: &Client, truth: &mut Truth, n: usize) -> Result<(Series, 
     if names.is_empty() {
         return Err(LagError::Nothing("no node".into()));
     }
-    let power = TwinPower::new(client.clone());
+    let power = TwinPower::new(provider.clone());
     let mut watched = Watched::start(Box::new(observe::nodes_ready(client)));
     let mut down = Series::new("node NotReady", watched.name.clone(), true);
     let mut up = Series::new("node Ready", watched.name.clone(), true);

@@ -72,6 +72,14 @@ pub enum ControlPlaneMode {
 }
 
 impl ControlPlaneMode {
+    /// The flag's value, for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlPlaneMode::Embedded => "embedded",
+            ControlPlaneMode::Real => "real",
+        }
+    }
+
     fn kind(self) -> stormdrill_twin::controlplane::ControlPlaneKind {
         use stormdrill_twin::controlplane::ControlPlaneKind;
         match self {
@@ -532,6 +540,15 @@ impl ServedTwin {
     /// A client for the served twin, through its kubeconfig like any other.
     pub async fn client(&self) -> Result<Client, TargetError> {
         client_for_twin(&self.twin).await.map(|(c, _)| c)
+    }
+
+    /// A client for the twin's own endpoints (node power, `/twin/v1/events`): the API
+    /// server's client on the embedded control plane, the twin's server on a real one.
+    pub async fn provider_client(&self) -> Result<Client, TargetError> {
+        match self.twin.real_control_plane() {
+            Some(_) => provider_client_for_twin(&self.twin).await,
+            None => self.client().await,
+        }
     }
 }
 

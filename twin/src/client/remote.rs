@@ -43,6 +43,8 @@ pub struct Remote {
     agent: ureq::Agent,
     watch_agent: ureq::Agent,
     api: Arc<Api>,
+    /// Where node transitions made by the real controllers are recorded.
+    truth: Option<Arc<crate::truth::Truth>>,
     /// The newest resourceVersion mirrored per object, and whether it was deleted.
     seen: Mutex<HashMap<ObjKey, (u64, bool)>>,
     /// Resources with a reflector thread.
@@ -116,7 +118,22 @@ fn transport(e: ureq::Error) -> ApiError {
 impl Remote {
     /// A client of the API server at `base` (`https://127.0.0.1:PORT`), mirroring into `api`.
     pub fn new(base: &str, ca_pem: &str, token: &str, api: Arc<Api>) -> Remote {
+        Remote::with_truth(base, ca_pem, token, api, None)
+    }
+
+    /// As [`Remote::new`]; with `truth`, a node whose Ready condition leaves `True`
+    /// (the real node-lifecycle controller's write: the twin's own kubelets only ever
+    /// post `True`) is recorded there as `NotReady` the moment its watch event arrives,
+    /// the earliest the twin can know of it.
+    pub fn with_truth(
+        base: &str,
+        ca_pem: &str,
+        token: &str,
+        api: Arc<Api>,
+        truth: Option<Arc<crate::truth::Truth>>,
+    ) -> Remote {
         Remote {
+            truth,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             agent: agent(ca_pem, Some(Duration::from_secs(30))),
@@ -258,6 +275,18 @@ impl Remote {
                 }
             }
             seen.insert(key, (rv, false));
+        }
+        if let Some(truth) = &self.truth {
+            if info.group.is_empty() && info.plural == "nodes" {
+                let was = self.api.get(info, None, name).ok();
+                if was
+                    .as_ref()
+                    .is_some_and(crate::controllers::obj::is_node_ready)
+                    && !crate::controllers::obj::is_node_ready(obj)
+                {
+                    truth.record("node", name, "NotReady");
+                }
+            }
         }
         let mut o = obj.clone();
         // Lists give items without kind/apiVersion; the twin's code reads them.
