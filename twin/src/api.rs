@@ -569,7 +569,11 @@ impl Api {
             m.remove("resourceVersion");
             m.insert("uid".into(), json!(self.uid()));
             m.insert("creationTimestamp".into(), json!(now_rfc3339()));
-            m.insert("generation".into(), json!(1));
+            if info.tracks_generation() {
+                m.insert("generation".into(), json!(1));
+            } else {
+                m.remove("generation");
+            }
         }
         let is_crd =
             info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions";
@@ -794,7 +798,11 @@ impl Api {
         } else {
             generation
         };
-        new["metadata"]["generation"] = json!(generation);
+        if info.tracks_generation() {
+            new["metadata"]["generation"] = json!(generation);
+        } else if let Some(m) = new["metadata"].as_object_mut() {
+            m.remove("generation");
+        }
         self.validate(info, &new)?;
         if without_rv(&new) == without_rv(old) {
             // A no-op write keeps the resourceVersion, as upstream.
@@ -850,6 +858,14 @@ impl Api {
             return Err(ApiError::not_found(&info.group, &info.plural, name));
         };
         let mut new = (*old).clone();
+        // A merge patch that is not an object would replace the whole object (RFC 7386);
+        // kube-apiserver then fails to decode the result: 400, as here.
+        if matches!(ptype, PatchType::Merge | PatchType::StrategicMerge) && !body.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                json_type(body)
+            )));
+        }
         match ptype {
             PatchType::Merge => patch::merge_patch(&mut new, body),
             PatchType::Json => patch::json_patch(&mut new, body)
@@ -1572,4 +1588,16 @@ fn decode_continue(tok: &str) -> Result<(String, String), ApiError> {
         v["ns"].as_str().ok_or_else(bad)?.to_string(),
         v["name"].as_str().ok_or_else(bad)?.to_string(),
     ))
+}
+
+/// A JSON value's type as Go's encoding/json names it in its errors.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }

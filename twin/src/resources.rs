@@ -35,7 +35,103 @@ pub struct ResourceInfo {
     pub builtin: bool,
 }
 
+/// Built-in resources whose kube-apiserver strategy sets `metadata.generation` (1 on
+/// create, +1 when the spec changes): the `Generation = 1` in each one's
+/// `PrepareForCreate` under `pkg/registry/**/strategy.go` of k8s.io/kubernetes v1.37.2.
+/// The others (ConfigMaps, Secrets, Namespaces, Services, ...) have none.
+const GENERATION_TRACKED: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "podtemplates"),
+    ("", "replicationcontrollers"),
+    ("admissionregistration.k8s.io", "mutatingadmissionpolicies"),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingadmissionpolicybindings",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("apps", "daemonsets"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("autoscaling", "horizontalpodautoscalers"),
+    ("batch", "cronjobs"),
+    ("batch", "jobs"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("flowcontrol.apiserver.k8s.io", "flowschemas"),
+    (
+        "flowcontrol.apiserver.k8s.io",
+        "prioritylevelconfigurations",
+    ),
+    ("networking.k8s.io", "ingressclasses"),
+    ("networking.k8s.io", "ingresses"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("policy", "poddisruptionbudgets"),
+    ("resource.k8s.io", "deviceclasses"),
+    ("resource.k8s.io", "devicetaintrules"),
+    ("resource.k8s.io", "resourceslices"),
+    ("scheduling.k8s.io", "priorityclasses"),
+];
+
+/// Built-in resources whose kube-apiserver store answers a DELETE that removes the
+/// object at once with the object (`ReturnDeletedObject: true` in
+/// `pkg/registry/**/storage/storage.go`, v1.37.2); every other one answers a
+/// `Success` Status naming it.
+const RETURNS_DELETED_OBJECT: &[(&str, &str)] = &[
+    ("", "namespaces"),
+    ("", "persistentvolumeclaims"),
+    ("", "persistentvolumes"),
+    ("", "pods"),
+    ("", "podtemplates"),
+    ("", "resourcequotas"),
+    ("", "serviceaccounts"),
+    ("", "services"),
+    ("resource.k8s.io", "deviceclasses"),
+    ("resource.k8s.io", "resourceclaims"),
+    ("resource.k8s.io", "resourceclaimtemplates"),
+    ("resource.k8s.io", "resourcepoolstatusrequests"),
+    ("resource.k8s.io", "resourceslices"),
+    ("storage.k8s.io", "csidrivers"),
+    ("storage.k8s.io", "csinodes"),
+    ("storage.k8s.io", "storageclasses"),
+    ("storage.k8s.io", "volumeattachments"),
+    ("storage.k8s.io", "volumeattributesclasses"),
+];
+
 impl ResourceInfo {
+    /// Whether a DELETE that removes an object at once answers the object (else a
+    /// `Success` Status), per [`RETURNS_DELETED_OBJECT`]; custom resources answer a Status.
+    pub fn returns_deleted_object(&self) -> bool {
+        self.builtin
+            && RETURNS_DELETED_OBJECT
+                .iter()
+                .any(|(g, p)| *g == self.group && *p == self.plural)
+    }
+
+    /// Whether objects of this resource carry `metadata.generation`: every custom
+    /// resource does, built-in ones per [`GENERATION_TRACKED`].
+    pub fn tracks_generation(&self) -> bool {
+        !self.builtin
+            || GENERATION_TRACKED
+                .iter()
+                .any(|(g, p)| *g == self.group && *p == self.plural)
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()

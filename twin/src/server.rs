@@ -637,15 +637,26 @@ impl Server {
                     field_manager: q.get("fieldManager").cloned(),
                     force: q.get("force").is_some_and(|f| f == "true"),
                 };
+                // An apply that creates answers 201 Created, as upstream.
+                let creates = ptype == PatchType::Apply
+                    && sub == Subresource::Main
+                    && self.api.get(&info, ns, name).is_err();
+                let out = self.api.patch(&info, ns, name, ptype, &body, sub, &opts)?;
                 Ok(json_response(
-                    200,
-                    &present(self.api.patch(&info, ns, name, ptype, &body, sub, &opts)?),
+                    if creates { 201 } else { 200 },
+                    &present(out),
                 ))
             }
             (&Method::DELETE, Some(name), None) => {
                 let del = delete_options(&q, &bytes)?;
                 let out = self.api.delete(&info, ns, name, &del)?;
-                Ok(json_response(200, &present(out)))
+                // Still there (finalizers, a graceful pod): the object, as upstream.
+                let pending = out.pointer("/metadata/deletionTimestamp").is_some();
+                if pending || info.returns_deleted_object() {
+                    Ok(json_response(200, &present(out)))
+                } else {
+                    Ok(json_response(200, &deleted_status(&info, &out)))
+                }
             }
             (&Method::GET, Some(name), Some("scale")) => {
                 Ok(json_response(200, &self.api.get_scale(&info, ns, name)?))
@@ -825,4 +836,28 @@ mod tests {
         assert_eq!(t.namespace.as_deref(), Some("x"));
         assert!(parse_target("/metrics", ns_check).is_none());
     }
+}
+
+/// The `Success` Status kube-apiserver answers for an object a DELETE removed at once
+/// (its `details.kind` is the resource's plural, as upstream's store sets it).
+fn deleted_status(info: &ResourceInfo, obj: &Value) -> Value {
+    let mut status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "group": info.group,
+            "kind": info.plural,
+            "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        },
+    });
+    // Go's omitempty: the core group is no field at all.
+    if info.group.is_empty() {
+        if let Some(d) = status["details"].as_object_mut() {
+            d.remove("group");
+        }
+    }
+    status
 }
