@@ -793,6 +793,30 @@ fn watch_response(rx: tokio::sync::mpsc::Receiver<Value>) -> Response<Body> {
         .expect("valid response")
 }
 
+/// The `Success` Status kube-apiserver answers for an object a DELETE removed at once
+/// (its `details.kind` is the resource's plural, as upstream's store sets it).
+fn deleted_status(info: &ResourceInfo, obj: &Value) -> Value {
+    let mut status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "group": info.group,
+            "kind": info.plural,
+            "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        },
+    });
+    // Go's omitempty: the core group is no field at all.
+    if info.group.is_empty() {
+        if let Some(d) = status["details"].as_object_mut() {
+            d.remove("group");
+        }
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,28 +860,4 @@ mod tests {
         assert_eq!(t.namespace.as_deref(), Some("x"));
         assert!(parse_target("/metrics", ns_check).is_none());
     }
-}
-
-/// The `Success` Status kube-apiserver answers for an object a DELETE removed at once
-/// (its `details.kind` is the resource's plural, as upstream's store sets it).
-fn deleted_status(info: &ResourceInfo, obj: &Value) -> Value {
-    let mut status = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": {
-            "name": obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
-            "group": info.group,
-            "kind": info.plural,
-            "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
-        },
-    });
-    // Go's omitempty: the core group is no field at all.
-    if info.group.is_empty() {
-        if let Some(d) = status["details"].as_object_mut() {
-            d.remove("group");
-        }
-    }
-    status
 }
