@@ -46,7 +46,7 @@ fn a_failed_run_keeps_the_control_planes_logs() {
     let feature = dir.path().join("fails.feature");
     std::fs::write(&feature, FEATURE).unwrap();
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let outcome = common::run_harness(RunArgs {
+    let args = RunArgs {
         features: vec![feature.clone()],
         stack: manifest.join("../fixtures/stack"),
         target: TargetKind::Twin,
@@ -55,7 +55,8 @@ fn a_failed_run_keeps_the_control_planes_logs() {
         seed: Some(1),
         quiet: true,
         ..RunArgs::default()
-    });
+    };
+    let outcome = common::run_harness(args.clone());
     assert_ne!(outcome.verdict, Verdict::Go, "{:?}", outcome.summary);
     let logs = outcome.run_dir.path().join(CONTROL_PLANE_LOGS);
     for component in [
@@ -85,16 +86,7 @@ fn a_failed_run_keeps_the_control_planes_logs() {
         .next()
         .unwrap();
     std::fs::write(&feature, passing).unwrap();
-    let outcome = common::run_harness(RunArgs {
-        features: vec![feature],
-        stack: manifest.join("../fixtures/stack"),
-        target: TargetKind::Twin,
-        control_plane: ControlPlaneMode::Real,
-        report_dir: dir.path().join("reports"),
-        seed: Some(1),
-        quiet: true,
-        ..RunArgs::default()
-    });
+    let outcome = common::run_harness(args);
     assert_eq!(outcome.verdict, Verdict::Go, "{:?}", outcome.summary);
     assert!(!outcome.run_dir.path().join(CONTROL_PLANE_LOGS).exists());
 }
