@@ -51,11 +51,19 @@ pub struct Remote {
     reflecting: Mutex<HashSet<(String, String)>>,
 }
 
-fn agent(ca_pem: &str, timeout: Option<Duration>) -> ureq::Agent {
+/// An HTTPS agent trusting `ca_pem` (None: no verification, for the controller
+/// manager's and scheduler's self-signed health endpoints). HTTP statuses are answers,
+/// not errors: callers turn them into the API's errors.
+pub(crate) fn agent(ca_pem: Option<&str>, timeout: Option<Duration>) -> ureq::Agent {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder();
-    if let Ok(cert) = Certificate::from_pem(ca_pem.as_bytes()) {
-        tls = tls.root_certs(RootCerts::new_with_certs(&[cert]));
+    match ca_pem {
+        Some(pem) => {
+            if let Ok(cert) = Certificate::from_pem(pem.as_bytes()) {
+                tls = tls.root_certs(RootCerts::new_with_certs(&[cert]));
+            }
+        }
+        None => tls = tls.disable_verification(true),
     }
     ureq::Agent::config_builder()
         .tls_config(tls.build())
@@ -136,8 +144,8 @@ impl Remote {
             truth,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            agent: agent(ca_pem, Some(Duration::from_secs(30))),
-            watch_agent: agent(ca_pem, None),
+            agent: agent(Some(ca_pem), Some(Duration::from_secs(30))),
+            watch_agent: agent(Some(ca_pem), None),
             api,
             seen: Mutex::new(HashMap::new()),
             reflecting: Mutex::new(HashSet::new()),

@@ -342,20 +342,7 @@ impl std::fmt::Debug for RealControlPlane {
 }
 
 fn http_agent(ca_pem: Option<&str>) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let tls = match ca_pem.and_then(|pem| Certificate::from_pem(pem.as_bytes()).ok()) {
-        Some(cert) => TlsConfig::builder()
-            .root_certs(RootCerts::new_with_certs(&[cert]))
-            .build(),
-        // The controller manager's and scheduler's self-signed serving certificates.
-        None => TlsConfig::builder().disable_verification(true).build(),
-    };
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .timeout_global(Some(Duration::from_secs(3)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
+    crate::client::remote::agent(ca_pem, Some(Duration::from_secs(3)))
 }
 
 fn tail(path: &Path, lines: usize) -> String {
