@@ -25,6 +25,7 @@ pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod sim;
+pub mod simnet;
 pub mod stack;
 pub mod store;
 pub mod timing;
