@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod error;
 pub mod eviction;
 pub mod exec;
+pub mod forward;
 pub mod kubelet_api;
 pub mod operators;
 pub mod patch;
