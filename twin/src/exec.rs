@@ -220,6 +220,7 @@ pub fn exec_request(ctx: &Ctx, pod: &Value, container: &str, command: Vec<String
     ExecRequest {
         namespace: obj::namespace(pod).to_string(),
         pod: obj::name(pod).to_string(),
+        pod_uid: obj::uid(pod).to_string(),
         container: container.to_string(),
         image: spec["image"].as_str().unwrap_or("").to_string(),
         command,

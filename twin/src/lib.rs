@@ -26,6 +26,7 @@ pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod sim;
+pub mod simfs;
 pub mod simnet;
 pub mod stack;
 pub mod store;

@@ -56,14 +56,8 @@ pub fn handler_for(ctx: &Ctx, pod: &Value, port: u16) -> Result<HttpHandler, Str
     if running(pod).is_err() {
         return Err(format!("dial tcp {ip}:{port}: connect: connection refused"));
     }
-    pod.pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find_map(|c| {
-            ctx.sim
-                .http_handler(c["image"].as_str().unwrap_or(""), port)
-        })
+    ctx.sim
+        .pod_http_handler(pod, port)
         .ok_or_else(|| format!("dial tcp {ip}:{port}: connect: connection refused"))
 }
 
