@@ -2,10 +2,12 @@
 //! its egress proxy ([`super::egress`]): each node's kubelet API (exec, attach, logs,
 //! port-forward — [`crate::kubelet_api`]) at `InternalIP:10250`, and each pod's ports
 //! (the service and pod proxies) at `podIP:PORT`, answered by the simulated
-//! containers of [`crate::sim`].
+//! containers of [`crate::sim`] through [`crate::simnet`] (which the embedded API
+//! server's port-forward uses too).
 //!
 //! Contract: a powered-off node's kubelet and pods do not answer ("no route to
-//! host"), as in [`crate::proxy`]; a port nothing simulated serves is refused. The
+//! host"), as in [`crate::proxy`]; a port nothing simulated serves, or of a pod not
+//! Running, is refused. The
 //! kubelet API server listens on one loopback port for every node: the egress proxy
 //! decides which node a connection was meant for.
 
