@@ -103,7 +103,7 @@ const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 /// The subresources of a resource, sorted by name: `status` and `scale` as the
-/// resource declares them, plus for built-ins pods/{eviction,exec,log,proxy},
+/// resource declares them, plus for built-ins pods/{eviction,exec,log,portforward,proxy},
 /// services/proxy, nodes/proxy and namespaces/finalize.
 pub fn subresources(info: &ResourceInfo) -> Vec<Subresource> {
     let mut out = Vec::new();
@@ -119,6 +119,12 @@ pub fn subresources(info: &ResourceInfo) -> Vec<Subresource> {
                 out.push(sub("eviction", "Eviction", ("policy", "v1"), &["create"]));
                 out.push(sub("exec", "PodExecOptions", ("", ""), &["create", "get"]));
                 out.push(sub("log", "Pod", ("", ""), &["get"]));
+                out.push(sub(
+                    "portforward",
+                    "PodPortForwardOptions",
+                    ("", ""),
+                    &["create", "get"],
+                ));
                 out.push(sub("proxy", "PodProxyOptions", ("", ""), PROXY_VERBS));
             }
             "services" => out.push(sub("proxy", "ServiceProxyOptions", ("", ""), PROXY_VERBS)),

@@ -220,6 +220,7 @@ pub fn exec_request(ctx: &Ctx, pod: &Value, container: &str, command: Vec<String
     ExecRequest {
         namespace: obj::namespace(pod).to_string(),
         pod: obj::name(pod).to_string(),
+        pod_uid: obj::uid(pod).to_string(),
         container: container.to_string(),
         image: spec["image"].as_str().unwrap_or("").to_string(),
         command,
@@ -255,7 +256,9 @@ fn reachable_container(
     Ok((pod, container))
 }
 
-fn dial_kubelet(ctx: &Ctx, pod: &Value, name: &str) -> Result<String, ApiError> {
+/// The API server's checks before it dials the pod's kubelet: a node assigned, and
+/// powered on.
+pub(crate) fn dial_kubelet(ctx: &Ctx, pod: &Value, name: &str) -> Result<String, ApiError> {
     let node = obj::str_at(pod, "/spec/nodeName").unwrap_or("");
     if node.is_empty() {
         return Err(bad_request(format!(
@@ -384,15 +387,31 @@ pub async fn handle_exec(
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         session(ws, ctx, er, streams, v5).await;
     });
+    Ok(websocket_accept(&key, &protocol))
+}
+
+/// The `101 Switching Protocols` answer to a WebSocket upgrade with `key`, choosing
+/// subprotocol `protocol`.
+pub(crate) fn websocket_accept(key: &str, protocol: &str) -> Response<Body> {
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    Ok(Response::builder()
-        .status(101)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
-        .body(Full::new(Bytes::new()).boxed())
-        .expect("valid response"))
+    let mut resp = Response::new(Full::new(Bytes::new()).boxed());
+    *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(protocol) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    resp
 }
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;

@@ -211,32 +211,14 @@ pub fn route(
             b.ip, b.port
         )));
     };
-    Ok((obj::name(pod).to_string(), dial(ctx, pod, &b.ip, b.port)?))
+    Ok((obj::name(pod).to_string(), dial(ctx, pod, b.port)?))
 }
 
-/// What a connection to `ip:port` of `pod` reaches: no route when its node is off,
-/// refused when no container serves that port.
-fn dial(ctx: &Ctx, pod: &Value, ip: &str, port: u16) -> Result<HttpHandler, ApiError> {
-    let to = format!("dial tcp {ip}:{port}");
-    let node = obj::str_at(pod, "/spec/nodeName").unwrap_or("");
-    if node.is_empty() || !ctx.power.is_on(node) {
-        return Err(unavailable(format!(
-            "error trying to reach service: {to}: connect: no route to host"
-        )));
-    }
-    pod.pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find_map(|c| {
-            ctx.sim
-                .http_handler(c["image"].as_str().unwrap_or(""), port)
-        })
-        .ok_or_else(|| {
-            unavailable(format!(
-                "error trying to reach service: {to}: connect: connection refused"
-            ))
-        })
+/// What a connection to `port` of `pod` reaches: no route when its node is off,
+/// refused when it does not run or no container serves that port.
+fn dial(ctx: &Ctx, pod: &Value, port: u16) -> Result<HttpHandler, ApiError> {
+    crate::simnet::handler_for(ctx, pod, port)
+        .map_err(|e| unavailable(format!("error trying to reach service: {e}")))
 }
 
 /// The pod proxy's target, as upstream's pod ResourceLocation: the pod's IP on the
@@ -270,7 +252,7 @@ pub fn route_pod(
             ))
         })?
     };
-    Ok((name.to_string(), dial(ctx, &pod, ip, port)?))
+    Ok((name.to_string(), dial(ctx, &pod, port)?))
 }
 
 /// `services/[scheme:]NAME[:PORT]/proxy/PATH`.

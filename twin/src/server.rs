@@ -480,6 +480,9 @@ impl Server {
                     return crate::exec::handle_exec(self, req, ns, name, &q).await
                 }
                 ("", "pods", "log") => return crate::exec::handle_logs(self, ns, name, &q).await,
+                ("", "pods", "portforward") => {
+                    return crate::forward::handle(self, req, ns, name).await
+                }
                 ("", "services", s) if s == "proxy" || s.starts_with("proxy/") => {
                     let rest = s.strip_prefix("proxy").unwrap_or("");
                     return crate::proxy::handle(self, req, ns, name, rest).await;

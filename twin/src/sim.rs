@@ -5,8 +5,10 @@
 //! Exec: every container answers a small busybox-like set of commands natively
 //! (`true`, `false`, `echo`, `hostname`, `cat /etc/hostname`, `cat` of stdin, `env`,
 //! `sleep N` (capped at [`SLEEP_CAP`]), `nslookup`, `getent hosts`, `curl`/`wget` of
-//! Services and pods (their registered HTTP handlers), `grep`, `head`, `wc -l`,
-//! `exit N`), and `sh -c SCRIPT` runs a small shell over them (`;`, `&&`,
+//! Services and pods (their registered HTTP handlers), `grep`, `head`/`tail` (lines
+//! or `-c` bytes), `wc -l`, `exit N`, and over the container's in-memory files
+//! ([`crate::simfs`]) `tar`, `ls`, `cat FILE`, `test`/`[`, `mkdir`, `rm`), and
+//! `sh -c SCRIPT` runs a small shell over them (`;`, `&&`,
 //! `||`, `|`, quotes, `$VAR`, `2>&1`, `>/dev/null`). Every other command goes to the
 //! handler registered for the container's image ([`Sim::register_exec`]); without
 //! one it fails as a shell does: exit 127, `sh: CMD: not found`. Handlers are
@@ -28,6 +30,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::controllers::{obj, Ctx};
+use crate::simfs;
 
 /// Log lines kept per container (oldest dropped first).
 const LOG_CAP: usize = 10_000;
@@ -41,6 +44,8 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 pub struct ExecRequest {
     pub namespace: String,
     pub pod: String,
+    /// The pod's UID: a new pod of the same name has new files ([`crate::simfs`]).
+    pub pod_uid: String,
     pub container: String,
     pub image: String,
     /// argv; for `sh -c` scripts, each simple command of the script.
@@ -177,6 +182,8 @@ pub struct Sim {
     log_changes: watch::Sender<u64>,
     exec_handlers: RwLock<Vec<(String, ExecHandler)>>,
     http_handlers: RwLock<Vec<(String, u16, HttpHandler)>>,
+    /// The containers' files (`tar`, `ls`, `cat FILE`, ...).
+    pub files: crate::simfs::FsStore,
 }
 
 impl Default for Sim {
@@ -187,6 +194,7 @@ impl Default for Sim {
             log_changes: watch::channel(0).0,
             exec_handlers: RwLock::default(),
             http_handlers: RwLock::default(),
+            files: crate::simfs::FsStore::default(),
         }
     }
 }
@@ -278,6 +286,15 @@ impl Sim {
             .filter_map(|(p, h)| image_match(p, image).map(|n| (n, h)))
             .max_by_key(|(n, _)| *n)
             .map(|(_, h)| h.clone())
+    }
+
+    /// What any of `pod`'s containers serves on `port`.
+    pub fn pod_http_handler(&self, pod: &Value, port: u16) -> Option<HttpHandler> {
+        pod.pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find_map(|c| self.http_handler(c["image"].as_str().unwrap_or(""), port))
     }
 
     pub fn http_handler(&self, image: &str, port: u16) -> Option<HttpHandler> {
@@ -379,8 +396,10 @@ impl Sim {
     }
 
     /// The container restarted (the kubelet calls this): its current log becomes
-    /// the `previous=true` log and a new one starts.
+    /// the `previous=true` log and a new one starts; its files are gone (a new
+    /// writable layer).
     pub fn restart_container(&self, namespace: &str, pod: &str, container: &str) {
+        self.files.reset_container(namespace, pod, container);
         {
             let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
             let c = logs.entry(key(namespace, pod, container)).or_default();
@@ -395,8 +414,9 @@ impl Sim {
         self.log_changes.subscribe()
     }
 
-    /// Forgets a pod's logs (the pod object is gone).
+    /// Forgets a pod's logs and files (the pod object is gone).
     pub fn forget_pod(&self, namespace: &str, pod: &str) {
+        self.files.forget_pod(namespace, pod);
         {
             let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
             logs.retain(|(ns, p, _), _| !(ns == namespace && p == pod));
@@ -765,7 +785,7 @@ pub fn split_words(line: &str) -> Vec<String> {
 /// Commands that never read stdin (the exec session need not wait for it).
 const IGNORE_STDIN: &[&str] = &[
     "true", "false", ":", "echo", "hostname", "env", "printenv", "sleep", "nslookup", "getent",
-    "exit", "export", "set", "cd", "unset", "trap", "umask",
+    "exit", "export", "set", "cd", "unset", "trap", "umask", "test", "[", "ls", "mkdir", "rm",
 ];
 
 /// Whether running `command` may read stdin; an exec session waits for the
@@ -782,8 +802,12 @@ pub fn reads_stdin(command: &[String]) -> bool {
             _ => true,
         };
     }
-    if base == "cat" && args == ["/etc/hostname"] {
+    if base == "cat" && !args.is_empty() && !args.contains(&"-") {
         return false;
+    }
+    if base == "tar" {
+        // `tar x`/`tar t` of `-` read the archive (kubectl cp into a pod).
+        return crate::simfs::parse_tar_args(&args).is_ok_and(|t| t.reads_stdin());
     }
     !IGNORE_STDIN.contains(&base)
 }
@@ -1202,16 +1226,7 @@ impl Shell<'_> {
                 return Some(refused());
             };
             let live = obj::str_at(pod, "/spec/nodeName").is_some_and(|n| self.ctx.power.is_on(n));
-            let handler = pod
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find_map(|c| {
-                    self.sim
-                        .http_handler(c["image"].as_str().unwrap_or(""), port)
-                });
-            match (live, handler) {
+            match (live, self.sim.pod_http_handler(pod, port)) {
                 (true, Some(h)) => (obj::name(pod).to_string(), h),
                 _ => return Some(refused()),
             }
@@ -1245,6 +1260,14 @@ impl Shell<'_> {
         Some(ExecOutput::ok(stdout))
     }
 
+    /// Runs `f` on this container's files.
+    fn files<R>(&self, f: impl FnOnce(&mut simfs::Fs) -> R) -> R {
+        let r = self.req;
+        self.sim
+            .files
+            .with(&r.namespace, &r.pod, &r.pod_uid, &r.container, f)
+    }
+
     fn hostname(&self) -> String {
         self.vars
             .get("HOSTNAME")
@@ -1273,6 +1296,22 @@ impl Shell<'_> {
                 ExecOutput::ok(stdin.unwrap_or_default().to_vec())
             }
             "cat" if args == ["/etc/hostname"] => ExecOutput::ok(format!("{}\n", self.hostname())),
+            "cat" if args.iter().all(|a| *a == "-" || !a.starts_with('-')) => {
+                let missing = self.files(|fs| {
+                    args.iter()
+                        .any(|a| *a != "-" && fs.get(&simfs::absolute("/", a)).is_none())
+                });
+                // Files the container never got are the image's business (if it has a handler).
+                if missing && self.sim.exec_handler(&self.req.image).is_some() {
+                    return None;
+                }
+                self.files(|fs| simfs::cat(fs, args, stdin))
+            }
+            "tar" => self.files(|fs| simfs::tar(fs, args, stdin)),
+            "ls" => self.files(|fs| simfs::ls(fs, args)),
+            "test" | "[" => self.files(|fs| simfs::test(fs, args, cmd == "[")),
+            "mkdir" => self.files(|fs| simfs::mkdir(fs, args)),
+            "rm" => self.files(|fs| simfs::rm(fs, args)),
             "env" | "printenv" if args.is_empty() => {
                 let mut vars: Vec<_> = self.vars.iter().collect();
                 vars.sort();
@@ -1401,8 +1440,19 @@ impl Shell<'_> {
             }
             "head" | "tail" => {
                 let mut n = 10usize;
+                let mut bytes = None;
                 let mut it = args.iter();
                 while let Some(a) = it.next() {
+                    // `-c N` / `-c+N`: bytes, binary-safe (`tar cf - X | tail -c+N`, what
+                    // `kubectl cp --retries` runs).
+                    if *a == "-c" {
+                        bytes = Some(it.next()?.to_string());
+                        continue;
+                    }
+                    if let Some(v) = a.strip_prefix("-c") {
+                        bytes = Some(v.to_string());
+                        continue;
+                    }
                     let v = match *a {
                         "-n" => *it.next()?,
                         a if a.starts_with("-n") => &a[2..],
@@ -1410,6 +1460,20 @@ impl Shell<'_> {
                         _ => return None, // files: the image decides
                     };
                     n = v.parse().ok()?;
+                }
+                if let Some(spec) = bytes {
+                    let input = stdin.unwrap_or_default();
+                    let (from_start, k) = match spec.strip_prefix('+') {
+                        Some(k) => (true, k),
+                        None => (false, spec.as_str()),
+                    };
+                    let k: usize = k.parse().ok()?;
+                    let picked = match (cmd, from_start) {
+                        ("tail", true) => &input[k.saturating_sub(1).min(input.len())..],
+                        ("tail", false) => &input[input.len().saturating_sub(k)..],
+                        _ => &input[..k.min(input.len())],
+                    };
+                    return Some(ExecOutput::ok(picked.to_vec()));
                 }
                 let text = String::from_utf8_lossy(stdin.unwrap_or_default()).into_owned();
                 let lines: Vec<&str> = text.lines().collect();
@@ -1484,5 +1548,17 @@ mod tests {
         assert!(reads_stdin(&argv(&["sh", "-c", "cat; echo done"])));
         assert!(reads_stdin(&argv(&["sh", "-c", "X=1 grep a >/dev/null"])));
         assert!(reads_stdin(&argv(&["sh"])));
+        // kubectl cp: into a pod, out of one, and its directory check.
+        assert!(reads_stdin(&argv(&["tar", "-xmf", "-", "-C", "/tmp"])));
+        assert!(reads_stdin(&argv(&["tar", "xmf", "-"])));
+        assert!(!reads_stdin(&argv(&["tar", "cf", "-", "/tmp/x"])));
+        assert!(!reads_stdin(&argv(&[
+            "sh",
+            "-c",
+            "tar cf - '/tmp/x' | tail -c+1"
+        ])));
+        assert!(!reads_stdin(&argv(&["test", "-d", "/tmp/x"])));
+        assert!(!reads_stdin(&argv(&["cat", "/tmp/x"])));
+        assert!(reads_stdin(&argv(&["cat", "-"])));
     }
 }

@@ -20,6 +20,9 @@ use stormdrill_twin::controlplane::real::find_binaries;
 use stormdrill_twin::controlplane::ControlPlaneKind;
 use stormdrill_twin::{Twin, TwinOptions};
 
+#[path = "../../harness/tests/common/streams.rs"]
+mod streams;
+
 fn binaries() -> Option<PathBuf> {
     match find_binaries(None) {
         Ok(dir) => Some(dir),
@@ -138,6 +141,18 @@ spec:
     spec:
       containers:
       - {name: web, image: "nginx:1.27"}
+"#;
+
+/// A pod whose image serves HTTP in the twin: Grafana's `/api/health` on 3000.
+const GRAFANA: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: graf, namespace: cp-test, labels: {app: graf}}
+spec:
+  containers:
+  - name: grafana
+    image: grafana/grafana:11.2.0
+    ports: [{containerPort: 3000}]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,6 +411,86 @@ async fn real_control_plane_with_simulated_nodes() {
     assert!(ok && out.contains("through stdin"), "exec -i: {out}");
     let (ok, out) = kubectl(&bin, &kubeconfig, &["-n", "cp-test", "logs", &web], None);
     assert!(ok, "logs: {out}");
+
+    // port-forward: kubectl's WebSocket to the apiserver, which tunnels it as SPDY
+    // through the egress proxy to the simulated kubelet's port-forward; cp: exec of
+    // tar, stdin half-closed at its end, over the same path.
+    let (ok, out) = kubectl(&bin, &kubeconfig, &["apply", "-f", "-"], Some(GRAFANA));
+    assert!(ok, "{out}");
+    until("the grafana pod Ready", Duration::from_secs(60), || async {
+        (!ready_pods(&pods, "app=graf").await.is_empty()).then_some(())
+    })
+    .await;
+    let kubectl_bin = bin.join("kubectl");
+    let target = ["-n", "cp-test", "pod/graf"];
+    let t = Instant::now();
+    let f = streams::Forward::start(&kubectl_bin, &kubeconfig, &target, 3000, &[]);
+    let answer = streams::http_get(f.port, "/api/health");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"version\":\"11.2.0\""),
+        "port-forward: {answer}\n{}",
+        f.stderr()
+    );
+    drop(f);
+    println!(
+        "port-forward through the real apiserver answered in {:.1?}",
+        t.elapsed()
+    );
+    streams::forward_to_closed_port(&kubectl_bin, &kubeconfig, &target, 3999);
+
+    let t = Instant::now();
+    let note = dir.join("note.txt");
+    std::fs::write(&note, "through the real apiserver\n").expect("note");
+    let blob = streams::binary(100 * 1024);
+    let blob_path = dir.join("blob.bin");
+    std::fs::write(&blob_path, &blob).expect("blob");
+    for (local, remote) in [(&note, "graf:/tmp/note.txt"), (&blob_path, "graf:/tmp/")] {
+        let local = local.to_str().expect("utf-8 path");
+        let (ok, out) = kubectl(
+            &bin,
+            &kubeconfig,
+            &["-n", "cp-test", "cp", local, remote],
+            None,
+        );
+        assert!(ok, "cp {local} {remote}: {out}");
+    }
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &[
+            "-n",
+            "cp-test",
+            "exec",
+            "graf",
+            "--",
+            "cat",
+            "/tmp/note.txt",
+        ],
+        None,
+    );
+    assert!(ok && out == "through the real apiserver\n", "cat: {out}");
+    let back = dir.join("back.bin");
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &[
+            "-n",
+            "cp-test",
+            "cp",
+            "graf:/tmp/blob.bin",
+            back.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(ok, "cp out: {out}");
+    assert!(
+        std::fs::read(&back).expect("copied out") == blob,
+        "the 100 KiB binary file came back different"
+    );
+    println!(
+        "kubectl cp in and out through the real apiserver in {:.1?}",
+        t.elapsed()
+    );
 
     // 4. A PodDisruptionBudget blocks kubectl drain; with room, the drain succeeds.
     let (ok, out) = kubectl(

@@ -58,7 +58,12 @@ pub fn serve() -> Served {
 }
 
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("kubectl")
+    kubectl_bin(Path::new("kubectl"), kubeconfig, args)
+}
+
+/// [`kubectl`] with another kubectl binary (e.g. a newer release).
+pub fn kubectl_bin(bin: &Path, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)

@@ -106,3 +106,4 @@ pub async fn twin_client(twin: &stormdrill_twin::Twin) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 pub mod kubectl;
+pub mod streams;

@@ -244,6 +244,8 @@ impl Kubelet {
         let pods = ctx.client.list("", "pods", None, None);
         let live: HashSet<String> = pods.iter().map(|p| obj::uid(p).to_string()).collect();
         self.pods.retain(|uid, _| live.contains(uid));
+        // Pods gone however they went (also force-deleted): their files too.
+        ctx.sim.files.retain_pods(&live);
 
         for pod in &pods {
             let Some(node_name) = obj::str_at(pod, "/spec/nodeName").filter(|n| !n.is_empty())

@@ -57,10 +57,25 @@ pub async fn handle(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let (session, incoming) = Session::start(TokioIo::new(upgraded));
-        run(session, incoming, namespace, pod, kubelet, stop).await;
+        serve(TokioIo::new(upgraded), namespace, pod, kubelet, stop).await;
     });
     Ok(server::switching_protocols(protocol))
+}
+
+/// Runs a port-forward session on `io`, the raw bytes after the upgrade (a SPDY
+/// upgrade, or SPDY tunnelled in WebSocket messages as the twin's embedded API
+/// server serves it), until the client closes it or `stop`.
+pub async fn serve<T>(
+    io: T,
+    namespace: String,
+    pod: String,
+    kubelet: Arc<dyn Kubelet>,
+    stop: watch::Receiver<bool>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (session, incoming) = Session::start(io);
+    run(session, incoming, namespace, pod, kubelet, stop).await;
 }
 
 /// Why a stream is refused, or its (port, type) when valid.

@@ -2,10 +2,12 @@
 //! its egress proxy ([`super::egress`]): each node's kubelet API (exec, attach, logs,
 //! port-forward — [`crate::kubelet_api`]) at `InternalIP:10250`, and each pod's ports
 //! (the service and pod proxies) at `podIP:PORT`, answered by the simulated
-//! containers of [`crate::sim`].
+//! containers of [`crate::sim`] through [`crate::simnet`] (which the embedded API
+//! server's port-forward uses too).
 //!
 //! Contract: a powered-off node's kubelet and pods do not answer ("no route to
-//! host"), as in [`crate::proxy`]; a port nothing simulated serves is refused. The
+//! host"), as in [`crate::proxy`]; a port nothing simulated serves, or of a pod not
+//! Running, is refused. The
 //! kubelet API server listens on one loopback port for every node: the egress proxy
 //! decides which node a connection was meant for.
 
@@ -15,8 +17,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::egress::{Router, Stream};
@@ -24,13 +24,9 @@ use crate::controllers::{obj, Ctx};
 use crate::kubelet_api::{
     AsyncReadWrite, ExecCall, ExecResult, Kubelet, KubeletApiError, LogQuery,
 };
-use crate::sim::{HttpHandler, HttpRequest};
 
 /// The port every simulated kubelet serves on (the kubelet's default).
 pub const KUBELET_PORT: u16 = 10250;
-
-/// The largest request body a pod's port takes (as the service proxy).
-const BODY_CAP: usize = 16 << 20;
 
 /// The twin's kubelets, behind one [`crate::kubelet_api::serve`].
 pub struct TwinKubelet {
@@ -146,13 +142,18 @@ impl Kubelet for TwinKubelet {
         let (ns, name) = (namespace.to_string(), pod_name.to_string());
         Box::pin(async move {
             let p = pod(&ctx, &ns, &name)?;
-            let handler = handler_for(&ctx, &p, port).map_err(KubeletApiError::Unavailable)?;
-            Ok(Box::new(serve_http(handler, ns, name)) as Box<dyn AsyncReadWrite>)
+            let conn =
+                crate::simnet::connect(&ctx, &p, port).map_err(KubeletApiError::Unavailable)?;
+            Ok(Box::new(conn) as Box<dyn AsyncReadWrite>)
         })
     }
 
     fn lookup(&self, ns: &str, name: &str, container: Option<&str>) -> Result<(), KubeletApiError> {
         let p = pod(&self.ctx, ns, name)?;
+        if container.is_none() {
+            // Port-forward: the kubelet finds no running sandbox to enter.
+            crate::simnet::running(&p).map_err(KubeletApiError::Internal)?;
+        }
         if let Some(c) = container {
             let known = ["containers", "initContainers"].iter().any(|k| {
                 p["spec"][k]
@@ -171,78 +172,6 @@ impl Kubelet for TwinKubelet {
     fn reads_stdin(&self, call: &ExecCall) -> bool {
         crate::sim::reads_stdin(&call.command)
     }
-}
-
-/// What the pod's containers serve on `port`, if its node is up.
-fn handler_for(ctx: &Ctx, pod: &Value, port: u16) -> Result<HttpHandler, String> {
-    let ip = obj::str_at(pod, "/status/podIP").unwrap_or("");
-    let node = obj::str_at(pod, "/spec/nodeName").unwrap_or("");
-    if node.is_empty() || !ctx.power.is_on(node) {
-        return Err(format!("dial tcp {ip}:{port}: connect: no route to host"));
-    }
-    pod.pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find_map(|c| {
-            ctx.sim
-                .http_handler(c["image"].as_str().unwrap_or(""), port)
-        })
-        .ok_or_else(|| format!("dial tcp {ip}:{port}: connect: connection refused"))
-}
-
-/// One end of an in-memory connection whose other end an HTTP/1.1 server answers
-/// with `handler` (the simulated container's port).
-fn serve_http(handler: HttpHandler, ns: String, pod: String) -> tokio::io::DuplexStream {
-    let (client, server) = tokio::io::duplex(64 << 10);
-    tokio::spawn(async move {
-        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let handler = handler.clone();
-            let (ns, pod) = (ns.clone(), pod.clone());
-            async move {
-                let method = req.method().to_string();
-                let path = req
-                    .uri()
-                    .path_and_query()
-                    .map_or("/".to_string(), |p| p.to_string());
-                let headers = req
-                    .headers()
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
-                    })
-                    .collect();
-                let body = Limited::new(req.into_body(), BODY_CAP)
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes().to_vec())
-                    .unwrap_or_default();
-                let hreq = HttpRequest {
-                    method,
-                    path,
-                    headers,
-                    body,
-                    namespace: ns,
-                    pod,
-                };
-                let resp = tokio::task::spawn_blocking(move || handler(&hreq))
-                    .await
-                    .unwrap_or_else(|e| crate::sim::HttpResponse::text(500, e.to_string()));
-                let mut b = hyper::Response::builder().status(resp.status);
-                for (k, v) in &resp.headers {
-                    b = b.header(k.as_str(), v.as_str());
-                }
-                Ok::<_, std::convert::Infallible>(
-                    b.body(Full::new(Bytes::from(resp.body)))
-                        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()))),
-                )
-            }
-        });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(server), svc)
-            .await;
-    });
-    client
 }
 
 /// The egress router: node addresses to the kubelet API, pod addresses to their ports.
@@ -309,12 +238,7 @@ impl Router for TwinNetwork {
                 return Ok(Box::new(s) as Box<dyn Stream>);
             }
             if let Some(p) = pod {
-                let handler = handler_for(&ctx, &p, port)?;
-                let s = serve_http(
-                    handler,
-                    obj::namespace(&p).to_string(),
-                    obj::name(&p).to_string(),
-                );
+                let s = crate::simnet::connect(&ctx, &p, port)?;
                 return Ok(Box::new(s) as Box<dyn Stream>);
             }
             Err(format!("dial tcp {host}:{port}: connect: no route to host (no simulated node or pod has this address)"))
