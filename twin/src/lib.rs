@@ -18,6 +18,7 @@ pub mod exec;
 pub mod kubelet_api;
 pub mod operators;
 pub mod patch;
+pub mod protobuf;
 pub mod provider;
 pub mod proxy;
 pub mod rbac;

@@ -120,16 +120,21 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
+/// A request body as JSON: JSON, YAML, or Kubernetes protobuf (client-go's typed
+/// clients), decoded into the JSON a JSON client would have sent.
+pub(crate) fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
     if content_type.contains("yaml") {
         serde_yaml::from_slice::<Value>(bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    } else if crate::protobuf::is_protobuf(content_type) {
+        crate::protobuf::decode(bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding protobuf: {e}")))
     } else if content_type.contains("protobuf") || content_type.contains("cbor") {
         Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type})"
         )))
     } else {
         serde_json::from_slice::<Value>(bytes)
@@ -589,7 +594,7 @@ impl Server {
                     field_selector: field,
                     ..Default::default()
                 };
-                let del = delete_options(&q, &bytes)?;
+                let del = delete_options(&q, &bytes, &content_type)?;
                 let out = self.api.delete_collection(&info, ns, &opts, &del)?;
                 Ok(json_response(200, &out))
             }
@@ -643,7 +648,7 @@ impl Server {
                 ))
             }
             (&Method::DELETE, Some(name), None) => {
-                let del = delete_options(&q, &bytes)?;
+                let del = delete_options(&q, &bytes, &content_type)?;
                 let out = self.api.delete(&info, ns, name, &del)?;
                 Ok(json_response(200, &present(out)))
             }
@@ -712,8 +717,16 @@ fn table_response(v: &Value) -> Response<Body> {
         .expect("valid response")
 }
 
-fn delete_options(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOptions, ApiError> {
-    let b: Value = if body.is_empty() {
+fn delete_options(
+    q: &HashMap<String, String>,
+    body: &[u8],
+    content_type: &str,
+) -> Result<DeleteOptions, ApiError> {
+    // Typed clients send DeleteOptions as protobuf; a delete has no Content-Type
+    // of its own to go by otherwise, so JSON is the default.
+    let b: Value = if crate::protobuf::is_protobuf(content_type) {
+        parse_body(body, content_type)?
+    } else if body.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(body)
