@@ -23,6 +23,7 @@ pub mod provider;
 pub mod proxy;
 pub mod rbac;
 pub mod resources;
+pub mod reviews;
 pub mod selector;
 pub mod server;
 pub mod sim;

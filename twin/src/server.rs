@@ -339,24 +339,29 @@ impl Server {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .unwrap_or("");
-        // None: the admin (system:masters, no RBAC check).
-        let user = if token == self.token {
-            None
+        // The admin is in system:masters: RBAC allows it everything.
+        let requester = if token == self.token {
+            crate::rbac::StaticToken::admin(token)
         } else {
             match self.users.iter().find(|u| u.token == token) {
-                Some(u) => Some(u.clone()),
+                Some(u) => u.clone(),
                 None => return Ok(error_response(&ApiError::unauthorized())),
             }
         };
+        // `kubectl --as`: from here on the request acts as the impersonated user.
+        let user = match crate::rbac::impersonate(&self.ctx.client, &requester, req.headers()) {
+            Ok(u) => u,
+            Err(e) => return Ok(error_response(&e)),
+        };
         if let Some(attrs) = self.attributes(&req) {
             self.audit.record(&attrs);
-            if let Some(u) = &user {
-                if !crate::rbac::allowed(&self.ctx.client, u, &attrs) {
-                    return Ok(error_response(&attrs.forbidden(&u.user)));
-                }
+            if !crate::rbac::basic_user_request(&attrs)
+                && !crate::rbac::allowed(&self.ctx.client, &user, &attrs)
+            {
+                return Ok(error_response(&attrs.forbidden(&user.user)));
             }
         }
-        let resp = match self.route(req).await {
+        let resp = match self.route(req, &user).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
@@ -387,7 +392,11 @@ impl Server {
         ))
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        user: &crate::rbac::StaticToken,
+    ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
         if let Some(real) = &self.real_api {
             if !path.starts_with("/twin/v1/") {
@@ -498,6 +507,9 @@ impl Server {
                 }
                 _ => {}
             }
+        }
+        if crate::reviews::is_review(&info) {
+            return self.review(req, user, &info, &target).await;
         }
         let dry_run = q.get("dryRun").is_some_and(|d| d == "All");
         let method = req.method().clone();
@@ -687,6 +699,50 @@ impl Server {
                 "the server does not allow this method on the requested resource ({method} {path})"
             ))),
         }
+    }
+}
+
+impl Server {
+    /// The create-only review kinds (`kubectl auth can-i`, `auth whoami`), answered by
+    /// the authorizer rather than stored.
+    async fn review(
+        &self,
+        req: Request<Incoming>,
+        user: &crate::rbac::StaticToken,
+        info: &ResourceInfo,
+        target: &Target,
+    ) -> Result<Response<Body>, ApiError> {
+        if req.method() != Method::POST || target.name.is_some() || target.sub.is_some() {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({} {})",
+                req.method(),
+                req.uri().path()
+            )));
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        let bytes = req
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+            .to_bytes();
+        let body = parse_body(&bytes, &content_type)?;
+        let out = crate::reviews::create(
+            &self.ctx.client,
+            user,
+            info,
+            target.namespace.as_deref(),
+            body,
+        )?;
+        Ok(json_response(
+            201,
+            &Api::present(info, &target.version, &out),
+        ))
     }
 }
 
