@@ -58,12 +58,22 @@ pub fn serve() -> Served {
 }
 
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("kubectl")
+    kubectl_bin(Path::new("kubectl"), kubeconfig, args)
+}
+
+/// [`kubectl`] with a given kubectl binary (another version than PATH's).
+pub fn kubectl_bin(bin: &Path, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
         .output()
-        .expect("kubectl runs (is it installed? see scripts/setup.sh)");
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} runs (is it installed? see scripts/setup.sh): {e}",
+                bin.display()
+            )
+        });
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
