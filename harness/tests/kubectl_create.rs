@@ -191,6 +191,39 @@ fn exercise(k: &Kubectl<'_>, ns: &str) {
         serde_json::json!({"cpu": "2", "memory": "1Gi", "pods": "10"})
     );
 
+    let pc = format!("{ns}-high");
+    k.ok(&["create", "priorityclass", &pc, "--value=1000"]);
+    assert_eq!(k.json(&["get", "priorityclass", &pc])["value"], 1000);
+    k.ok(&[
+        "create",
+        "cronjob",
+        "tick",
+        "-n",
+        ns,
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+        "--",
+        "date",
+    ]);
+    assert_eq!(
+        k.json(&["get", "cronjob", "tick", "-n", ns])["spec"]["schedule"],
+        "*/5 * * * *"
+    );
+    k.ok(&[
+        "create",
+        "ingress",
+        "web",
+        "-n",
+        ns,
+        "--rule=example.com/api=web:80",
+    ]);
+    let rule = &k.json(&["get", "ingress", "web", "-n", ns])["spec"]["rules"][0];
+    assert_eq!(rule["host"], "example.com");
+    let path = &rule["http"]["paths"][0];
+    assert_eq!(path["path"], "/api");
+    assert_eq!(path["backend"]["service"]["name"], "web");
+    assert_eq!(path["backend"]["service"]["port"]["number"], 80);
+
     // RBAC for the service account, created the same way.
     k.ok(&[
         "create",

@@ -408,10 +408,8 @@ impl Api {
             ("", "persistentvolumes") => {
                 set_default(obj, "/status/phase", json!("Available"));
             }
-            ("", "secrets") => {
-                if obj["type"].as_str().is_none_or(str::is_empty) {
-                    obj["type"] = json!("Opaque");
-                }
+            ("", "secrets") if obj["type"].as_str().is_none_or(str::is_empty) => {
+                obj["type"] = json!("Opaque");
             }
             ("apps", "deployments") => {
                 set_default(obj, "/spec/replicas", json!(1));

@@ -111,7 +111,8 @@ pub async fn handle(
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
         .to_bytes();
-    // kubectl drain's typed client sends the Eviction as protobuf.
+    // A client-go typed client may send the Eviction as protobuf (kubectl drain's
+    // sends JSON).
     let body: Value = if bytes.is_empty() {
         json!({})
     } else {

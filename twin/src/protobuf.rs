@@ -1,7 +1,7 @@
 //! Kubernetes protobuf request bodies (`Content-Type: application/vnd.kubernetes.protobuf`),
 //! decoded into the JSON the server would have received from a JSON client, so the
 //! rest of the server handles both alike. client-go's typed clients (kubectl create
-//! secret/configmap/deployment/..., auth can-i, drain's evictions) send these.
+//! secret/configmap/deployment/..., auth can-i) send these.
 //!
 //! Contract of [`decode`]: the body is the 4-byte magic `k8s\x00` followed by a
 //! `runtime.Unknown` (typeMeta {apiVersion, kind}, raw, contentEncoding, contentType);
