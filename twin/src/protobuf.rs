@@ -91,7 +91,13 @@ struct Schema {
     fields: HashMap<(String, u32), Facts>,
 }
 
-fn parse_facts(tsv: &str) -> Result<Schema, String> {
+/// The kinds and field facts of k8s-json.tsv.
+type Tables = (
+    HashMap<(String, String), String>,
+    HashMap<(String, u32), Facts>,
+);
+
+fn parse_facts(tsv: &str) -> Result<Tables, String> {
     let mut kinds = HashMap::new();
     let mut fields = HashMap::new();
     for (i, line) in tsv.lines().enumerate() {
@@ -124,20 +130,20 @@ fn parse_facts(tsv: &str) -> Result<Schema, String> {
             _ => return Err(format!("k8s-json.tsv line {}: unexpected {line:?}", i + 1)),
         }
     }
-    Ok(Schema {
-        pool: DescriptorPool::new(),
-        kinds,
-        fields,
-    })
+    Ok((kinds, fields))
 }
 
 fn schema() -> Result<&'static Schema, ProtobufError> {
     static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
-            let mut s = parse_facts(JSON_FACTS)?;
-            s.pool = DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string())?;
-            Ok(s)
+            let (kinds, fields) = parse_facts(JSON_FACTS)?;
+            let pool = DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string())?;
+            Ok(Schema {
+                pool,
+                kinds,
+                fields,
+            })
         })
         .as_ref()
         .map_err(|e| ProtobufError::Descriptors(e.clone()))
