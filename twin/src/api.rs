@@ -408,13 +408,30 @@ impl Api {
             ("", "persistentvolumes") => {
                 set_default(obj, "/status/phase", json!("Available"));
             }
+            ("", "secrets") if obj["type"].as_str().is_none_or(str::is_empty) => {
+                obj["type"] = json!("Opaque");
+            }
             ("apps", "deployments") => {
                 set_default(obj, "/spec/replicas", json!(1));
-                set_default(
-                    obj,
-                    "/spec/strategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-                );
+                // As upstream's SetDefaults_Deployment: field by field, so the
+                // `strategy: {}` that kubectl create deployment sends gets them too.
+                if !obj["spec"]["strategy"].is_object() {
+                    obj["spec"]["strategy"] = json!({});
+                }
+                let strategy = &mut obj["spec"]["strategy"];
+                if strategy["type"].as_str().is_none_or(str::is_empty) {
+                    strategy["type"] = json!("RollingUpdate");
+                }
+                if strategy["type"] == "RollingUpdate" {
+                    if !strategy["rollingUpdate"].is_object() {
+                        strategy["rollingUpdate"] = json!({});
+                    }
+                    for k in ["maxUnavailable", "maxSurge"] {
+                        if strategy["rollingUpdate"].get(k).is_none_or(Value::is_null) {
+                            strategy["rollingUpdate"][k] = json!("25%");
+                        }
+                    }
+                }
                 for (k, v) in [
                     ("revisionHistoryLimit", 10),
                     ("progressDeadlineSeconds", 600),

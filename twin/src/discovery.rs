@@ -152,6 +152,8 @@ fn group_names(reg: &Registry) -> Vec<String> {
     const PRIORITY: &[&str] = &[
         "apps",
         "events.k8s.io",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
         "batch",
         "networking.k8s.io",
         "policy",
@@ -275,7 +277,10 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         if !r.categories.is_empty() {
             main["categories"] = json!(r.categories);
         }
-        main["storageVersionHash"] = json!(resource_storage_version_hash(r));
+        // The reviews are never stored: kube lists no storage version for them.
+        if r.has_verb("get") {
+            main["storageVersionHash"] = json!(resource_storage_version_hash(r));
+        }
         resources.push(main);
         for s in subresources(r) {
             let mut e = json!({
@@ -438,9 +443,10 @@ pub fn openapi_v3_group_version(reg: &Registry, gv_path: &str) -> Option<Value> 
         .into_iter()
         .find(|(p, _, _)| p == gv_path.trim_matches('/'))?;
     let mut paths = serde_json::Map::new();
+    // Create-only kinds (the reviews) have no item path upstream either.
     for info in reg
         .all()
-        .filter(|i| i.group == group && i.versions.contains(&version))
+        .filter(|i| i.group == group && i.versions.contains(&version) && i.has_verb("patch"))
     {
         let prefix = if group.is_empty() {
             format!("/api/{version}")

@@ -99,25 +99,24 @@ pub async fn handle(
             url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "dryRun" && v == "All")
         })
         .unwrap_or(false);
-    let yaml = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.contains("yaml"));
+        .unwrap_or("application/json")
+        .to_string();
     let bytes = req
         .into_body()
         .collect()
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
         .to_bytes();
+    // A client-go typed client may send the Eviction as protobuf (kubectl drain's
+    // sends JSON).
     let body: Value = if bytes.is_empty() {
         json!({})
-    } else if yaml {
-        serde_yaml::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?
+        crate::server::parse_body(&bytes, &content_type)?
     };
     if let Some(kind) = body["kind"].as_str().filter(|k| !k.is_empty()) {
         if kind != "Eviction" {

@@ -213,6 +213,8 @@ const fn b(
     }
 }
 
+/// The review kinds (`kubectl auth can-i`, `auth whoami`) are created, never stored.
+const VERBS_CREATE: &[&str] = &["create"];
 const ALL: &[&str] = &["all"];
 const API_EXT: &[&str] = &["api-extensions"];
 const NONE: &[&str] = &[];
@@ -569,6 +571,77 @@ const BUILTINS: &[Builtin] = &[
         false,
         false,
     ),
+    // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews (reviews.rs)
+    Builtin {
+        verbs: VERBS_CREATE,
+        ..b(
+            "authentication.k8s.io",
+            "selfsubjectreviews",
+            "selfsubjectreview",
+            "SelfSubjectReview",
+            false,
+            NONE,
+            NONE,
+            false,
+            false,
+        )
+    },
+    Builtin {
+        verbs: VERBS_CREATE,
+        ..b(
+            "authorization.k8s.io",
+            "localsubjectaccessreviews",
+            "localsubjectaccessreview",
+            "LocalSubjectAccessReview",
+            true,
+            NONE,
+            NONE,
+            false,
+            false,
+        )
+    },
+    Builtin {
+        verbs: VERBS_CREATE,
+        ..b(
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            "SelfSubjectAccessReview",
+            false,
+            NONE,
+            NONE,
+            false,
+            false,
+        )
+    },
+    Builtin {
+        verbs: VERBS_CREATE,
+        ..b(
+            "authorization.k8s.io",
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            "SelfSubjectRulesReview",
+            false,
+            NONE,
+            NONE,
+            false,
+            false,
+        )
+    },
+    Builtin {
+        verbs: VERBS_CREATE,
+        ..b(
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            "subjectaccessreview",
+            "SubjectAccessReview",
+            false,
+            NONE,
+            NONE,
+            false,
+            false,
+        )
+    },
     // admissionregistration.k8s.io/v1
     b(
         "admissionregistration.k8s.io",
@@ -1360,7 +1433,12 @@ pub(crate) mod tests {
     #[test]
     fn builtins_are_complete_and_unique() {
         let reg = Registry::new();
-        assert_eq!(reg.all().count(), 36);
+        assert_eq!(reg.all().count(), 41);
+        let ssar = reg
+            .get("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
+            .unwrap();
+        assert_eq!(ssar.verbs, ["create"]);
+        assert!(!ssar.namespaced && !ssar.has_verb("get"));
         let mut seen = std::collections::HashSet::new();
         for r in reg.all() {
             assert!(

@@ -120,16 +120,21 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
+/// A request body as JSON: JSON, YAML, or Kubernetes protobuf (client-go's typed
+/// clients), decoded into the JSON a JSON client would have sent.
+pub(crate) fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
     if content_type.contains("yaml") {
         serde_yaml::from_slice::<Value>(bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    } else if crate::protobuf::is_protobuf(content_type) {
+        crate::protobuf::decode(bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding protobuf: {e}")))
     } else if content_type.contains("protobuf") || content_type.contains("cbor") {
         Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type})"
         )))
     } else {
         serde_json::from_slice::<Value>(bytes)
@@ -334,24 +339,29 @@ impl Server {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .unwrap_or("");
-        // None: the admin (system:masters, no RBAC check).
-        let user = if token == self.token {
-            None
+        // The admin is in system:masters: RBAC allows it everything.
+        let requester = if token == self.token {
+            crate::rbac::StaticToken::admin(token)
         } else {
             match self.users.iter().find(|u| u.token == token) {
-                Some(u) => Some(u.clone()),
+                Some(u) => u.clone(),
                 None => return Ok(error_response(&ApiError::unauthorized())),
             }
         };
+        // `kubectl --as`: from here on the request acts as the impersonated user.
+        let user = match crate::rbac::impersonate(&self.ctx.client, &requester, req.headers()) {
+            Ok(u) => u,
+            Err(e) => return Ok(error_response(&e)),
+        };
         if let Some(attrs) = self.attributes(&req) {
             self.audit.record(&attrs);
-            if let Some(u) = &user {
-                if !crate::rbac::allowed(&self.ctx.client, u, &attrs) {
-                    return Ok(error_response(&attrs.forbidden(&u.user)));
-                }
+            if !crate::rbac::basic_user_request(&attrs)
+                && !crate::rbac::allowed(&self.ctx.client, &user, &attrs)
+            {
+                return Ok(error_response(&attrs.forbidden(&user.user)));
             }
         }
-        let resp = match self.route(req).await {
+        let resp = match self.route(req, &user).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
@@ -382,7 +392,11 @@ impl Server {
         ))
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        user: &crate::rbac::StaticToken,
+    ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
         if let Some(real) = &self.real_api {
             if !path.starts_with("/twin/v1/") {
@@ -497,6 +511,9 @@ impl Server {
                 _ => {}
             }
         }
+        if crate::reviews::is_review(&info) {
+            return self.review(req, user, &info, &target).await;
+        }
         let dry_run = q.get("dryRun").is_some_and(|d| d == "All");
         let method = req.method().clone();
         let content_type = req
@@ -592,7 +609,7 @@ impl Server {
                     field_selector: field,
                     ..Default::default()
                 };
-                let del = delete_options(&q, &bytes)?;
+                let del = delete_options(&q, &bytes, &content_type)?;
                 let out = self.api.delete_collection(&info, ns, &opts, &del)?;
                 Ok(json_response(200, &out))
             }
@@ -651,7 +668,7 @@ impl Server {
                 ))
             }
             (&Method::DELETE, Some(name), None) => {
-                let del = delete_options(&q, &bytes)?;
+                let del = delete_options(&q, &bytes, &content_type)?;
                 let out = self.api.delete(&info, ns, name, &del)?;
                 // Still there (finalizers, a graceful pod): the object, as upstream.
                 let pending = out.pointer("/metadata/deletionTimestamp").is_some();
@@ -699,6 +716,50 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The create-only review kinds (`kubectl auth can-i`, `auth whoami`), answered by
+    /// the authorizer rather than stored.
+    async fn review(
+        &self,
+        req: Request<Incoming>,
+        user: &crate::rbac::StaticToken,
+        info: &ResourceInfo,
+        target: &Target,
+    ) -> Result<Response<Body>, ApiError> {
+        if req.method() != Method::POST || target.name.is_some() || target.sub.is_some() {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({} {})",
+                req.method(),
+                req.uri().path()
+            )));
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        let bytes = req
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+            .to_bytes();
+        let body = parse_body(&bytes, &content_type)?;
+        let out = crate::reviews::create(
+            &self.ctx.client,
+            user,
+            info,
+            target.namespace.as_deref(),
+            body,
+        )?;
+        Ok(json_response(
+            201,
+            &Api::present(info, &target.version, &out),
+        ))
+    }
+}
+
 fn not_found_path() -> ApiError {
     ApiError::new(
         404,
@@ -726,8 +787,16 @@ fn table_response(v: &Value) -> Response<Body> {
         .expect("valid response")
 }
 
-fn delete_options(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOptions, ApiError> {
-    let b: Value = if body.is_empty() {
+fn delete_options(
+    q: &HashMap<String, String>,
+    body: &[u8],
+    content_type: &str,
+) -> Result<DeleteOptions, ApiError> {
+    // Typed clients send DeleteOptions as protobuf; a delete has no Content-Type
+    // of its own to go by otherwise, so JSON is the default.
+    let b: Value = if crate::protobuf::is_protobuf(content_type) {
+        parse_body(body, content_type)?
+    } else if body.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(body)

@@ -68,7 +68,12 @@ pub fn kubectl_bin(bin: &Path, kubeconfig: &Path, args: &[&str]) -> (bool, Strin
         .arg(kubeconfig)
         .args(args)
         .output()
-        .expect("kubectl runs (is it installed? see scripts/setup.sh)");
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} runs (is it installed? see scripts/setup.sh): {e}",
+                bin.display()
+            )
+        });
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

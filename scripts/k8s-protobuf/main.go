@@ -1,0 +1,176 @@
+// Command k8s-protobuf writes the JSON side of the twin's protobuf decoder
+// (twin/src/protobuf/k8s-json.tsv): what the .proto descriptors cannot say about
+// how a Kubernetes object is written as JSON. It reads the Go types of k8s.io/api
+// and apiextensions-apiserver by reflection, so the table follows their `json` and
+// `protobuf` struct tags exactly:
+//
+//	kind   <apiVersion> <kind> <protobuf message>     which message a body holds
+//	field  <message> <field number> <json name> <flags>  fields that differ from the default
+//
+// The default for a field is: JSON name = proto field name, `omitempty`, not a
+// pointer, not inlined (fields are named by number: some Go tags name none). Flags: `inline` (an embedded struct with `json:",inline"`,
+// whose fields go into the parent object), `keepzero` (a scalar written even when
+// zero: a pointer such as `replicas`, or a field without omitempty), `skip` (not in
+// JSON: `json:"-"`). Run by
+// scripts/k8s-protobuf/gen.sh.
+package main
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextv1beta1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1beta1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
+)
+
+const metaPkg = "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// protoPackage is go-to-protobuf's package naming: the Go import path with
+// dots for slashes and underscores for dashes.
+func protoPackage(pkgPath string) string {
+	return strings.NewReplacer("/", ".", "-", "_").Replace(pkgPath)
+}
+
+func messageName(t reflect.Type) string {
+	return protoPackage(t.PkgPath()) + "." + t.Name()
+}
+
+func isScalar(k reflect.Kind) bool {
+	switch k {
+	case reflect.String, reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+// protoField is the field number and name in a `protobuf:"bytes,2,opt,name=x"` tag
+// (the name may be missing: go-to-protobuf then derives it from the Go name).
+func protoField(tag string) (string, string) {
+	parts := strings.Split(tag, ",")
+	name := ""
+	for _, p := range parts {
+		if n, ok := strings.CutPrefix(p, "name="); ok {
+			name = n
+		}
+	}
+	if len(parts) < 2 {
+		return "", name
+	}
+	return parts[1], name
+}
+
+type walker struct {
+	seen   map[reflect.Type]bool
+	fields []string
+}
+
+// structOf strips pointers, slices, arrays and maps down to a struct type, if any.
+func structOf(t reflect.Type) (reflect.Type, bool) {
+	for {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array:
+			t = t.Elem()
+		case reflect.Map:
+			t = t.Elem()
+		case reflect.Struct:
+			return t, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (w *walker) walk(t reflect.Type) {
+	if w.seen[t] {
+		return
+	}
+	w.seen[t] = true
+	msg := messageName(t)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		ptag := f.Tag.Get("protobuf")
+		if ptag == "" || ptag == "-" {
+			// TypeMeta and other fields the protobuf message does not carry.
+			continue
+		}
+		number, pname := protoField(ptag)
+		jtag := f.Tag.Get("json")
+		jname, opts, _ := strings.Cut(jtag, ",")
+		var flags []string
+		switch {
+		case strings.Contains(","+opts+",", ",inline,") || (f.Anonymous && jname == ""):
+			flags = append(flags, "inline")
+			jname = "-"
+		case jname == "-":
+			// Not in JSON (e.g. apiextensions JSON.raw, which the decoder
+			// handles as a special type).
+			flags = append(flags, "skip")
+		}
+		omitempty := strings.Contains(","+opts+",", ",omitempty,")
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer && isScalar(ft.Elem().Kind()) {
+			flags = append(flags, "keepzero")
+		} else if isScalar(ft.Kind()) && !omitempty {
+			flags = append(flags, "keepzero")
+		}
+		if jname == "" {
+			jname = f.Name
+		}
+		if len(flags) > 0 || jname != pname {
+			if len(flags) == 0 {
+				flags = []string{"-"}
+			}
+			w.fields = append(w.fields, fmt.Sprintf("field\t%s\t%s\t%s\t%s", msg, number, jname, strings.Join(flags, ",")))
+		}
+		if st, ok := structOf(ft); ok && st.PkgPath() != "" && st.NumField() > 0 {
+			w.walk(st)
+		}
+	}
+}
+
+func main() {
+	s := runtime.NewScheme()
+	if err := scheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := apiextv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := apiextv1beta1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	w := &walker{seen: map[reflect.Type]bool{}}
+	var kinds []string
+	for gvk, t := range s.AllKnownTypes() {
+		if gvk.Version == runtime.APIVersionInternal {
+			continue
+		}
+		w.walk(t)
+		// Meta kinds (DeleteOptions, Status, ...) are registered in every group
+		// version; the decoder falls back to the meta package for them.
+		if t.PkgPath() != metaPkg {
+			kinds = append(kinds, fmt.Sprintf("kind\t%s\t%s\t%s", gvk.GroupVersion().String(), gvk.Kind, messageName(t)))
+		}
+	}
+	sort.Strings(kinds)
+	sort.Strings(w.fields)
+	fmt.Println("# Generated by scripts/k8s-protobuf/gen.sh from k8s.io/api and")
+	fmt.Println("# k8s.io/apiextensions-apiserver v0.37.2 (Go struct tags); do not edit.")
+	fmt.Println("# kind<TAB>apiVersion<TAB>kind<TAB>message")
+	fmt.Println("# field<TAB>message<TAB>field number<TAB>json name (- when inline)<TAB>flags")
+	for _, l := range kinds {
+		fmt.Println(l)
+	}
+	for _, l := range w.fields {
+		fmt.Println(l)
+	}
+	fmt.Fprintf(os.Stderr, "%d kinds, %d fields\n", len(kinds), len(w.fields))
+}
