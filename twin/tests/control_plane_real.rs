@@ -320,6 +320,67 @@ async fn real_control_plane_with_simulated_nodes() {
         (ready_pods(&pods, "app=web").await.len() == 4).then_some(())
     })
     .await;
+    // A new image rolls out, `rollout undo` brings the previous one back (the real
+    // Deployment controller's revision history), and `wait` sees it Available.
+    let image_of = |out: &str| out.trim().trim_matches('\'').to_string();
+    let ns_args = |rest: &[&'static str]| -> Vec<&'static str> {
+        let mut a = vec!["-n", "cp-test"];
+        a.extend_from_slice(rest);
+        a
+    };
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &ns_args(&["set", "image", "deployment/web", "web=nginx:1.28"]),
+        None,
+    );
+    assert!(ok, "set image: {out}");
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &ns_args(&["rollout", "status", "deployment/web", "--timeout=60s"]),
+        None,
+    );
+    assert!(ok, "rollout status after set image: {out}");
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &ns_args(&["rollout", "undo", "deployment/web"]),
+        None,
+    );
+    assert!(ok && out.contains("rolled back"), "rollout undo: {out}");
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &ns_args(&["rollout", "status", "deployment/web", "--timeout=60s"]),
+        None,
+    );
+    assert!(ok, "rollout status after undo: {out}");
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &ns_args(&[
+            "get",
+            "deployment/web",
+            "-o",
+            "jsonpath='{.spec.template.spec.containers[0].image}'",
+        ]),
+        None,
+    );
+    assert!(ok, "get image: {out}");
+    assert_eq!(image_of(&out), "nginx:1.27", "undo restores the image");
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &ns_args(&[
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=60s",
+        ]),
+        None,
+    );
+    assert!(ok && out.contains("condition met"), "wait: {out}");
     for args in [
         &[
             "-n",
