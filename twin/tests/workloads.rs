@@ -1,15 +1,18 @@
 //! The workload controllers (ReplicaSet, Deployment, StatefulSet, DaemonSet, Job)
 //! through kube-rs, with the twin's scheduler and kubelets doing the rest.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::{Client, Config};
 use serde_json::json;
 use stormdrill_twin::{Twin, TwinOptions};
@@ -636,6 +639,32 @@ async fn statefulset_rolls_pods_from_the_highest_ordinal() {
     s.spec.volume_claim_templates = None;
     sets.create(&PostParams::default(), &s).await.unwrap();
     ready_pods(&pods, "app=kv", 3, 30).await;
+    // The order comes from a watch, in the order the API server wrote the pods: a poll
+    // under load can see two pods updated at once and cannot tell which came first.
+    let rv = pods
+        .list(&ListParams::default().labels("app=kv"))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut events = pods
+        .watch(&WatchParams::default().labels("app=kv"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let order: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = order.clone();
+    let recorder = tokio::spawn(async move {
+        while let Some(Ok(ev)) = events.next().await {
+            if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
+                let mut o = seen.lock().unwrap();
+                if image_of(&p) == "postgres:18" && !o.contains(&name(&p)) {
+                    o.push(name(&p));
+                }
+            }
+        }
+    });
     sets.patch(
         "kv",
         &PatchParams::default(),
@@ -643,13 +672,7 @@ async fn statefulset_rolls_pods_from_the_highest_ordinal() {
     )
     .await
     .unwrap();
-    let order: RefCell<Vec<String>> = RefCell::new(Vec::new());
     let st = eventually(40, "rolling update complete", || async {
-        for p in pods_of(&pods, "app=kv").await {
-            if image_of(&p) == "postgres:18" && !order.borrow().contains(&name(&p)) {
-                order.borrow_mut().push(name(&p));
-            }
-        }
         let s = sets.get("kv").await.ok()?;
         let st = s.status?;
         let done = st.observed_generation >= s.metadata.generation
@@ -659,7 +682,8 @@ async fn statefulset_rolls_pods_from_the_highest_ordinal() {
         done.then_some(st)
     })
     .await;
-    assert_eq!(order.into_inner(), ["kv-2", "kv-1", "kv-0"]);
+    recorder.abort();
+    assert_eq!(*order.lock().unwrap(), ["kv-2", "kv-1", "kv-0"]);
     assert_eq!(st.current_replicas, Some(3));
 }
 
