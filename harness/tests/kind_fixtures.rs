@@ -216,14 +216,27 @@ fn service_monitors_name_the_ports_the_charts_create() {
 
 /// kube-prometheus-stack 65.1.1 creates Prometheus's ServiceAccount and ClusterRole only
 /// with prometheus.enabled (templates/prometheus/serviceaccount.yaml, clusterrole.yaml),
-/// which is off: the stack's Prometheus brings its own.
+/// which is off: on kind the overlay gives the stack's Prometheus its own (applied by
+/// `up` as kind's admin). The base stack holds no cluster-scoped RBAC: the harness's
+/// least-privilege role applies it and may not write any (fixtures/rbac/stormdrill.yaml).
 #[test]
 fn the_stacks_prometheus_may_discover_its_targets() {
     assert_eq!(
         values("kube-prometheus-stack.yaml")["prometheus"]["enabled"],
         false
     );
-    let stack = kustomize(&fixtures().join("stack"));
+    let base = kustomize(&fixtures().join("stack"));
+    for o in &base {
+        assert!(
+            o["apiVersion"]
+                .as_str()
+                .is_none_or(|v| !v.starts_with("rbac.authorization.k8s.io/")),
+            "RBAC in the base stack: {} {}",
+            o["kind"],
+            o["metadata"]["name"]
+        );
+    }
+    let stack = kustomize(&fixtures().join("kind/stack"));
     let prom = find(&stack, "Prometheus", "monitoring", "k8s");
     let sa = prom["spec"]["serviceAccountName"].as_str().unwrap();
     assert!(has(&stack, "ServiceAccount", "monitoring", sa));
