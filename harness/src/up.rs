@@ -190,20 +190,47 @@ async fn step(
         .map_err(UpError::from)
 }
 
+/// `to` relative to the folder `from`, both absolute and canonical (`../../x/y`):
+/// kustomize refuses an absolute resource ("new root cannot be absolute").
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c.as_os_str());
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 /// The generated overlay for this cluster: fixtures/kind/stack plus its OSD devices,
 /// the Git source and the API image. Written as a kustomization (`kubectl kustomize`
-/// shows it) and returned built.
+/// shows it; fixtures/kind/stack is named relative to it, as kustomize requires) and
+/// returned built.
 fn write_cluster_overlay(
     opts: &UpOptions,
     dir: &Path,
     devices: &[(Worker, Vec<String>)],
     image: &str,
 ) -> Result<Vec<Manifest>, UpError> {
-    let base =
-        std::fs::canonicalize(opts.kind_dir.join("stack")).map_err(|source| UpError::Write {
-            path: opts.kind_dir.join("stack"),
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p).map_err(|source| UpError::Write {
+            path: p.to_owned(),
             source,
-        })?;
+        })
+    };
+    let base = canonical(&opts.kind_dir.join("stack"))?;
+    std::fs::create_dir_all(dir).map_err(|source| UpError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let base = relative_path(&canonical(dir)?, &base);
     let mut resources = vec![json!(base.display().to_string())];
     if let Some(url) = &opts.gitops_url {
         let repo = plan::git_repository(url, &opts.gitops_branch);
@@ -284,7 +311,7 @@ pub async fn up(
     for w in &workers {
         let mut devs = Vec::new();
         for (file, _) in plan::OSD_DEVICES {
-            let out = step(&runner, plan::attach_device(&w.node, file), say).await?;
+            let out = step(&runner, plan::attach_device(w, file), say).await?;
             let dev = plan::parse_device(&out.stdout).ok_or_else(|| UpError::Device {
                 node: w.node.clone(),
                 file: file.to_owned(),
@@ -516,7 +543,7 @@ pub async fn down(
         for w in &workers {
             // A stopped node cannot detach: its devices go with the node's kernel
             // references, and kind's delete still succeeds. Say so, and go on.
-            if let Err(e) = step(&runner, plan::detach_devices(&w.node), say).await {
+            if let Err(e) = step(&runner, plan::detach_devices(w), say).await {
                 say(&format!(
                     "could not detach {}'s devices: {}",
                     w.node,
@@ -618,6 +645,25 @@ pub async fn down_command(args: &crate::cli::DownArgs) -> Result<(), UpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_bases_are_relative() {
+        assert_eq!(
+            relative_path(
+                Path::new("/home/u/.cache/sd/t/stack"),
+                Path::new("/work/main/fixtures/kind/stack")
+            ),
+            PathBuf::from("../../../../../../work/main/fixtures/kind/stack")
+        );
+        assert_eq!(
+            relative_path(Path::new("/a/b"), Path::new("/a/c/d")),
+            PathBuf::from("../c/d")
+        );
+        assert_eq!(
+            relative_path(Path::new("/a"), Path::new("/a")),
+            PathBuf::from(".")
+        );
+    }
 
     #[test]
     fn sparse_files_grow_but_never_shrink() {

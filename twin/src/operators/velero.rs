@@ -393,7 +393,9 @@ fn clean(o: &Value) -> Value {
             });
         }
     }
-    if c["kind"] == "Service" {
+    // Velero's ServiceAction (pkg/restore/actions/service_action.go) clears an assigned
+    // cluster IP but keeps "None": a headless Service is restored headless.
+    if c["kind"] == "Service" && c["spec"]["clusterIP"] != "None" {
         if let Some(spec) = c["spec"].as_object_mut() {
             spec.remove("clusterIP");
             spec.remove("clusterIPs");
@@ -740,5 +742,20 @@ mod tests {
             store_service("http://rook-ceph-rgw-rgw.rook-ceph.svc:80"),
             Some(("rook-ceph".into(), "rook-ceph-rgw-rgw".into()))
         );
+    }
+
+    #[test]
+    fn a_restored_service_gets_a_new_cluster_ip_unless_headless() {
+        let svc = |ip: &str| {
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "s", "namespace": "n", "uid": "u"},
+                   "spec": {"clusterIP": ip, "clusterIPs": [ip], "ports": [{"port": 80}]}})
+        };
+        let assigned = clean(&svc("10.96.0.7"));
+        assert!(assigned["spec"].get("clusterIP").is_none());
+        assert!(assigned["spec"].get("clusterIPs").is_none());
+        let headless = clean(&svc("None"));
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
     }
 }

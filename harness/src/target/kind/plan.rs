@@ -57,7 +57,8 @@ impl Cmd {
     }
 }
 
-/// Where the OSD files live inside a worker (the extraMount's containerPath).
+/// Under which folder the OSD files live inside a worker: each worker mounts its own
+/// folder at `OSD_MOUNT/<cluster>/<label>` (see [`Worker::osd_dir`]).
 pub const OSD_MOUNT: &str = "/var/lib/stormdrill/osd";
 /// The two OSDs of each worker: file name and Ceph device class.
 pub const OSD_DEVICES: [(&str, &str); 2] = [("osd-nvme.img", "nvme"), ("osd-hdd.img", "hdd")];
@@ -65,12 +66,26 @@ pub const OSD_DEVICES: [(&str, &str); 2] = [("osd-nvme.img", "nvme"), ("osd-hdd.
 pub const NODE_LABEL: &str = "stormdrill.io/node";
 
 /// One kind worker: its container (= node) name, the production node it stands for,
-/// and the host folder mounted at [`OSD_MOUNT`].
+/// the host folder holding its OSD files and where the worker sees that folder.
+///
+/// Each worker (of each cluster) sees its files under its own path: loop devices are
+/// the host kernel's, and the kernel records a device's backing file by the path the
+/// attaching node saw. With one path for every worker, `losetup -j` in one worker
+/// would list the devices another worker attached, and the worker would adopt them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Worker {
     pub node: String,
     pub label: String,
     pub host_dir: PathBuf,
+    /// The extraMount's containerPath: `OSD_MOUNT/<cluster>/<label>`.
+    pub osd_dir: String,
+}
+
+impl Worker {
+    /// The OSD folder of worker `label` of cluster `cluster`, inside the node.
+    pub fn osd_dir_for(cluster: &str, label: &str) -> String {
+        format!("{OSD_MOUNT}/{cluster}/{label}")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +120,10 @@ fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PlanError
 }
 
 /// `fixtures/kind/cluster.yaml` rendered for cluster `name`: its name set, and each
-/// worker's OSD mount pointed at `devices_dir/<name>/<label>`. Returns the config and
-/// the workers in kind's naming order (`N-worker`, `N-worker2`, ...).
+/// worker's OSD mount (the extraMount whose containerPath is under [`OSD_MOUNT`])
+/// pointed at `devices_dir/<name>/<label>` on the host and at
+/// `OSD_MOUNT/<name>/<label>` in the node. Returns the config and the workers in
+/// kind's naming order (`N-worker`, `N-worker2`, ...).
 pub fn render_cluster(
     config_path: &Path,
     name: &str,
@@ -133,15 +150,23 @@ pub fn render_cluster(
             .ok_or_else(|| invalid(format!("a worker has no `{NODE_LABEL}` label")))?
             .to_owned();
         let host_dir = devices_dir.join(name).join(&label);
+        let osd_dir = Worker::osd_dir_for(name, &label);
         let mount = node["extraMounts"]
             .as_array_mut()
-            .and_then(|ms| ms.iter_mut().find(|m| m["containerPath"] == OSD_MOUNT))
+            .and_then(|ms| {
+                ms.iter_mut().find(|m| {
+                    m["containerPath"]
+                        .as_str()
+                        .is_some_and(|p| p == OSD_MOUNT || p.starts_with(&format!("{OSD_MOUNT}/")))
+                })
+            })
             .ok_or_else(|| {
                 invalid(format!(
-                    "worker {label} has no extraMount with containerPath {OSD_MOUNT}"
+                    "worker {label} has no extraMount with a containerPath under {OSD_MOUNT}"
                 ))
             })?;
         mount["hostPath"] = json!(host_dir.display().to_string());
+        mount["containerPath"] = json!(osd_dir);
         // kind names workers N-worker, N-worker2, N-worker3 in config order.
         let node = match workers.len() {
             0 => format!("{name}-worker"),
@@ -151,6 +176,7 @@ pub fn render_cluster(
             node,
             label,
             host_dir,
+            osd_dir,
         });
     }
     if workers.is_empty() {
@@ -215,42 +241,49 @@ pub fn control_plane_ports(name: &str) -> Cmd {
     .within(Duration::from_secs(30))
 }
 
-/// Attaches `file` (under [`OSD_MOUNT`]) to a loop device inside `node` and prints the
-/// device; reuses the loop device already backed by the file, so `up` converges. The
-/// device node is created in the node's /dev when the kernel made it after the node
-/// started (a privileged container only gets the devices present at its start).
-pub fn attach_device(node: &str, file: &str) -> Cmd {
+/// Attaches `file` (in the worker's own OSD folder) to a loop device inside the worker
+/// and prints the device; reuses the loop device already backed by this very file
+/// (same path and same inode: `losetup -j` matches by path only), so `up` converges.
+/// The device node is created in the node's /dev when the kernel made it after the
+/// node started (a privileged container only gets the devices present at its start).
+pub fn attach_device(worker: &Worker, file: &str) -> Cmd {
     let script = format!(
         r#"set -eu
-f={OSD_MOUNT}/{file}
-dev=$(losetup -j "$f" | cut -d: -f1 | head -n1)
+f={dir}/{file}
+ino=$(stat -c %i "$f")
+dev=""
+for d in $(losetup -j "$f" | cut -d: -f1); do
+  if [ "$(losetup -n -O BACK-INO "$d" | tr -d ' ')" = "$ino" ]; then dev=$d; break; fi
+done
 if [ -z "$dev" ]; then
   dev=$(losetup -f)
   [ -b "$dev" ] || mknod "$dev" b 7 "${{dev#/dev/loop}}"
   losetup "$dev" "$f"
 fi
-echo "$dev""#
+echo "$dev""#,
+        dir = worker.osd_dir
     );
     Cmd::new(
-        &format!("attach {file} to a loop device in {node}"),
-        ["docker", "exec", node, "sh", "-c", &script],
+        &format!("attach {file} to a loop device in {}", worker.node),
+        ["docker", "exec", &worker.node, "sh", "-c", &script],
     )
     .within(Duration::from_secs(60))
 }
 
-/// Detaches the loop devices backed by the node's OSD files (before the node goes).
-pub fn detach_devices(node: &str) -> Cmd {
+/// Detaches the loop devices backed by the worker's own OSD files (before the node
+/// goes); another worker's devices, backed by files at other paths, are left alone.
+pub fn detach_devices(worker: &Worker) -> Cmd {
     let files: Vec<String> = OSD_DEVICES
         .iter()
-        .map(|(f, _)| format!("{OSD_MOUNT}/{f}"))
+        .map(|(f, _)| format!("{}/{f}", worker.osd_dir))
         .collect();
     let script = format!(
         "for f in {}; do losetup -j \"$f\" | cut -d: -f1 | while read -r d; do losetup -d \"$d\"; done; done",
         files.join(" ")
     );
     Cmd::new(
-        &format!("detach the OSD loop devices of {node}"),
-        ["docker", "exec", node, "sh", "-c", &script],
+        &format!("detach the OSD loop devices of {}", worker.node),
+        ["docker", "exec", &worker.node, "sh", "-c", &script],
     )
     .within(Duration::from_secs(60))
 }
@@ -264,13 +297,18 @@ pub fn delete_cluster(name: &str) -> Cmd {
 }
 
 /// The reference API's image, built from fixtures/ (its Dockerfile reads
-/// fixtures/sample/ too).
+/// fixtures/sample/ too). Without provenance and SBOM attestations: BuildKit adds them
+/// by default, which makes the image an index that `kind load docker-image` cannot
+/// import when Docker uses the containerd image store (`ctr: content digest ...: not
+/// found`). Needs BuildKit (`docker build` is buildx since Docker 23).
 pub fn build_api_image(image: &str, fixtures: &Path) -> Cmd {
     Cmd::new(
         "build the reference API image (fixtures/api)",
         [
             "docker",
             "build",
+            "--provenance=false",
+            "--sbom=false",
             "--tag",
             image,
             "--file",
@@ -479,7 +517,18 @@ mod tests {
             config["nodes"][2]["extraMounts"][0]["hostPath"],
             "/var/cache/sd/drill/dirqual2"
         );
+        // Each worker sees its files under its own path (per cluster, per worker).
+        assert_eq!(
+            config["nodes"][2]["extraMounts"][0]["containerPath"],
+            "/var/lib/stormdrill/osd/drill/dirqual2"
+        );
+        let dirs: std::collections::BTreeSet<_> = workers.iter().map(|w| &w.osd_dir).collect();
+        assert_eq!(dirs.len(), 3);
         assert_eq!(config["nodes"][0]["role"], "control-plane");
+        // kind picks the host ports (no fixed 8443/8080 to clash with).
+        for m in config["nodes"][0]["extraPortMappings"].as_array().unwrap() {
+            assert!(m.get("hostPort").is_none(), "{m}");
+        }
     }
 
     #[test]
@@ -557,6 +606,7 @@ mod tests {
             node: "n-worker".into(),
             label: "dirqual1".into(),
             host_dir: "/d".into(),
+            osd_dir: Worker::osd_dir_for("n", "dirqual1"),
         };
         let p = ceph_nodes_patch(&[(w, vec!["/dev/loop3".into(), "/dev/loop4".into()])]);
         assert_eq!(
@@ -569,12 +619,37 @@ mod tests {
 
     #[test]
     fn commands_quote_for_display() {
-        let c = attach_device("n-worker", "osd-nvme.img");
+        let w = Worker {
+            node: "n-worker".into(),
+            label: "dirqual1".into(),
+            host_dir: "/d".into(),
+            osd_dir: Worker::osd_dir_for("n", "dirqual1"),
+        };
+        let c = attach_device(&w, "osd-nvme.img");
         assert_eq!(&c.argv[..5], ["docker", "exec", "n-worker", "sh", "-c"]);
-        assert!(c.argv[5].contains("f=/var/lib/stormdrill/osd/osd-nvme.img"));
+        assert!(c.argv[5].contains("f=/var/lib/stormdrill/osd/n/dirqual1/osd-nvme.img"));
+        // A device listed for the path is adopted only when it is backed by this inode.
+        assert!(c.argv[5].contains(r#"losetup -n -O BACK-INO "$d""#));
+        assert!(c.argv[5].contains(r#"ino=$(stat -c %i "$f")"#));
         assert!(c
             .display()
             .starts_with("docker exec n-worker sh -c 'set -eu"));
+        let d = detach_devices(&w);
+        assert!(d.argv[5].starts_with("for f in /var/lib/stormdrill/osd/n/dirqual1/osd-nvme.img /var/lib/stormdrill/osd/n/dirqual1/osd-hdd.img;"));
+        assert_eq!(
+            build_api_image("i:1", Path::new("/f")).argv,
+            [
+                "docker",
+                "build",
+                "--provenance=false",
+                "--sbom=false",
+                "--tag",
+                "i:1",
+                "--file",
+                "/f/api/Dockerfile",
+                "/f"
+            ]
+        );
         assert_eq!(
             create_cluster("x", Path::new("/d/x/cluster.yaml")).argv,
             [
