@@ -739,12 +739,19 @@ async fn real_control_plane_with_simulated_nodes() {
 
     // 6. Deleting the namespace cascades through the real namespace controller and
     //    garbage collector; the simulated kubelets confirm their pods' termination.
+    //    Unmodified kubectl asks for it, as a user would.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .delete("cp-test", &DeleteParams::default())
-        .await
-        .expect("namespace deleted");
     let t = Instant::now();
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &["delete", "namespace", "cp-test", "--wait=false"],
+        None,
+    );
+    assert!(
+        ok && out.contains("deleted"),
+        "kubectl delete namespace: {out}"
+    );
     until("the namespace gone", Duration::from_secs(90), || async {
         namespaces
             .get_opt("cp-test")
