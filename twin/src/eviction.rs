@@ -99,18 +99,7 @@ pub async fn handle(
             url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "dryRun" && v == "All")
         })
         .unwrap_or(false);
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_string();
-    let bytes = req
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
-        .to_bytes();
+    let (content_type, bytes) = crate::server::read_body(req).await?;
     // A client-go typed client may send the Eviction as protobuf (kubectl drain's
     // sends JSON).
     let body: Value = if bytes.is_empty() {

@@ -117,19 +117,20 @@ impl ResourceInfo {
     /// Whether a DELETE that removes an object at once answers the object (else a
     /// `Success` Status), per [`RETURNS_DELETED_OBJECT`]; custom resources answer a Status.
     pub fn returns_deleted_object(&self) -> bool {
-        self.builtin
-            && RETURNS_DELETED_OBJECT
-                .iter()
-                .any(|(g, p)| *g == self.group && *p == self.plural)
+        self.builtin && self.listed_in(RETURNS_DELETED_OBJECT)
     }
 
     /// Whether objects of this resource carry `metadata.generation`: every custom
     /// resource does, built-in ones per [`GENERATION_TRACKED`].
     pub fn tracks_generation(&self) -> bool {
-        !self.builtin
-            || GENERATION_TRACKED
-                .iter()
-                .any(|(g, p)| *g == self.group && *p == self.plural)
+        !self.builtin || self.listed_in(GENERATION_TRACKED)
+    }
+
+    /// Whether this resource's (group, plural) is in `table`.
+    fn listed_in(&self, table: &[(&str, &str)]) -> bool {
+        table
+            .iter()
+            .any(|(g, p)| *g == self.group && *p == self.plural)
     }
 
     pub fn api_version(&self) -> String {

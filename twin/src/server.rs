@@ -516,18 +516,7 @@ impl Server {
         }
         let dry_run = q.get("dryRun").is_some_and(|d| d == "All");
         let method = req.method().clone();
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string();
-        let bytes = req
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
-            .to_bytes();
+        let (content_type, bytes) = read_body(req).await?;
         let ns = target.namespace.as_deref();
         let version = target.version.as_str();
         let present = |v: Value| Api::present(&info, version, &v);
@@ -733,18 +722,7 @@ impl Server {
                 req.uri().path()
             )));
         }
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string();
-        let bytes = req
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
-            .to_bytes();
+        let (content_type, bytes) = read_body(req).await?;
         let body = parse_body(&bytes, &content_type)?;
         let out = crate::reviews::create(
             &self.ctx.client,
@@ -863,6 +841,23 @@ fn watch_response(rx: tokio::sync::mpsc::Receiver<Value>) -> Response<Body> {
         .header("Transfer-Encoding", "chunked")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .expect("valid response")
+}
+
+/// A request's Content-Type (JSON when absent, as upstream) and its whole body.
+pub(crate) async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes), ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+        .to_bytes();
+    Ok((content_type, bytes))
 }
 
 /// The `Success` Status kube-apiserver answers for an object a DELETE removed at once
