@@ -340,17 +340,31 @@ fn is_binding(req: &Request<'_>, new: &Value) -> bool {
     is(req, "", "pods") && strip(old) == strip(new)
 }
 
-/// Gatekeeper's validating webhook for `K8sDisallowedTags` constraints.
+/// Gatekeeper's validating webhook for `K8sDisallowedTags` constraints, as the
+/// embedded API server's admission hook.
 fn gatekeeper_webhook(req: &Request<'_>, o: &mut Value) -> Result<(), ApiError> {
+    let denied = gatekeeper_denials(req, o);
+    if denied.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "admission webhook \"{WEBHOOK}\" denied the request: {}",
+        denied.join("\n")
+    )))
+}
+
+/// The `[constraint] message` lines of the `deny` constraints `o` violates (`warn`
+/// and `dryrun` ones are logged). Empty: admitted.
+fn gatekeeper_denials(req: &Request<'_>, o: &Value) -> Vec<String> {
     if req.info.group == CONSTRAINTS
         || req.info.group.ends_with(".gatekeeper.sh")
         || req.info.group == "apiextensions.k8s.io"
     {
-        return Ok(());
+        return Vec::new();
     }
     let constraints = req.list(CONSTRAINTS, "k8sdisallowedtags");
     if constraints.is_empty() || is_binding(req, o) {
-        return Ok(());
+        return Vec::new();
     }
     let namespace = if req.info.namespaced {
         let ns = obj::namespace(o).to_string();
@@ -366,7 +380,7 @@ fn gatekeeper_webhook(req: &Request<'_>, o: &mut Value) -> Result<(), ApiError> 
         .and_then(|n| n.pointer("/metadata/labels/admission.gatekeeper.sh~1ignore"))
         .is_some()
     {
-        return Ok(());
+        return Vec::new();
     }
     let mut constraints: Vec<&Arc<Value>> = constraints.iter().collect();
     constraints.sort_by(|a, b| obj::name(a).cmp(obj::name(b)));
@@ -387,13 +401,120 @@ fn gatekeeper_webhook(req: &Request<'_>, o: &mut Value) -> Result<(), ApiError> 
             }
         }
     }
-    if denied.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(format!(
-        "admission webhook \"{WEBHOOK}\" denied the request: {}",
-        denied.join("\n")
-    )))
+    denied
+}
+
+/// Where a real kube-apiserver sends Gatekeeper's admission reviews ([`serve_webhook`]).
+pub const WEBHOOK_PATH: &str = "/twin/v1/admission/gatekeeper";
+
+/// Gatekeeper's ValidatingWebhookConfiguration for a real kube-apiserver, calling
+/// the twin at `base` (https://127.0.0.1:PORT) and trusting `ca_pem`. As the chart
+/// (gatekeeper 3.x `gatekeeper-validating-webhook-configuration`): every resource
+/// on CREATE and UPDATE, namespaces labelled `admission.gatekeeper.sh/ignore`
+/// excluded, `failurePolicy: Ignore` (a dead twin must not block the cluster) and a
+/// 3 s timeout. A URL, not a Service: the apiserver dials it directly (its
+/// egress selector configures only the `cluster` network).
+pub fn webhook_configuration(base: &str, ca_pem: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "gatekeeper-validating-webhook-configuration",
+                     "labels": {"gatekeeper.sh/system": "yes"}},
+        "webhooks": [{
+            "name": WEBHOOK,
+            "admissionReviewVersions": ["v1", "v1beta1"],
+            "clientConfig": {
+                "url": format!("{base}{WEBHOOK_PATH}"),
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+            },
+            "failurePolicy": "Ignore",
+            "matchPolicy": "Exact",
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "admission.gatekeeper.sh/ignore", "operator": "DoesNotExist"},
+            ]},
+            "rules": [{"apiGroups": ["*"], "apiVersions": ["*"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["*"]}],
+            "sideEffects": "None",
+            "timeoutSeconds": 3,
+        }],
+    })
+}
+
+/// Serves Gatekeeper's webhook for a real kube-apiserver on `listener` until `stop`.
+/// Without credentials, as the apiserver calls any webhook that has no admission
+/// kubeconfig; the answer only says whether an object is admitted.
+pub async fn serve_webhook(
+    ctx: Ctx,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    stop: watch::Receiver<bool>,
+) {
+    use crate::kubelet_api::server::{json_response, serve_with, text};
+    use http_body_util::BodyExt;
+    serve_with(listener, tls, stop, move |req, _| {
+        let ctx = ctx.clone();
+        async move {
+            if req.method() != hyper::Method::POST || req.uri().path() != WEBHOOK_PATH {
+                return text(404, "not Gatekeeper's webhook");
+            }
+            let body = match http_body_util::Limited::new(req.into_body(), 8 << 20)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return text(400, &format!("cannot read the AdmissionReview: {e}")),
+            };
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(r) => json_response(200, &review(&ctx, &r)),
+                Err(e) => text(400, &format!("not an AdmissionReview: {e}")),
+            }
+        }
+    })
+    .await
+}
+
+/// Answers a real kube-apiserver's `AdmissionReview` (admission.k8s.io/v1) for
+/// Gatekeeper's webhook: the same judgement as the embedded hook, reading the
+/// constraints and namespaces from the twin's mirror. A request the twin cannot
+/// place (an unknown resource, no object) is allowed, as Gatekeeper allows what no
+/// constraint matches.
+pub fn review(ctx: &Ctx, review: &Value) -> Value {
+    let request = &review["request"];
+    let uid = request["uid"].clone();
+    let operation = match request["operation"].as_str() {
+        Some("CREATE") => Some(Operation::Create),
+        Some("UPDATE") => Some(Operation::Update),
+        _ => None,
+    };
+    let group = request.pointer("/resource/group").and_then(Value::as_str);
+    let plural = request
+        .pointer("/resource/resource")
+        .and_then(Value::as_str);
+    let info = group
+        .zip(plural)
+        .and_then(|(g, p)| ctx.client.info(g, p).ok());
+    let list = |g: &str, p: &str| -> Vec<Arc<Value>> {
+        ctx.client
+            .list(g, p, None, None)
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    };
+    let old = request.get("oldObject").filter(|o| o.is_object());
+    let denied = match (info, operation, request.get("object")) {
+        (Some(info), Some(op), Some(o)) if o.is_object() => {
+            gatekeeper_denials(&Request::new(&info, op, old, &list), o)
+        }
+        _ => Vec::new(),
+    };
+    let response = if denied.is_empty() {
+        json!({"uid": uid, "allowed": true})
+    } else {
+        json!({"uid": uid, "allowed": false,
+               "status": {"code": 403, "reason": "Forbidden", "message": denied.join("\n")}})
+    };
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
 }
 
 /// The constraint CRD Gatekeeper creates for a ConstraintTemplate.

@@ -243,10 +243,7 @@ fn reachable_container(
         .ok_or_else(|| ApiError::not_found("", "pods", name))?;
     let container = match container.filter(|c| !c.is_empty()) {
         Some(c) => c.to_string(),
-        None => container_names(&pod, false)
-            .into_iter()
-            .next()
-            .ok_or_else(|| bad_request(format!("pod {name} has no containers")))?,
+        None => only_container(&pod, name)?,
     };
     if container_spec(&pod, &container).is_none() {
         return Err(bad_request(format!(
@@ -254,6 +251,32 @@ fn reachable_container(
         )));
     }
     Ok((pod, container))
+}
+
+/// The container a request that names none means: the pod's only one. Several is a
+/// 400 listing them, as kube-apiserver's pod strategy (`streamLocation`) answers
+/// exec, attach and logs; picking one is the client's job (kubectl's
+/// `default-container` annotation, or its first container).
+fn only_container(pod: &Value, name: &str) -> Result<String, ApiError> {
+    let names = container_names(pod, false);
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(bad_request(format!("pod {name} has no containers"))),
+        many => {
+            let init = container_names(pod, true).split_off(many.len());
+            let mut msg = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                many.join(" ")
+            );
+            if !init.is_empty() {
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
+            }
+            Err(bad_request(msg))
+        }
+    }
 }
 
 /// The API server's checks before it dials the pod's kubelet: a node assigned, and
@@ -580,27 +603,7 @@ pub async fn handle_logs(
         .ok_or_else(|| ApiError::not_found("", "pods", name))?;
     let container = match q.get("container").filter(|c| !c.is_empty()) {
         Some(c) => c.clone(),
-        None => {
-            let names = container_names(&pod, false);
-            match names.as_slice() {
-                [one] => one.clone(),
-                [] => return Err(bad_request(format!("pod {name} has no containers"))),
-                many => {
-                    let init = container_names(&pod, true).split_off(many.len());
-                    let mut msg = format!(
-                        "a container name must be specified for pod {name}, choose one of: [{}]",
-                        many.join(" ")
-                    );
-                    if !init.is_empty() {
-                        msg.push_str(&format!(
-                            " or one of the init containers: [{}]",
-                            init.join(" ")
-                        ));
-                    }
-                    return Err(bad_request(msg));
-                }
-            }
-        }
+        None => only_container(&pod, name)?,
     };
     if container_spec(&pod, &container).is_none() {
         return Err(bad_request(format!(

@@ -542,23 +542,71 @@ async fn start_network(
             source,
         })
     };
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(scratch)?;
-    let kubelet_api = listener.local_addr().map_err(scratch)?;
+    // What the real apiserver calls into (the kubelet API, the cluster network, the
+    // webhook) runs on threads of its own: the world's controllers make blocking
+    // calls to the apiserver from the main runtime's workers, and an apiserver
+    // waiting on a webhook served by those same workers waited out the webhook's
+    // timeout on every write (measured: 3 s each, a 5-minute stack apply).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("twin-network")
+        .enable_all()
+        .build()
+        .map_err(scratch)?;
+    let kubelet_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(scratch)?;
+    let kubelet_api = kubelet_listener.local_addr().map_err(scratch)?;
+    let webhook_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(scratch)?;
+    let webhook_addr = webhook_listener.local_addr().map_err(scratch)?;
+    for l in [&kubelet_listener, &webhook_listener] {
+        l.set_nonblocking(true).map_err(scratch)?;
+    }
     // The apiserver speaks HTTP/1.1 to kubelets (upgrades for exec and port-forward).
     let mut config = (*tls.server_config).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let kubelet = Arc::new(network::TwinKubelet { ctx: ctx.clone() });
-    let mut tasks = vec![tokio::spawn(kubelet_api::serve(
-        listener,
-        Arc::new(config),
-        kubelet,
-        stopped.clone(),
-    ))];
-    let router = Arc::new(network::TwinNetwork {
-        ctx: ctx.clone(),
-        kubelet_api,
-    });
-    tasks.push(egress::serve(cp.egress_socket().to_path_buf(), router, stopped).map_err(scratch)?);
+    let config = Arc::new(config);
+    let mut tasks = {
+        let _in_network = rt.enter();
+        let kubelet = Arc::new(network::TwinKubelet { ctx: ctx.clone() });
+        let router = Arc::new(network::TwinNetwork {
+            ctx: ctx.clone(),
+            kubelet_api,
+        });
+        vec![
+            tokio::spawn(kubelet_api::serve(
+                TcpListener::from_std(kubelet_listener).map_err(scratch)?,
+                config.clone(),
+                kubelet,
+                stopped.clone(),
+            )),
+            tokio::spawn(admission::serve_webhook(
+                ctx.clone(),
+                TcpListener::from_std(webhook_listener).map_err(scratch)?,
+                config,
+                stopped.clone(),
+            )),
+            egress::serve(cp.egress_socket().to_path_buf(), router, stopped.clone())
+                .map_err(scratch)?,
+        ]
+    };
+    // The runtime lives until the twin stops.
+    let mut stop = stopped;
+    tasks.push(tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        rt.shutdown_background();
+    }));
+    // Gatekeeper's webhook joins the real admission chain.
+    let webhook = admission::webhook_configuration(&format!("https://{webhook_addr}"), &tls.ca_pem);
+    let c = ctx.client.clone();
+    tokio::task::spawn_blocking(move || match c.create(webhook) {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(source) => Err(TwinError::Bootstrap {
+            what: "Gatekeeper's ValidatingWebhookConfiguration".into(),
+            source,
+        }),
+    })
+    .await
+    .unwrap_or(Ok(()))?;
     Ok(tasks)
 }
 

@@ -789,39 +789,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The CRD Gatekeeper makes from a ConstraintTemplate (group constraints.gatekeeper.sh,
-/// the template's kind, its parameters schema), as its template controller does.
-fn constraint_crd(template: &Value) -> Value {
-    let kind = template
-        .pointer("/spec/crd/spec/names/kind")
-        .and_then(Value::as_str)
-        .expect("template kind");
-    let plural = kind.to_lowercase();
-    let params = template
-        .pointer("/spec/crd/spec/validation/openAPIV3Schema")
-        .cloned()
-        .unwrap_or(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.constraints.gatekeeper.sh")},
-        "spec": {
-            "group": "constraints.gatekeeper.sh",
-            "scope": "Cluster",
-            "names": {"kind": kind, "plural": plural, "listKind": format!("{kind}List"), "singular": plural},
-            "versions": [{"name": "v1beta1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {
-                        "enforcementAction": {"type": "string"},
-                        "match": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                        "parameters": params,
-                    }},
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                }}}}],
-        },
-    })
-}
-
 /// Every manifest of fixtures/stack and of the kind overlay passes the real API
 /// server's validation (server-side dry run, with the upstream CRDs' OpenAPI and CEL
 /// rules), and fixtures/rbac/stormdrill.yaml's roles mean under the real RBAC
@@ -842,31 +809,18 @@ async fn stack_manifests_and_rbac_on_the_real_api_server() {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, twin.kubeconfig_yaml()).expect("kubeconfig written");
 
-    // The stack's namespaces for real (a dry-run object needs its namespace), and the
-    // constraint kind Gatekeeper would derive from the stack's template.
+    // The stack's namespaces and Gatekeeper's template for real (a dry-run object
+    // needs its namespace; the twin's Gatekeeper serves the template's constraint kind).
     let stack = repo().join("fixtures/stack");
-    let (ok, out) = kubectl(
-        &bin,
-        &kubeconfig,
-        &[
-            "apply",
-            "-f",
-            &stack.join("00-namespaces.yaml").display().to_string(),
-        ],
-        None,
-    );
-    assert!(ok, "namespaces: {out}");
-    let template: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(stack.join("80-policy-template.yaml")).expect("template"),
-    )
-    .expect("template yaml");
-    let (ok, out) = kubectl(
-        &bin,
-        &kubeconfig,
-        &["apply", "-f", "-"],
-        Some(&constraint_crd(&template).to_string()),
-    );
-    assert!(ok, "constraint CRD: {out}");
+    for f in ["00-namespaces.yaml", "80-policy-template.yaml"] {
+        let (ok, out) = kubectl(
+            &bin,
+            &kubeconfig,
+            &["apply", "-f", &stack.join(f).display().to_string()],
+            None,
+        );
+        assert!(ok, "{f}: {out}");
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&stack)
         .expect("fixtures/stack")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -1080,6 +1034,59 @@ async fn stack_manifests_and_rbac_on_the_real_api_server() {
         "kubectl auth can-i as the read-only account: {out}"
     );
     println!("rbac: {granted} rule grants confirmed by the real authorizer, 6 refusals confirmed");
+
+    // Gatekeeper's webhook, served by the twin, in the real admission chain: the
+    // stack's constraint refuses an untagged image and admits a tagged one.
+    let (ok, out) = kubectl(
+        &bin,
+        &kubeconfig,
+        &[
+            "apply",
+            "-f",
+            &stack
+                .join("81-policy-constraint.yaml")
+                .display()
+                .to_string(),
+        ],
+        None,
+    );
+    assert!(ok, "81-policy-constraint.yaml: {out}");
+    let run = |name: &str, image: &str| {
+        kubectl(
+            &bin,
+            &kubeconfig,
+            &["run", name, "-n", "openalex", &format!("--image={image}")],
+            None,
+        )
+    };
+    // The twin's mirror sees the new constraint a moment after the apiserver stores it.
+    let denied = until(
+        "the untagged image refused",
+        Duration::from_secs(10),
+        || {
+            let (ok, out) = run("untagged", "nginx");
+            if ok {
+                let delete = [
+                    "delete",
+                    "pod",
+                    "untagged",
+                    "-n",
+                    "openalex",
+                    "--wait=false",
+                ];
+                let _ = kubectl(&bin, &kubeconfig, &delete, None);
+            }
+            std::future::ready((!ok).then_some(out))
+        },
+    )
+    .await;
+    assert!(
+        denied.contains("admission webhook \"validation.gatekeeper.sh\" denied the request: [images-must-have-explicit-tag] container <untagged> didn't specify an image tag <nginx>"),
+        "the real apiserver's refusal: {denied}"
+    );
+    let (ok, out) = run("tagged", "nginx:1.27");
+    assert!(ok, "a tagged image is admitted: {out}");
+    println!("gatekeeper: {}", denied.trim());
     twin.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

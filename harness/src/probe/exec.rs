@@ -38,7 +38,22 @@ pub struct ExecOutput {
 /// Exit code 127: the shell found no such command (the image lacks the tool).
 pub const NOT_FOUND: i32 = 127;
 
-/// Runs `argv` in `namespace/pod` (its first container unless `container`).
+/// The container kubectl execs into when none is named: the one the
+/// `kubectl.kubernetes.io/default-container` annotation names, else the first.
+pub fn default_container(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
+        .filter(|n| spec.containers.iter().any(|c| &c.name == *n));
+    annotated
+        .cloned()
+        .or_else(|| spec.containers.first().map(|c| c.name.clone()))
+}
+
+/// Runs `argv` in `namespace/pod` (kubectl's default container unless `container`).
 pub async fn run(
     client: &Client,
     namespace: &str,
@@ -55,6 +70,16 @@ pub async fn run(
             .stdin(false)
             .stdout(true)
             .stderr(true);
+        // The API server refuses to guess among several containers; choose as
+        // kubectl does.
+        let default;
+        let container = match container {
+            Some(c) => Some(c),
+            None => {
+                default = api.get(pod).await.ok().and_then(|p| default_container(&p));
+                default.as_deref()
+            }
+        };
         if let Some(c) = container {
             ap = ap.container(c);
         }

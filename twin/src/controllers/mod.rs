@@ -209,7 +209,6 @@ pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::Join
             tokio::spawn(statefulset::run(ctx.clone(), stop.clone())),
             tokio::spawn(daemonset::run(ctx.clone(), stop.clone())),
             tokio::spawn(job::run(ctx.clone(), stop.clone())),
-            tokio::spawn(crate::admission::gatekeeper(ctx.clone(), stop.clone())),
         ]);
     }
     out

@@ -37,8 +37,26 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     kubelet: Arc<dyn Kubelet>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    serve_with(listener, tls, stop, move |req, stop| {
+        handle(req, kubelet.clone(), stop)
+    })
+    .await
+}
+
+/// The HTTPS accept loop of [`serve`], for any handler (the twin's Gatekeeper
+/// webhook uses it too): TLS with a handshake deadline, HTTP/1.1 or h2 with
+/// upgrades, every connection ended by `stop`.
+pub async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    mut stop: watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(Request<Incoming>, watch::Receiver<bool>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         if *stop.borrow() {
@@ -60,7 +78,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let kubelet = kubelet.clone();
+        let handle = handle.clone();
         let mut conn_stop = stop.clone();
         tokio::spawn(async move {
             let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -69,9 +87,8 @@ pub async fn serve(
             };
             let svc_stop = conn_stop.clone();
             let svc = hyper::service::service_fn(move |req| {
-                let kubelet = kubelet.clone();
-                let stop = svc_stop.clone();
-                async move { Ok::<_, Infallible>(handle(req, kubelet, stop).await) }
+                let fut = handle(req, svc_stop.clone());
+                async move { Ok::<_, Infallible>(fut.await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);

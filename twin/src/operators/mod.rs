@@ -66,6 +66,8 @@ pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::Join
     vec![
         tokio::spawn(certmanager::run(ctx.clone(), stop.clone())),
         tokio::spawn(rook::run(ctx.clone(), stop.clone())),
+        // Gatekeeper's template controller; its webhook is admission.rs.
+        tokio::spawn(crate::admission::gatekeeper(ctx.clone(), stop.clone())),
         tokio::spawn(velero::run(ctx.clone(), store, stop.clone())),
         tokio::spawn(reconcile_loop(
             ctx.clone(),
