@@ -15,15 +15,4 @@ if command -v ceph-mon >/dev/null 2>&1; then
 else
   echo "test: real Ceph is not installed (scripts/ceph-setup.sh): chaos-osd --ceph real skipped"
 fi
-# The cluster feature on the real control plane (--control-plane real): real etcd,
-# kube-apiserver, controller manager and scheduler with the twin's simulated nodes.
-k8s_bin="${STORMDRILL_K8S_BIN:-${STORMDRILL_K8S_CACHE:-$HOME/.cache/stormdrill/k8s}/v1.37.2-etcd-v3.6.16/bin}"
-if [ -x "$k8s_bin/kube-apiserver" ]; then
-  cargo run --locked -q -p stormdrill -- run features/cluster.feature --control-plane real \
-    --report-dir "${CARGO_TARGET_DIR:-target}/control-plane-real-reports"
-elif [ "${STORMDRILL_REQUIRE_K8S:-0}" = 1 ]; then
-  echo "test: the real control plane is required here and not built (scripts/k8s-setup.sh)" >&2
-  exit 1
-else
-  echo "test: the real control plane is not built (scripts/k8s-setup.sh): cluster.feature --control-plane real skipped"
-fi
+# Every feature on the real control plane runs in `cargo test` (harness/tests/features.rs).

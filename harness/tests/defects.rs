@@ -6,6 +6,9 @@
 //! as the same name (rto_s) is judged in several scenarios. (The clean run of the chaos
 //! features is `tests/features.rs`.)
 //!
+//! The defects of [`ON_REAL_CONTROL_PLANE`] run on the real control plane instead of
+//! the embedded one (skipped where it is not built, except under CI).
+//!
 //! Runs in one process are serialised (the World's context is process-global), so each
 //! run is a child process of this test (the same binary, selected by an environment
 //! variable), a few at a time: `STORMDRILL_DEFECT_JOBS` (default 2: a twin's
@@ -21,7 +24,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use stormdrill::{cli::RunArgs, diag, report::Summary, target::TargetKind, verdict::Verdict};
+use stormdrill::{
+    cli::RunArgs,
+    diag,
+    report::Summary,
+    target::{ControlPlaneMode, TargetKind},
+    verdict::Verdict,
+};
 
 /// Each defect and the criteria it must fail. Criteria after a failed step of the same
 /// scenario are not judged (cucumber skips the rest), hence e.g. `ceph-noout-set`
@@ -155,6 +164,23 @@ const CHAOS: &[(&str, &[&str], &[&str])] = &[
     ),
 ];
 
+/// Defects run on the real control plane (`--control-plane real`: real etcd,
+/// kube-apiserver, controller manager and scheduler, the twin's world as their
+/// client) instead of the embedded one: one per phase and the chaos defects, each
+/// expected to fail the same criteria as it would on the embedded twin. Each defect
+/// runs once, on one control plane: the suite's time is spent once.
+const ON_REAL_CONTROL_PLANE: &[&str] = &[
+    // phase 1, 2, 3, 4, 5
+    "ceph-noout-set",
+    "prometheus-target-down",
+    "db-no-pdb",
+    "api-single-replica",
+    "no-velero-schedule",
+    // A fault's drill judged on the real node-lifecycle controller and endpoints.
+    "api-no-prestop",
+    "ceph-alerts-muted",
+];
+
 const PHASES: &[&str] = &[
     "phase1-foundations.feature",
     "phase2-observability.feature",
@@ -166,6 +192,8 @@ const PHASES: &[&str] = &[
 const CHILD_ENV: &str = "STORMDRILL_DEFECT_CHILD";
 /// The features a child runs (comma-separated file names); the phases without it.
 const FEATURES_ENV: &str = "STORMDRILL_DEFECT_FEATURES";
+/// Set (to `real`) when a child runs on the real control plane.
+const CONTROL_PLANE_ENV: &str = "STORMDRILL_DEFECT_CONTROL_PLANE";
 const RESULT_MARK: &str = "DEFECT-RESULT ";
 /// A child that takes longer is stuck: kill it and fail.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -198,7 +226,12 @@ fn child(defect: &str) -> ExitCode {
         Ok(list) => list.split(',').map(str::to_owned).collect(),
         Err(_) => PHASES.iter().map(|f| (*f).to_owned()).collect(),
     };
+    let control_plane = match std::env::var(CONTROL_PLANE_ENV).as_deref() {
+        Ok("real") => ControlPlaneMode::Real,
+        _ => ControlPlaneMode::Embedded,
+    };
     let run = RunArgs {
+        control_plane,
         features: features
             .iter()
             .map(|f| manifest().join("../features").join(f))
@@ -298,6 +331,8 @@ struct Job {
     defect: &'static str,
     features: &'static [&'static str],
     expected: &'static [&'static str],
+    /// On the real control plane.
+    real: bool,
 }
 
 fn check(defect: &str, expected: &[&str], qualified: bool, output: &str) -> Option<String> {
@@ -345,6 +380,9 @@ fn run_child(exe: &std::path::Path, job: &Job) -> (String, Duration) {
     let mut command = Command::new(exe);
     if !job.features.is_empty() {
         command.env(FEATURES_ENV, job.features.join(","));
+    }
+    if job.real {
+        command.env(CONTROL_PLANE_ENV, "real");
     }
     let spawned = command
         .env(CHILD_ENV, job.defect)
@@ -423,12 +461,22 @@ fn parent() -> ExitCode {
             defect,
             features: &[],
             expected,
+            real: ON_REAL_CONTROL_PLANE.contains(defect),
         })
         .chain(CHAOS.iter().map(|(defect, features, expected)| Job {
             defect,
             features,
             expected,
+            real: ON_REAL_CONTROL_PLANE.contains(defect),
         }))
+        .collect();
+    // Without the real control plane's binaries (and where they are not required),
+    // its runs are skipped; the embedded runs still prove the rest.
+    let real_built = !jobs_list.iter().any(|j| j.real)
+        || stormdrill_twin::controlplane::real::binaries_for_test().is_some();
+    let jobs_list: Vec<Job> = jobs_list
+        .into_iter()
+        .filter(|j| real_built || !j.real)
         .collect();
     let total = jobs_list.len();
     // Popped from the end: the long chaos runs first, so they do not finish last.
@@ -455,7 +503,8 @@ fn parent() -> ExitCode {
                 });
                 let name = if defect.is_empty() { "clean" } else { defect };
                 println!(
-                    "defects: {name:<30} {:>5.1}s {}",
+                    "defects: {name:<30} {:<8} {:>5.1}s {}",
+                    if job.real { "real" } else { "embedded" },
                     elapsed.as_secs_f64(),
                     if problem.is_some() { "FAILED" } else { "ok" }
                 );

@@ -2,7 +2,8 @@
 //! admin's (twin/src/rbac.rs): the harness's least-privilege role runs the features to
 //! go, and the read-only role is refused a destructive step with Kubernetes' own
 //! "forbidden" message. The features run as `stormdrill run --target cluster` does,
-//! through a kubeconfig holding the ServiceAccount's token.
+//! through a kubeconfig holding the ServiceAccount's token. This is the suite's run on
+//! the embedded control plane (`tests/features.rs` runs it on the real one).
 
 use std::{
     path::{Path, PathBuf},

@@ -406,6 +406,8 @@ fn gatekeeper_denials(req: &Request<'_>, o: &Value) -> Vec<String> {
 
 /// Where a real kube-apiserver sends Gatekeeper's admission reviews ([`serve_webhook`]).
 pub const WEBHOOK_PATH: &str = "/twin/v1/admission/gatekeeper";
+/// Where it sends the objects the twin's defects rewrite ([`crate::defects::review`]).
+pub const DEFECTS_PATH: &str = "/twin/v1/admission/defects";
 
 /// Gatekeeper's ValidatingWebhookConfiguration for a real kube-apiserver, calling
 /// the twin at `base` (https://127.0.0.1:PORT) and trusting `ca_pem`. As the chart
@@ -415,33 +417,54 @@ pub const WEBHOOK_PATH: &str = "/twin/v1/admission/gatekeeper";
 /// 3 s timeout. A URL, not a Service: the apiserver dials it directly (its
 /// egress selector configures only the `cluster` network).
 pub fn webhook_configuration(base: &str, ca_pem: &str) -> Value {
-    use base64::Engine as _;
+    let mut hook = webhook(WEBHOOK, &format!("{base}{WEBHOOK_PATH}"), ca_pem, "Ignore");
+    hook["namespaceSelector"] = json!({"matchExpressions": [
+        {"key": "admission.gatekeeper.sh/ignore", "operator": "DoesNotExist"},
+    ]});
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": "gatekeeper-validating-webhook-configuration",
                      "labels": {"gatekeeper.sh/system": "yes"}},
-        "webhooks": [{
-            "name": WEBHOOK,
-            "admissionReviewVersions": ["v1", "v1beta1"],
-            "clientConfig": {
-                "url": format!("{base}{WEBHOOK_PATH}"),
-                "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
-            },
-            "failurePolicy": "Ignore",
-            "matchPolicy": "Exact",
-            "namespaceSelector": {"matchExpressions": [
-                {"key": "admission.gatekeeper.sh/ignore", "operator": "DoesNotExist"},
-            ]},
-            "rules": [{"apiGroups": ["*"], "apiVersions": ["*"],
-                       "operations": ["CREATE", "UPDATE"], "resources": ["*"]}],
-            "sideEffects": "None",
-            "timeoutSeconds": 3,
-        }],
+        "webhooks": [hook],
     })
 }
 
-/// Serves Gatekeeper's webhook for a real kube-apiserver on `listener` until `stop`.
+/// The twin's defects as a MutatingWebhookConfiguration: on a real kube-apiserver
+/// the objects a defect misconfigures are rewritten by this webhook, where the
+/// embedded API server rewrites them in its own admission chain. `Fail`: a defect
+/// that silently did not apply would make a negative run pass.
+pub fn defects_webhook_configuration(base: &str, ca_pem: &str) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "stormdrill-twin-defects"},
+        "webhooks": [webhook("defects.twin.stormdrill.io", &format!("{base}{DEFECTS_PATH}"), ca_pem, "Fail")],
+    })
+}
+
+/// One webhook of a configuration: every resource (not subresources) on CREATE and
+/// UPDATE, at `url`.
+fn webhook(name: &str, url: &str, ca_pem: &str, failure_policy: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "name": name,
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {
+            "url": url,
+            "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+        },
+        "failurePolicy": failure_policy,
+        "matchPolicy": "Exact",
+        "rules": [{"apiGroups": ["*"], "apiVersions": ["*"],
+                   "operations": ["CREATE", "UPDATE"], "resources": ["*"]}],
+        "sideEffects": "None",
+        "timeoutSeconds": 3,
+    })
+}
+
+/// Serves the twin's webhooks for a real kube-apiserver on `listener` until `stop`:
+/// Gatekeeper's, and the defects' when any is on.
 /// Without credentials, as the apiserver calls any webhook that has no admission
 /// kubeconfig; the answer only says whether an object is admitted.
 pub async fn serve_webhook(
@@ -455,8 +478,10 @@ pub async fn serve_webhook(
     serve_with(listener, tls, stop, move |req, _| {
         let ctx = ctx.clone();
         async move {
-            if req.method() != hyper::Method::POST || req.uri().path() != WEBHOOK_PATH {
-                return text(404, "not Gatekeeper's webhook");
+            let path = req.uri().path().to_string();
+            if req.method() != hyper::Method::POST || (path != WEBHOOK_PATH && path != DEFECTS_PATH)
+            {
+                return text(404, "not one of the twin's webhooks");
             }
             let body = match http_body_util::Limited::new(req.into_body(), 8 << 20)
                 .collect()
@@ -466,6 +491,9 @@ pub async fn serve_webhook(
                 Err(e) => return text(400, &format!("cannot read the AdmissionReview: {e}")),
             };
             match serde_json::from_slice::<Value>(&body) {
+                Ok(r) if path == DEFECTS_PATH => {
+                    json_response(200, &crate::defects::review(&ctx.defects, &r))
+                }
                 Ok(r) => json_response(200, &review(&ctx, &r)),
                 Err(e) => text(400, &format!("not an AdmissionReview: {e}")),
             }

@@ -234,6 +234,27 @@ fn at(o: &Value, group_plural: (&str, &str), want: (&str, &str, Option<&str>)) -
     group_plural.0 == want.0 && group_plural.1 == want.1 && want.2.is_none_or(|n| obj::name(o) == n)
 }
 
+/// The admission-time part of the defects as a real kube-apiserver's mutating
+/// webhook: answers an `AdmissionReview` (admission.k8s.io/v1) with the JSON Patch
+/// that turns the object into what [`mutate`] makes of it (none when unchanged).
+pub fn review(d: &Defects, review: &Value) -> Value {
+    use base64::Engine as _;
+    let request = &review["request"];
+    let group = obj::str_at(request, "/resource/group").unwrap_or("");
+    let plural = obj::str_at(request, "/resource/resource").unwrap_or("");
+    let object = request.get("object").cloned().unwrap_or(Value::Null);
+    let mut mutated = object.clone();
+    mutate(d, group, plural, &mut mutated);
+    let patch = json_patch::diff(&object, &mutated);
+    let mut response = json!({"uid": request["uid"], "allowed": true});
+    if !patch.0.is_empty() {
+        let bytes = serde_json::to_vec(&patch).unwrap_or_default();
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
 /// The admission-time part of the defects: rewrites `o` (a `group`/`plural` object
 /// being created or updated).
 pub fn mutate(d: &Defects, group: &str, plural: &str, o: &mut Value) {

@@ -62,6 +62,8 @@ pub enum TwinError {
     Tls(#[from] tls::TlsError),
     #[error("cannot start the API data plane")]
     DataPlane(#[source] dataplane::DataPlaneError),
+    #[error("cannot start the threads serving the data plane and the network")]
+    Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Defect(#[from] defects::DefectError),
     #[error("cannot start the real Ceph cluster (--ceph real)")]
@@ -319,8 +321,21 @@ impl Twin {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let mut stopped = stopped;
         let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
+        // What others call into — the data plane the harness measures, and on a real
+        // control plane the kubelet API, the cluster network and the webhooks — runs
+        // on threads of its own. The world's controllers make blocking calls to a real
+        // apiserver from the main runtime's workers: an apiserver waiting on a webhook
+        // served by those workers waited out the webhook's timeout on every write
+        // (measured: 3 s each, a 5-minute stack apply), and requests to the data plane
+        // waited for a free worker (p99 600 ms where 50 ms is normal).
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("twin-io")
+            .enable_all()
+            .build()
+            .map_err(TwinError::Runtime)?;
         if let Some(cp) = &real {
-            controllers.extend(start_network(&ctx, cp, &tls, stopped.clone()).await?);
+            controllers.extend(start_network(&ctx, cp, &tls, io.handle(), stopped.clone()).await?);
         }
         controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
         stack::postgres::install(&ctx);
@@ -331,14 +346,22 @@ impl Twin {
             ctx.clone(),
             stopped.clone(),
         )));
-        let api_addr = dataplane::start(
-            ctx.clone(),
-            dataplane::LatencyModel::default(),
-            opts.seed,
-            stopped.clone(),
-        )
-        .await
-        .map_err(TwinError::DataPlane)?;
+        let api_addr = io
+            .spawn(dataplane::start(
+                ctx.clone(),
+                dataplane::LatencyModel::default(),
+                opts.seed,
+                stopped.clone(),
+            ))
+            .await
+            .map_err(|e| TwinError::Runtime(std::io::Error::other(e)))?
+            .map_err(TwinError::DataPlane)?;
+        // The runtime lives until the twin stops.
+        let mut io_stop = stopped.clone();
+        controllers.push(tokio::spawn(async move {
+            let _ = io_stop.wait_for(|s| *s).await;
+            io.shutdown_background();
+        }));
         let task = tokio::spawn(async move {
             loop {
                 let conn = tokio::select! {
@@ -533,6 +556,7 @@ async fn start_network(
     ctx: &controllers::Ctx,
     cp: &controlplane::real::RealControlPlane,
     tls: &tls::TwinTls,
+    rt: &tokio::runtime::Handle,
     stopped: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, TwinError> {
     use controlplane::real::{egress, network};
@@ -542,17 +566,6 @@ async fn start_network(
             source,
         })
     };
-    // What the real apiserver calls into (the kubelet API, the cluster network, the
-    // webhook) runs on threads of its own: the world's controllers make blocking
-    // calls to the apiserver from the main runtime's workers, and an apiserver
-    // waiting on a webhook served by those same workers waited out the webhook's
-    // timeout on every write (measured: 3 s each, a 5-minute stack apply).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("twin-network")
-        .enable_all()
-        .build()
-        .map_err(scratch)?;
     let kubelet_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(scratch)?;
     let kubelet_api = kubelet_listener.local_addr().map_err(scratch)?;
     let webhook_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(scratch)?;
@@ -564,7 +577,7 @@ async fn start_network(
     let mut config = (*tls.server_config).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let config = Arc::new(config);
-    let mut tasks = {
+    let tasks = {
         let _in_network = rt.enter();
         let kubelet = Arc::new(network::TwinKubelet { ctx: ctx.clone() });
         let router = Arc::new(network::TwinNetwork {
@@ -588,25 +601,17 @@ async fn start_network(
                 .map_err(scratch)?,
         ]
     };
-    // The runtime lives until the twin stops.
-    let mut stop = stopped;
-    tasks.push(tokio::spawn(async move {
-        let _ = stop.wait_for(|s| *s).await;
-        rt.shutdown_background();
-    }));
-    // Gatekeeper's webhook joins the real admission chain.
-    let webhook = admission::webhook_configuration(&format!("https://{webhook_addr}"), &tls.ca_pem);
-    let c = ctx.client.clone();
-    tokio::task::spawn_blocking(move || match c.create(webhook) {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 409 => Ok(()),
-        Err(source) => Err(TwinError::Bootstrap {
-            what: "Gatekeeper's ValidatingWebhookConfiguration".into(),
-            source,
-        }),
-    })
-    .await
-    .unwrap_or(Ok(()))?;
+    // Gatekeeper's webhook, and the defects' rewrites, join the real admission chain.
+    let base = format!("https://{webhook_addr}");
+    let mut webhooks = vec![admission::webhook_configuration(&base, &tls.ca_pem)];
+    if !ctx.defects.is_empty() {
+        webhooks.push(admission::defects_webhook_configuration(&base, &tls.ca_pem));
+    }
+    let webhooks = webhooks
+        .into_iter()
+        .map(|w| ("the twin's webhooks".to_string(), w))
+        .collect();
+    create_all(&ctx.client, webhooks).await?;
     Ok(tasks)
 }
 
@@ -658,9 +663,18 @@ async fn bootstrap_real(client: &client::Client) -> Result<(), TwinError> {
         .chain(docs)
         .collect();
     all.sort_by_key(|(_, o)| rank(o));
+    create_all(client, all).await
+}
+
+/// Creates `(source file, object)`s in order through the world's client (off the
+/// async workers: its calls to a real apiserver block); one that exists is kept.
+async fn create_all(
+    client: &client::Client,
+    objects: Vec<(String, serde_json::Value)>,
+) -> Result<(), TwinError> {
     let client = client.clone();
     tokio::task::spawn_blocking(move || {
-        for (file, obj) in all {
+        for (file, obj) in objects {
             let what = format!(
                 "{file} {}/{}",
                 obj["kind"].as_str().unwrap_or(""),
