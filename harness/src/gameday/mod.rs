@@ -1015,6 +1015,14 @@ pub async fn run(args: GamedayArgs) -> Result<GamedayOutcome, GamedayError> {
     if let Some(Stop::Aborted(r) | Stop::Failed(r)) = &stop {
         summary.reasons.push(r.clone());
     }
+    // As in `stormdrill run`: a refused fault means the game day could not run.
+    faults.stop_if_refused();
+    if let Some(reason) = faults.refused().reason() {
+        summary.verdict = Verdict::Error;
+        summary
+            .reasons
+            .insert(0, format!("a destructive fault was refused: {reason}"));
+    }
     run_dir.write_summary(&summary)?;
     report::html::write_readable(&run_dir, &summary);
     let timeline_path = match timeline.write(run_dir.path(), &name) {
