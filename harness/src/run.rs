@@ -75,15 +75,9 @@ impl Outcome {
                     location: format!("{}:{}", s.feature, s.line),
                 })
         }));
-        // A run that could not run judged too little for "all N criteria passed".
-        let said = |r: &String| r == verdict::NO_CRITERIA;
-        if failed.is_empty()
-            && self.verdict != Verdict::Error
-            && !self.summary.reasons.iter().any(said)
-        {
+        if failed.is_empty() {
             // "all N criteria passed", as summary.md says it.
-            let section = report::markdown::failed_section(&self.summary);
-            lines.push(section.trim_end().to_owned());
+            lines.extend(report::markdown::closing_criteria(&self.summary));
         }
         lines.extend(failed);
         match &self.pushed {

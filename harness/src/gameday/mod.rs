@@ -87,11 +87,7 @@ impl GamedayOutcome {
         if self.verdict != Verdict::Go {
             lines.extend(self.summary.reasons.iter().map(|r| format!("- {r}")));
         }
-        lines.push(
-            report::markdown::failed_section(&self.summary)
-                .trim_end()
-                .to_owned(),
-        );
+        lines.extend(report::markdown::closing_criteria(&self.summary));
         if let Some(t) = &self.timeline {
             lines.push(format!("timeline: {}", t.display()));
         }
