@@ -28,6 +28,12 @@ pub enum Command {
     ///
     /// Exit codes: 0 go, 1 no-go, 2 the harness could not run, 3 aborted.
     Run(RunArgs),
+    /// Check features without running them: every feature parses, every scenario has
+    /// steps, every step is known, every `the profile's KEY` is in the acceptance
+    /// profile, every game-day scenario file a step names loads. `run` does this first.
+    ///
+    /// Exit codes: 0 no problems, 2 problems (each with file:line) or bad arguments.
+    Check(CheckArgs),
     /// The embedded digital twin.
     Twin {
         #[command(subcommand)]
@@ -58,6 +64,24 @@ pub enum Command {
     /// Exit codes: 0 all criteria passed, 1 a criterion or step failed, 2 could not
     /// run, 3 aborted (faults reverted).
     Gameday(GamedayArgs),
+}
+
+/// `stormdrill check`.
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// Feature files or folders [default: features/]
+    pub features: Vec<PathBuf>,
+    /// The target whose default acceptance profile applies when --profile is not given.
+    #[arg(long, value_enum, default_value_t = TargetKind::Twin)]
+    pub target: TargetKind,
+    /// Acceptance profile (YAML) the `the profile's KEY` limits are looked up in
+    /// [default for --target twin: fixtures/acceptance/twin.yaml, kind: kind.yaml]
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// As `run --tags`: profile keys and scenario files are checked for the selected
+    /// scenarios only (every step of every feature must still be known).
+    #[arg(long)]
+    pub tags: Option<TagExpr>,
 }
 
 /// `stormdrill gameday`.

@@ -11,6 +11,7 @@ pub mod fault;
 pub mod gameday;
 pub mod load;
 pub mod measure;
+pub mod preflight;
 pub mod probe;
 pub mod progress;
 pub mod report;

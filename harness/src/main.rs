@@ -27,6 +27,10 @@ async fn main() -> ExitCode {
                 }
                 exit_code(outcome.verdict)
             }
+            Err(stormdrill::RunError::Preflight(e)) => {
+                eprintln!("error: {}", preflight_text(&e));
+                ExitCode::from(2)
+            }
             Err(e) => {
                 // One line: CI logs and people both read the first line only.
                 eprintln!("error: {}", diag::one_line(&e));
@@ -62,6 +66,16 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Check(args) => match stormdrill::preflight::check_command(&args) {
+            Ok(checked) => {
+                println!("{}", checked.summary_line());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}", preflight_text(&e));
+                ExitCode::from(2)
+            }
+        },
         Command::Steps => {
             print!("{}", steps::describe_catalog());
             ExitCode::SUCCESS
@@ -115,6 +129,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         print!("{}", load::bench::render(&report));
     }
     Ok(())
+}
+
+/// The pre-flight's problems one a line (the first line is the first problem);
+/// other errors on one line.
+fn preflight_text(e: &stormdrill::preflight::PreflightError) -> String {
+    match e {
+        stormdrill::preflight::PreflightError::Problems(_) => e.to_string(),
+        other => diag::one_line(other),
+    }
 }
 
 fn exit_code(verdict: Verdict) -> ExitCode {

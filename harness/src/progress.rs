@@ -233,9 +233,24 @@ pub struct StdoutAroundBar {
     pending: Vec<u8>,
 }
 
+/// cucumber's wording for a step that returned an error (it runs steps under
+/// catch_unwind); people read that as a crash of the harness.
+const CUCUMBER_PANIC: &str = "Step panicked. Captured output: ";
+
+/// `chunk` with cucumber's panic wording replaced by `Step failed: `.
+fn reword(chunk: Vec<u8>) -> Vec<u8> {
+    let needle = CUCUMBER_PANIC.as_bytes();
+    if !chunk.windows(needle.len()).any(|w| w == needle) {
+        return chunk;
+    }
+    String::from_utf8_lossy(&chunk)
+        .replace(CUCUMBER_PANIC, "Step failed: ")
+        .into_bytes()
+}
+
 impl StdoutAroundBar {
     fn emit(&mut self, upto: usize) -> io::Result<()> {
-        let chunk: Vec<u8> = self.pending.drain(..upto).collect();
+        let chunk = reword(self.pending.drain(..upto).collect());
         suspend(|| {
             let mut out = io::stdout().lock();
             out.write_all(&chunk)?;
@@ -516,6 +531,16 @@ pub(crate) static TEST_MODE: Mutex<()> = Mutex::new(());
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_errors_are_not_called_panics() {
+        let line = "  ✘  When 1 pod is killed\n     Step panicked. Captured output: refused: x\n";
+        let out = String::from_utf8(reword(line.as_bytes().to_vec())).unwrap();
+        assert_eq!(
+            out,
+            "  ✘  When 1 pod is killed\n     Step failed: refused: x\n"
+        );
+    }
 
     #[test]
     fn the_mode_follows_tty_ci_and_quiet() {

@@ -1,18 +1,18 @@
 //! One `stormdrill run`: validate input, reach the target, run the features, judge,
 //! write the report.
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::{
     cli::RunArgs,
-    config::{ConfigError, Profile},
     diag,
     load::ApiEndpoint,
+    preflight::{self, Checked, PreflightError},
     probe::k8s::ApiCatalog,
     report::{self, ReportError, RunDir, Summary},
-    runner::{self, Collector, FeatureSet, RunnerError, RunnerStats},
+    runner::{self, Collector, RunnerError, RunnerStats},
     signal,
     target::{self, TargetError, TargetSpec},
     verdict::{self, Judged, RunFacts, ScenarioStatus, Verdict},
@@ -27,7 +27,7 @@ pub enum RunError {
     #[error(transparent)]
     Features(#[from] RunnerError),
     #[error(transparent)]
-    Profile(#[from] ConfigError),
+    Preflight(#[from] PreflightError),
     #[error(transparent)]
     Target(#[from] TargetError),
     #[error(transparent)]
@@ -77,8 +77,7 @@ impl Outcome {
         }));
         if failed.is_empty() {
             // "all N criteria passed", as summary.md says it.
-            let section = report::markdown::failed_section(&self.summary);
-            lines.push(section.trim_end().to_owned());
+            lines.extend(report::markdown::closing_criteria(&self.summary));
         }
         lines.extend(failed);
         match &self.pushed {
@@ -108,19 +107,6 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         .clone()
         .unwrap_or_else(|| report::new_run_id(started));
     let run_dir = RunDir::new(&args.report_dir, &run_id)?;
-    let paths = if args.features.is_empty() {
-        vec![PathBuf::from("features")]
-    } else {
-        args.features.clone()
-    };
-    let features = FeatureSet::resolve(&paths)?;
-    // The twin defaults to fixtures/acceptance/twin.yaml (when run from the repository).
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let profile =
-        crate::config::threshold::profile_path(args.profile.as_deref(), args.target, &cwd)
-            .as_deref()
-            .map(Profile::load)
-            .transpose()?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let spec = TargetSpec {
         kind: args.target,
@@ -138,6 +124,16 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         Some(path) => crate::target::power::TargetConfig::load(path)?,
         None => Default::default(),
     };
+    // Every feature, step, profile key and scenario file, before any target exists.
+    // The twin defaults to fixtures/acceptance/twin.yaml (when run from the repository).
+    let Checked {
+        features, profile, ..
+    } = preflight::check(
+        &args.features,
+        args.profile.as_deref(),
+        args.target,
+        args.tags.as_ref(),
+    )?;
     run_dir.create()?;
 
     let mut summary = Summary {
@@ -215,7 +211,13 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
             println!("aborting: {reason}");
             None
         }
+        _ = faults.refused().triggered() => {
+            // The reason follows in the closing lines.
+            println!("stopping: a destructive fault was refused; the rest of the run is skipped");
+            None
+        }
     };
+    let refused = faults.refused().reason();
     // Before anything else, put back what is still injected: a signal or an abort drops
     // the scenario mid-step, so the journal, not the World, knows what that is.
     faults
@@ -236,6 +238,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     let (stats, aborted) = match result {
         Some(Ok(stats)) => (stats, false),
         Some(Err(e)) => return Err(record_error(&run_dir, summary, e.into())),
+        None if refused.is_some() => (RunnerStats::default(), false),
         None => {
             if faults.abort().reason().is_none() {
                 println!("aborted by signal");
@@ -262,8 +265,16 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     );
     summary.verdict = decision.verdict;
     summary.reasons = decision.reasons;
+    if let Some(reason) = refused {
+        // The faults the features asked for were not allowed: nothing was judged.
+        summary.verdict = Verdict::Error;
+        summary.reasons.insert(
+            0,
+            format!("a destructive fault was refused, the rest of the run was skipped: {reason}"),
+        );
+    }
     if kept_logs {
-        if decision.verdict == Verdict::Go {
+        if summary.verdict == Verdict::Go {
             let _ = std::fs::remove_dir_all(&logs_dir);
         } else {
             summary.reasons.push(format!(
@@ -287,7 +298,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
     };
     Ok(Outcome {
         run_dir,
-        verdict: decision.verdict,
+        verdict: summary.verdict,
         summary,
         pushed,
     })

@@ -92,6 +92,40 @@ impl FeatureSet {
     }
 }
 
+impl FeatureSet {
+    /// Every feature file, canonical, in path order (folders walked recursively).
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for p in entries.flatten().map(|e| e.path()) {
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if is_feature_file(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (_, root) in &self.roots {
+            if root.is_dir() {
+                walk(root, &mut out);
+            } else {
+                out.push(root.clone());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn is_feature_file(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("feature"))
+}
+
 fn has_feature_files(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
@@ -101,8 +135,7 @@ fn has_feature_files(dir: &Path) -> bool {
         if p.is_dir() {
             has_feature_files(&p)
         } else {
-            p.extension()
-                .is_some_and(|x| x.eq_ignore_ascii_case("feature"))
+            is_feature_file(&p)
         }
     })
 }
@@ -201,6 +234,10 @@ pub async fn run_features(
                     None => None,
                 };
                 collector.push(record(&display, feature, rule, scenario, ev, world));
+                // Only now, so the refused scenario is in the report.
+                if let Some(w) = world {
+                    w.context().faults.stop_if_refused();
+                }
             }
             .boxed_local()
         })
@@ -218,7 +255,8 @@ pub async fn run_features(
     })
 }
 
-fn all_tags<'a>(
+/// A scenario's tags with its feature's and rule's, as `--tags` sees them.
+pub fn all_tags<'a>(
     feature: &'a gherkin::Feature,
     rule: Option<&'a gherkin::Rule>,
     scenario: &'a gherkin::Scenario,

@@ -39,11 +39,55 @@ pub fn closest<'a>(
     scored.into_iter().take(limit).map(|(_, c)| c).collect()
 }
 
-/// The single closest candidate, however far; for suggesting a known step.
-pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
+/// Words that say nothing about which step is meant; matching on them made "the moon
+/// is made of cheese" close to "the pod of OSD 1 is deleted".
+const FILLER: &[&str] = &[
+    "a", "an", "and", "are", "at", "be", "by", "for", "has", "in", "is", "it", "of", "on", "or",
+    "the", "to", "with",
+];
+
+/// The meaningful words of a step: lowercase, quotes and numbers dropped (the arguments
+/// differ from use to use), a plural `s` dropped, filler words skipped.
+fn words(text: &str) -> Vec<String> {
+    // Quoted arguments name things of one use, not the step.
+    let unquoted: String = text.split('"').step_by(2).collect::<Vec<_>>().join(" ");
+    let mut out: Vec<String> = unquoted
+        .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '+'))
+        .filter(|w| !w.is_empty() && !w.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_lowercase)
+        .filter(|w| !FILLER.contains(&w.as_str()))
+        .map(|w| match w.strip_suffix('s') {
+            Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem.to_owned(),
+            _ => w,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Candidates sharing meaningful words with `text`, most alike first (shared words over
+/// all words of both), at most `limit`; none when no word is shared. A whole-line edit
+/// distance ranks by length and filler, not by what the step is about.
+pub fn by_shared_words<'a>(
+    text: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    limit: usize,
+) -> Vec<&'a str> {
+    let wanted = words(text);
+    let mut scored: Vec<(usize, usize, &str)> = candidates
         .into_iter()
-        .min_by_key(|c| distance(&word.to_lowercase(), &c.to_lowercase()))
+        .filter_map(|c| {
+            let theirs = words(c);
+            let shared = theirs.iter().filter(|w| wanted.contains(w)).count();
+            let union = wanted.len() + theirs.len() - shared;
+            // Integer ranking of shared/union: more shared words first, then fewer others.
+            (shared > 0).then(|| (union * 1000 / shared, union, c))
+        })
+        .collect();
+    scored.sort();
+    scored.dedup_by(|a, b| a.2 == b.2);
+    scored.into_iter().take(limit).map(|(_, _, c)| c).collect()
 }
 
 #[cfg(test)]
@@ -72,9 +116,28 @@ mod tests {
         );
         assert_eq!(closest("servce", kinds, 5), ["service"]);
         assert!(closest("zzz", kinds, 5).is_empty());
+    }
+
+    #[test]
+    fn steps_by_shared_words() {
+        let steps = [
+            "the pod of OSD 1 is deleted",
+            "every node is Ready",
+            "every pod in namespace \"kube-system\" is Ready",
+            "OSD 1 goes down",
+        ];
+        // Filler words alone make no suggestion.
+        assert!(by_shared_words("the moon is made of cheese", steps, 3).is_empty());
         assert_eq!(
-            nearest("every nodes is ready", ["every node is Ready", "x"]),
-            Some("every node is Ready")
+            by_shared_words("every nodes are Ready", steps, 2),
+            [
+                "every node is Ready",
+                "every pod in namespace \"kube-system\" is Ready"
+            ]
+        );
+        assert_eq!(
+            by_shared_words("OSD 3 went down", steps, 1),
+            ["OSD 1 goes down"]
         );
     }
 }

@@ -72,24 +72,30 @@ fn failing_feature_is_no_go_with_a_junit_failure() {
 }
 
 #[test]
-fn unknown_step_fails_and_names_the_closest_known_step() {
+fn unknown_step_is_found_before_running_and_names_the_closest_known_step() {
     let reports = tempfile::tempdir().unwrap();
     let (out, dir) = run(&fixture("unknown-step"), &[], reports.path());
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stdout.contains("closest known step: `Then every node is Ready`"),
-        "{stdout}"
+        stderr.contains("unknown.feature:5: unknown step `Then every nodes are Ready`; closest known step: `Then every node is Ready`"),
+        "{stderr}"
     );
-    assert_eq!(summary(&dir)["scenarios"][0]["status"], "skipped");
+    // Found by the pre-flight: no target, no report.
+    assert!(!dir.exists());
 }
 
 #[test]
 fn unparsable_feature_is_an_error() {
     let reports = tempfile::tempdir().unwrap();
     let (out, dir) = run(&fixture("unparsable"), &[], reports.path());
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-    assert_eq!(summary(&dir)["verdict"], "error");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("broken.feature:5: not valid Gherkin"),
+        "{stderr}"
+    );
+    assert!(!dir.exists());
 }
 
 #[test]
@@ -131,6 +137,9 @@ current-context: x
         &["run", "--target", "cluster", "--kubeconfig"],
         &[
             &kubeconfig,
+            // A cluster has no default profile; the features' limits need one.
+            Path::new("--profile"),
+            &manifest().join("../fixtures/acceptance/production.yaml"),
             &manifest().join("../features"),
             Path::new("--report-dir"),
             dir.path(),

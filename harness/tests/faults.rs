@@ -746,9 +746,9 @@ async fn the_guard_refuses_a_cluster_without_opt_in() {
     let reports = tempfile::tempdir().unwrap();
     let args = cluster_run(kubeconfig, &fixture("guard.feature"), reports.path());
 
-    // Without --allow-destructive.
+    // Without --allow-destructive: the run could not do what it was asked (exit 2).
     let outcome = stormdrill::run(args.clone()).await.unwrap();
-    assert_eq!(outcome.verdict, Verdict::NoGo);
+    assert_eq!(outcome.verdict, Verdict::Error);
     let message = outcome.summary.scenarios[0].message.clone().unwrap();
     assert!(message.contains("pass --allow-destructive"), "{message}");
 
@@ -762,6 +762,7 @@ async fn the_guard_refuses_a_cluster_without_opt_in() {
     .unwrap();
     let s = &outcome.summary.scenarios[0];
     assert_eq!(s.status, ScenarioStatus::Failed);
+    assert_eq!(outcome.verdict, Verdict::Error);
     let message = s.message.clone().unwrap();
     assert!(
         message.contains("the cluster has not opted in to destructive faults: create ConfigMap stormdrill-allow in namespace kube-system")

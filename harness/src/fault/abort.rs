@@ -48,7 +48,8 @@ impl Abort {
             if r.is_some() {
                 return false;
             }
-            tracing::warn!(%reason, "aborting the run");
+            // Said of aborts and of guard refusals alike, which both stop the run.
+            tracing::warn!(%reason, "stopping the run");
             *r = Some(reason);
             true
         });

@@ -40,6 +40,9 @@ pub fn journal_path(args: &RecoverArgs) -> Result<PathBuf, JournalError> {
 
 pub async fn run(args: &RecoverArgs) -> Result<Recovered, RecoverRunError> {
     let path = journal_path(args)?;
+    // A missing or damaged journal is the first thing to say: without it there is
+    // nothing to recover, whichever cluster the kubeconfig names.
+    journal::Contents::read(&path)?;
     let config = match &args.target_config {
         Some(p) => TargetConfig::load(p)?,
         None => TargetConfig::default(),

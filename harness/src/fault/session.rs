@@ -54,6 +54,10 @@ pub struct FaultRun {
     run_dir: Option<PathBuf>,
     journal: Option<Journal>,
     abort: Abort,
+    /// The guard's first refusal, until the scenario that met it has been recorded.
+    refusal: Mutex<Option<String>>,
+    /// Triggered once that scenario is recorded: the run stops, verdict error.
+    refused: Abort,
     picks: AtomicU64,
     monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -190,6 +194,8 @@ impl FaultRun {
             run_dir: o.run_dir,
             journal,
             abort: Abort::default(),
+            refusal: Mutex::new(None),
+            refused: Abort::default(),
             picks: AtomicU64::new(0),
             monitor: Mutex::new(None),
         }
@@ -205,6 +211,25 @@ impl FaultRun {
 
     pub fn abort(&self) -> &Abort {
         &self.abort
+    }
+
+    /// Triggered with the guard's refusal once the scenario that met it is recorded
+    /// ([`Self::stop_if_refused`]): a run that may not inject its faults cannot judge
+    /// them, so the rest of it is skipped and it could not run (exit 2).
+    pub fn refused(&self) -> &Abort {
+        &self.refused
+    }
+
+    /// Called when a scenario's record is written: stops the run after a refusal.
+    pub fn stop_if_refused(&self) {
+        let pending = self
+            .refusal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(reason) = pending {
+            self.refused.trigger(reason);
+        }
     }
 
     pub fn journal_path(&self) -> Option<&Path> {
@@ -230,14 +255,19 @@ impl FaultRun {
         let kind = fault.kind();
         if let Policy::OptIn { .. } = self.policy {
             let allow = AllowList::load(&self.ctx.client).await?;
-            guard::check(
+            if let Err(why) = guard::check(
                 self.policy,
                 allow.as_ref(),
                 kind,
                 &fault.namespaces(),
                 self.dry_run,
-            )
-            .map_err(FaultError::Refused)?;
+            ) {
+                let mut first = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
+                if first.is_none() && self.refused.reason().is_none() {
+                    *first = Some(why.clone());
+                }
+                return Err(FaultError::Refused(why));
+            }
         }
         if !self.dry_run {
             if let Some(reason) = abort::check_ceph(&self.ctx.client).await {

@@ -87,11 +87,7 @@ impl GamedayOutcome {
         if self.verdict != Verdict::Go {
             lines.extend(self.summary.reasons.iter().map(|r| format!("- {r}")));
         }
-        lines.push(
-            report::markdown::failed_section(&self.summary)
-                .trim_end()
-                .to_owned(),
-        );
+        lines.extend(report::markdown::closing_criteria(&self.summary));
         if let Some(t) = &self.timeline {
             lines.push(format!("timeline: {}", t.display()));
         }
@@ -1014,6 +1010,14 @@ pub async fn run(args: GamedayArgs) -> Result<GamedayOutcome, GamedayError> {
     };
     if let Some(Stop::Aborted(r) | Stop::Failed(r)) = &stop {
         summary.reasons.push(r.clone());
+    }
+    // As in `stormdrill run`: a refused fault means the game day could not run.
+    faults.stop_if_refused();
+    if let Some(reason) = faults.refused().reason() {
+        summary.verdict = Verdict::Error;
+        summary
+            .reasons
+            .insert(0, format!("a destructive fault was refused: {reason}"));
     }
     run_dir.write_summary(&summary)?;
     report::html::write_readable(&run_dir, &summary);

@@ -126,6 +126,18 @@ fn table(rows: &[&Row<'_>]) -> String {
     out
 }
 
+/// The terminal's closing word on the criteria when none failed: [`failed_section`],
+/// unless the run could not run (too little was judged for "all N criteria passed")
+/// or a reason already says that nothing was judged.
+pub fn closing_criteria(summary: &Summary) -> Option<String> {
+    let said = summary
+        .reasons
+        .iter()
+        .any(|r| r == crate::verdict::NO_CRITERIA);
+    (summary.verdict != Verdict::Error && !said)
+        .then(|| failed_section(summary).trim_end().to_owned())
+}
+
 /// The failed-criteria part: a table of failed gating criteria, or one line saying all
 /// passed. Also printed to the terminal at the end of a run.
 pub fn failed_section(summary: &Summary) -> String {
@@ -251,5 +263,21 @@ pub(crate) mod tests {
         assert_eq!(failed_section(&s), "all 1 criteria passed\n");
         s.scenarios[0].criteria.clear();
         assert_eq!(failed_section(&s), "no criteria were judged\n");
+    }
+
+    #[test]
+    fn the_terminal_does_not_say_all_passed_when_the_run_could_not_run() {
+        let mut s = sample();
+        s.scenarios[0].criteria.truncate(1);
+        s.verdict = Verdict::NoGo;
+        assert_eq!(
+            closing_criteria(&s).as_deref(),
+            Some("all 1 criteria passed")
+        );
+        s.verdict = Verdict::Error;
+        assert_eq!(closing_criteria(&s), None);
+        s.verdict = Verdict::NoGo;
+        s.reasons = vec![crate::verdict::NO_CRITERIA.to_owned()];
+        assert_eq!(closing_criteria(&s), None);
     }
 }

@@ -11,6 +11,14 @@ pub enum GamedayStepError {
     Failed { name: String, why: String },
 }
 
+/// The scenario a `the game-day scenario "NAME" is run` step names (for the
+/// pre-flight, which loads it before anything runs).
+pub fn scenario_named(text: &str) -> Option<&str> {
+    text.strip_prefix("the game-day scenario \"")?
+        .strip_suffix("\" is run")
+        .filter(|n| !n.is_empty() && !n.contains('"'))
+}
+
 #[when(regex = r#"^the game-day scenario "([^"]+)" is run$"#)]
 async fn scenario_is_run(world: &mut World, name: String) -> Result<(), GamedayStepError> {
     crate::gameday::run_in_world(world, &name)

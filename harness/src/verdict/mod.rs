@@ -153,7 +153,10 @@ pub struct Judged<'a> {
 /// How a reason about a failed criterion starts (the closing table shows those).
 pub const CRITERION_REASON: &str = "criterion ";
 
-/// go: at least one scenario ran, all passed, every gating criterion passed.
+/// The reason of a run whose scenarios judged no gating criterion.
+pub const NO_CRITERIA: &str = "no criteria were judged: a go needs at least one";
+
+/// go: at least one scenario ran, at least one gating criterion was judged, all passed, every gating criterion passed.
 /// error wins over aborted, which wins over no-go: the weaker verdicts would hide
 /// that the run itself was incomplete.
 pub fn decide<'a>(scenarios: impl IntoIterator<Item = Judged<'a>>, facts: RunFacts) -> Decision {
@@ -171,9 +174,10 @@ pub fn decide<'a>(scenarios: impl IntoIterator<Item = Judged<'a>>, facts: RunFac
         reasons.push("the run was aborted".to_owned());
     }
 
-    let mut ran = 0;
+    let (mut ran, mut judged) = (0, 0);
     for s in scenarios {
         ran += 1;
+        judged += s.criteria.iter().filter(|c| c.gating).count();
         match s.status {
             ScenarioStatus::Passed => {}
             ScenarioStatus::Failed => reasons.push(format!("scenario failed: {}", s.name)),
@@ -193,6 +197,9 @@ pub fn decide<'a>(scenarios: impl IntoIterator<Item = Judged<'a>>, facts: RunFac
     }
     if ran == 0 {
         reasons.push("no scenario ran".to_owned());
+    } else if judged == 0 {
+        // Passing steps that measure nothing prove nothing: go needs evidence.
+        reasons.push(NO_CRITERIA.to_owned());
     }
 
     let verdict = if facts.parsing_errors > 0 || facts.hook_errors > 0 {
@@ -355,6 +362,17 @@ mod tests {
         );
         assert_eq!(d.verdict, Verdict::Go);
         assert!(d.reasons.is_empty());
+    }
+
+    #[test]
+    fn no_go_when_no_criterion_was_judged() {
+        let advisory = [crit(true, false)];
+        let d = decide(
+            [judged(ScenarioStatus::Passed, &advisory)],
+            RunFacts::default(),
+        );
+        assert_eq!(d.verdict, Verdict::NoGo);
+        assert_eq!(d.reasons, [NO_CRITERIA]);
     }
 
     #[test]
