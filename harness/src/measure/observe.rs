@@ -450,17 +450,29 @@ pub struct ToolboxSource {
     toolbox: Option<Toolbox>,
 }
 
+impl ToolboxSource {
+    pub fn new(client: &Client) -> Self {
+        ToolboxSource {
+            client: client.clone(),
+            toolbox: None,
+        }
+    }
+
+    /// `ceph ARGS -f json` in the toolbox, found again only after a failure.
+    async fn json(&mut self, args: &[&str]) -> Result<serde_json::Value, CephProbeError> {
+        let toolbox = match self.toolbox.take() {
+            Some(t) => t,
+            None => Toolbox::find(&self.client).await?,
+        };
+        let v = toolbox.ceph_json(&self.client, args).await?;
+        self.toolbox = Some(toolbox);
+        Ok(v)
+    }
+}
+
 impl CephSource for ToolboxSource {
     fn status(&mut self) -> BoxFuture<'_, Result<CephStatus, CephProbeError>> {
-        Box::pin(async move {
-            let toolbox = match self.toolbox.take() {
-                Some(t) => t,
-                None => Toolbox::find(&self.client).await?,
-            };
-            let v = toolbox.ceph_json(&self.client, &["status"]).await?;
-            self.toolbox = Some(toolbox);
-            CephStatus::parse(&v)
-        })
+        Box::pin(async move { CephStatus::parse(&self.json(&["status"]).await?) })
     }
 }
 
@@ -473,13 +485,7 @@ pub struct CephObserver<S> {
 
 /// Ceph through the cluster's toolbox every `interval`.
 pub fn ceph_health(client: &Client, interval: Duration) -> CephObserver<ToolboxSource> {
-    CephObserver::new(
-        ToolboxSource {
-            client: client.clone(),
-            toolbox: None,
-        },
-        interval,
-    )
+    CephObserver::new(ToolboxSource::new(client), interval)
 }
 
 impl<S: CephSource> CephObserver<S> {
@@ -551,7 +557,7 @@ impl<S: CephSource> Poll for CephPoll<S> {
     }
 }
 
-/// Reports `judge`'s (healthy, detail) every `interval` while it changes, until `tx`
+/// Reports `poll`'s (healthy, detail) every `interval` while it changes, until `tx`
 /// closes: the loop of observers without a watch (Ceph answers only when asked).
 /// `what` names the question in the timeout's detail.
 fn poll_until_closed(
@@ -594,7 +600,7 @@ fn poll_until_closed(
 /// an OSD still out, its data moved elsewhere, so a fault on an OSD is over only when
 /// that OSD is back.
 pub struct OsdObserver {
-    client: Client,
+    source: ToolboxSource,
     id: u32,
     interval: Duration,
 }
@@ -602,7 +608,7 @@ pub struct OsdObserver {
 /// OSD `id` up and in, asked every `interval`.
 pub fn osd_up_in(client: &Client, id: u32, interval: Duration) -> OsdObserver {
     OsdObserver {
-        client: client.clone(),
+        source: ToolboxSource::new(client),
         id,
         interval: interval.max(Duration::from_millis(10)),
     }
@@ -642,7 +648,10 @@ impl Observer for OsdObserver {
 
 impl Poll for OsdObserver {
     fn judge(&mut self) -> BoxFuture<'_, (bool, String)> {
-        Box::pin(async move { osd_judgement(&ceph::osd_tree(&self.client).await, self.id) })
+        Box::pin(async move {
+            let tree = self.source.json(&["osd", "tree"]).await;
+            osd_judgement(&tree.and_then(|v| ceph::parse_osd_tree(&v)), self.id)
+        })
     }
 }
 

@@ -177,6 +177,12 @@ pub struct Recovery {
 }
 
 impl Recovery {
+    /// Something watched turned unhealthy or a window breached after t0. Without it the
+    /// RTO is 0 by construction: "no impact observed", not a measured recovery.
+    pub fn impact_observed(&self) -> bool {
+        self.detection.is_some()
+    }
+
     pub fn detection_after_s(&self) -> Option<f64> {
         self.detection
             .as_ref()
@@ -439,6 +445,7 @@ mod tests {
         );
         assert_eq!(r.recovered_at_s, Some(18.0));
         assert_eq!(r.rto_s, Some(8.0));
+        assert!(r.impact_observed());
         assert_eq!(r.good_tail, 12);
         let c = &r.components[0];
         assert!(c.went_unhealthy);
@@ -479,6 +486,7 @@ mod tests {
         let r = analyse(&t, &[pods], &rule, 10.5, 20.0);
         assert_eq!(r.detection, None);
         assert_eq!(r.rto_s, Some(0.0));
+        assert!(!r.impact_observed());
         assert_eq!(r.components[0].recovered_after_s, Some(0.0));
         assert!(!r.components[0].went_unhealthy);
     }

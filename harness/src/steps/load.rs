@@ -405,7 +405,7 @@ pub async fn wait_recovered_from(
     let mut result = match (r.rto_s, &waited.failed) {
         // Nothing turned unhealthy and no window breached: an RTO of 0 s would claim
         // a recovery that was never observed, so none is reported.
-        (Some(_), _) if r.detection.is_none() => {
+        (Some(_), _) if !r.impact_observed() => {
             world.measure("impact_observed", 0.0);
             tracing::info!("no impact observed: nothing watched turned unhealthy after the fault");
             Ok(())
