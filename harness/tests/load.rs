@@ -715,8 +715,13 @@ async fn the_rto_of_a_pod_kill_includes_the_workload_it_hit() {
     cfg.duration = Duration::from_secs(60);
     cfg.window = Duration::from_millis(200);
     cfg.mix = Mix::single("/").unwrap();
+    // The local server's latency is not under test: a generous p99 keeps a loaded
+    // machine (other builds) from breaching windows the fault did not affect.
     let rule = SteadyRule {
-        slo: Slo::default(),
+        slo: Slo {
+            p99_ms: 10_000.0,
+            ..Slo::default()
+        },
         windows: 3,
     };
     let mut drill = Drill::start(cfg, rule).await.unwrap();
@@ -768,12 +773,12 @@ async fn the_rto_of_a_pod_kill_includes_the_workload_it_hit() {
     let name = "deployment-available[default/web]";
     let web = r.components.iter().find(|c| c.name == name).unwrap();
     assert!(web.went_unhealthy, "{r:?}");
-    let back = web.recovered_after_s.unwrap();
+    let back = web.recovered_after_s.unwrap_or_else(|| panic!("{r:?}"));
     assert!(back > 0.0, "{r:?}");
     let rto = r.rto_s.unwrap();
     assert!(
         rto >= back,
-        "rto {rto} before the Deployment was back ({back})"
+        "rto {rto} before the Deployment was back ({back}): {r:?}"
     );
     assert_eq!(
         r.detection.as_ref().map(|d| d.source.as_str()),
