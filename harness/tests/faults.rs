@@ -43,6 +43,7 @@ use stormdrill::{
         scale::{ScaleToZero, Workload, WorkloadKind},
         Fault, FaultError, FaultKind, FaultRun, FaultRunOptions, ScenarioFaults,
     },
+    measure::touched::Touched,
     target::{power::TwinPower, TargetKind},
     verdict::{ScenarioStatus, Verdict},
 };
@@ -420,6 +421,10 @@ async fn each_fault_applies_and_its_revert_restores_the_prior_state() {
                 namespace: "openalex".into(),
                 pods: fastapi_pods[..1].to_vec(),
                 grace_seconds: Some(0),
+                owner: Touched::Pods {
+                    namespace: "openalex".into(),
+                    selector: "app=fastapi".into(),
+                },
             }),
             "pod kill",
         ),

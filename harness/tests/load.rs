@@ -670,3 +670,148 @@ async fn timeouts_and_refused_connections_are_classified() {
     assert_eq!(r.totals.counts.conn_errors, 10);
     assert_eq!(r.totals.error_rate_pct, 100.0);
 }
+
+/// A killed pod the API never noticed: the SLO windows and the nodes stay fine, so
+/// an RTO measured to them alone is 0 s (what the chaos-pod scenario reported). With
+/// the fault's target watched (`Fault::touches`, as the fault steps and game days
+/// do), the RTO is the Deployment's real recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rto_of_a_pod_kill_includes_the_workload_it_hit() {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+    use kube::api::{Api, ListParams, PostParams};
+    use stormdrill::{
+        fault::{pod_kill::PodKill, scale::WorkloadKind, Fault, FaultCtx, FaultKind},
+        measure::{observe as obs, touched},
+        target::power::TwinPower,
+    };
+
+    // Fast timing: the replacement is Ready within a fraction of a second, still an
+    // RTO the blind measurement misses.
+    let twin = stormdrill_twin::Twin::start(stormdrill_twin::TwinOptions::default())
+        .await
+        .unwrap();
+    let client = twin_client(&twin).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.local/web:1"}]}
+            }
+        }
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+
+    // The API answers throughout: its windows never breach.
+    let url = serve(Behaviour::new(None)).await;
+    let mut cfg = LoadConfig::open(url, 100.0);
+    cfg.duration = Duration::from_secs(60);
+    cfg.window = Duration::from_millis(200);
+    cfg.mix = Mix::single("/").unwrap();
+    // The local server's latency is not under test: a generous p99 keeps a loaded
+    // machine (other builds) from breaching windows the fault did not affect.
+    let rule = SteadyRule {
+        slo: Slo {
+            p99_ms: 10_000.0,
+            ..Slo::default()
+        },
+        windows: 3,
+    };
+    let mut drill = Drill::start(cfg, rule).await.unwrap();
+    drill
+        .observers_mut()
+        .spawn(Box::new(obs::nodes_ready(&client)));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let victim = resolve_victim(&pods).await;
+    let fault = PodKill {
+        kind: FaultKind::PodKill,
+        namespace: "default".into(),
+        pods: vec![victim],
+        grace_seconds: Some(0),
+        owner: touched::Touched::Workload(stormdrill::fault::scale::Workload {
+            kind: WorkloadKind::Deployment,
+            namespace: "default".into(),
+            name: "web".into(),
+        }),
+    };
+    touched::watch(
+        drill.observers_mut(),
+        &client,
+        &fault.touches(),
+        Duration::from_secs(1),
+    );
+    drill
+        .wait_steady(Deadlines {
+            absolute_s: 30.0,
+            no_progress_s: Some(20.0),
+        })
+        .await
+        .unwrap()
+        .expect("steady before the fault, the Deployment available");
+
+    let ctx = FaultCtx {
+        client: client.clone(),
+        power: Arc::new(TwinPower::new(client.clone())),
+    };
+    let plan = fault.plan(&ctx).await.unwrap();
+    let asked = Instant::now();
+    fault.apply(&ctx, &plan).await.unwrap();
+    let t0 = drill.fault_started(asked);
+    let waited = drill
+        .wait_recovered(Duration::from_secs(30), Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(waited.failed.is_none(), "{:?}", waited.failed);
+    let r = &waited.recovery;
+    let name = "deployment-available[default/web]";
+    let web = r.components.iter().find(|c| c.name == name).unwrap();
+    assert!(web.went_unhealthy, "{r:?}");
+    let back = web.recovered_after_s.unwrap_or_else(|| panic!("{r:?}"));
+    assert!(back > 0.0, "{r:?}");
+    let rto = r.rto_s.unwrap();
+    assert!(
+        rto >= back,
+        "rto {rto} before the Deployment was back ({back}): {r:?}"
+    );
+    assert_eq!(
+        r.detection.as_ref().map(|d| d.source.as_str()),
+        Some(format!("observer {name}").as_str())
+    );
+
+    // The same timeline judged without the fault's target: no detection, RTO 0.
+    let until = drill.load().now_s();
+    let without: Vec<HealthTrack> = drill
+        .observers()
+        .tracks(drill.load().origin())
+        .into_iter()
+        .filter(|t| t.name != name)
+        .collect();
+    let blind = drill
+        .load()
+        .with_windows(|w| steady::analyse(w, &without, &rule, t0, until));
+    assert_eq!((blind.detection, blind.rto_s), (None, Some(0.0)));
+    let _ = drill.finish().await;
+    twin.shutdown().await;
+
+    async fn resolve_victim(pods: &Api<Pod>) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let l = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .unwrap();
+            if let Some(p) = l.items.first() {
+                return p.metadata.name.clone().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no pod of web");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -17,6 +17,8 @@ use kube::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::measure::touched::Touched;
+
 use super::{Fault, FaultCtx, FaultError, FaultKind, Plan, Revert, Reverted};
 
 /// The toolbox Deployment's pod label (Rook's `deploy/examples/toolbox.yaml`).
@@ -279,6 +281,10 @@ impl Fault for OsdOut {
         vec![self.toolbox.namespace.clone()]
     }
 
+    fn touches(&self) -> Vec<Touched> {
+        vec![Touched::Osd(self.id)]
+    }
+
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {
         async move {
             let tree = self
@@ -366,6 +372,12 @@ impl Fault for SetFlag {
 
     fn namespaces(&self) -> Vec<String> {
         vec![self.toolbox.namespace.clone()]
+    }
+
+    fn touches(&self) -> Vec<Touched> {
+        // A flag changes how Ceph reacts to other faults; Ceph's own health is
+        // already part of steady state.
+        Vec::new()
     }
 
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {

@@ -17,6 +17,8 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::measure::touched::Touched;
+
 use super::{
     is_not_found, status_code, Blocked, Fault, FaultCtx, FaultError, FaultKind, Plan, Revert,
     Reverted,
@@ -126,6 +128,12 @@ impl Fault for NodeDrain {
     }
 
     fn namespaces(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn touches(&self) -> Vec<Touched> {
+        // A drained node stays Ready: what it affects is the pods it evicted,
+        // whose workloads the SLO windows and steady-state observers cover.
         Vec::new()
     }
 

@@ -12,6 +12,7 @@
 //! needs a new kind of undo, its revert struct; then a variant in [`FaultKind`] and
 //! [`Revert`] here, and its step in `steps/faults.rs`.
 
+use crate::measure::touched::Touched;
 use std::{path::Path, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
@@ -152,6 +153,9 @@ pub trait Fault: Send + Sync {
     /// Reads the state `apply` will change and returns the plan with its revert;
     /// changes nothing (this is all `--dry-run` does).
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>>;
+    /// What must be healthy again before the system counts as recovered from it,
+    /// watched from before the fault (see [`crate::measure::touched`]).
+    fn touches(&self) -> Vec<Touched>;
     /// Injects the fault and returns the revert record: the planned one (already in
     /// the journal), or a refined one that supersedes it.
     fn apply<'a>(

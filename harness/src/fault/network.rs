@@ -12,6 +12,8 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::measure::touched::Touched;
+
 use super::{
     is_not_found, status_code, Fault, FaultCtx, FaultError, FaultKind, Plan, Revert, Reverted,
 };
@@ -93,6 +95,13 @@ impl Fault for Isolate {
 
     fn namespaces(&self) -> Vec<String> {
         vec![self.namespace.clone()]
+    }
+
+    fn touches(&self) -> Vec<Touched> {
+        vec![Touched::Pods {
+            namespace: self.namespace.clone(),
+            selector: super::resolve::selector_string(&self.labels),
+        }]
     }
 
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {

@@ -5,6 +5,8 @@ use futures::{future::BoxFuture, FutureExt as _};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 
+use crate::measure::touched::Touched;
+
 use super::{is_not_found, Fault, FaultCtx, FaultError, FaultKind, Plan, Revert};
 
 #[derive(Clone, Debug)]
@@ -15,6 +17,9 @@ pub struct PodKill {
     pub pods: Vec<String>,
     /// `Some(0)`: killed at once, as a crash; None: the pods' own grace period.
     pub grace_seconds: Option<u32>,
+    /// What replaces the pods: the workload they belong to, or the pods of the
+    /// selector they were picked from.
+    pub owner: Touched,
 }
 
 impl PodKill {
@@ -33,6 +38,10 @@ impl Fault for PodKill {
 
     fn namespaces(&self) -> Vec<String> {
         vec![self.namespace.clone()]
+    }
+
+    fn touches(&self) -> Vec<Touched> {
+        vec![self.owner.clone()]
     }
 
     fn plan<'a>(&'a self, _: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {

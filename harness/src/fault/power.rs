@@ -6,6 +6,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use serde::{Deserialize, Serialize};
 
+use crate::measure::touched::Touched;
+
 use super::{is_not_found, Fault, FaultCtx, FaultError, FaultKind, Plan, Revert, Reverted};
 use crate::target::power::PowerError;
 
@@ -32,6 +34,10 @@ impl Fault for PowerOff {
 
     fn namespaces(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    fn touches(&self) -> Vec<Touched> {
+        vec![Touched::Node(self.node.clone())]
     }
 
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {

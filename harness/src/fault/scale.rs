@@ -6,6 +6,8 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
+use crate::measure::touched::Touched;
+
 use super::{is_not_found, Fault, FaultCtx, FaultError, FaultKind, Plan, Revert, Reverted};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +114,10 @@ impl Fault for ScaleToZero {
 
     fn namespaces(&self) -> Vec<String> {
         vec![self.workload.namespace.clone()]
+    }
+
+    fn touches(&self) -> Vec<Touched> {
+        vec![Touched::Workload(self.workload.clone())]
     }
 
     fn plan<'a>(&'a self, ctx: &'a FaultCtx) -> BoxFuture<'a, Result<Plan, FaultError>> {

@@ -44,7 +44,7 @@ use crate::{
         scale::{ScaleToZero, WorkloadKind},
         Fault, FaultKind, FaultRun,
     },
-    measure::{drill::DegradedCheck, observe},
+    measure::{drill::DegradedCheck, touched::Touched},
     probe::k8s::ApiCatalog,
     progress,
     report::{self, ReportError, RunDir, ScenarioRecord, Summary},
@@ -333,15 +333,21 @@ async fn build_fault(
             percent,
             immediately,
         } => {
-            let selector = match (selector, workload(deployment, statefulset)) {
+            let (selector, owner) = match (selector, workload(deployment, statefulset)) {
                 (Some(sel), _) => {
-                    resolve::selector_string(&resolve::parse_selector(sel).map_err(e)?)
+                    let sel = resolve::selector_string(&resolve::parse_selector(sel).map_err(e)?);
+                    let owner = Touched::Pods {
+                        namespace: namespace.clone(),
+                        selector: sel.clone(),
+                    };
+                    (sel, owner)
                 }
                 (None, Some((kind, name))) => {
                     let w = resolve::find_workload(client, kind, &name, Some(namespace))
                         .await
                         .map_err(e)?;
-                    resolve::workload_selector(client, &w).await.map_err(e)?
+                    let sel = resolve::workload_selector(client, &w).await.map_err(e)?;
+                    (sel, Touched::Workload(w))
                 }
                 (None, None) => return Err("pod-kill names no pods".into()),
             };
@@ -358,6 +364,7 @@ async fn build_fault(
                 namespace: namespace.clone(),
                 pods,
                 grace_seconds: immediately.then_some(0),
+                owner,
             })
         }
         Step::WorkloadOutage {
@@ -404,39 +411,6 @@ async fn build_fault(
         }),
         Step::Revert | Step::Wait { .. } | Step::Recover { .. } => return Err("not a fault".into()),
     })
-}
-
-/// Recovery from a workload fault includes the workload being available again: its
-/// observer joins the drill's (which judge steady state) before the fault.
-fn watch_target(step: &Step, world: &mut World) {
-    let (deployment, statefulset, namespace) = match step {
-        Step::PodKill {
-            deployment,
-            statefulset,
-            namespace,
-            ..
-        }
-        | Step::WorkloadOutage {
-            deployment,
-            statefulset,
-            namespace,
-        } => (deployment, statefulset, namespace),
-        _ => return,
-    };
-    let client = world.client().clone();
-    let Some(drill) = world.drill.as_mut() else {
-        return;
-    };
-    let set = drill.observers_mut();
-    match (deployment, statefulset) {
-        (Some(d), _) => set.spawn(Box::new(observe::deployment_available(
-            &client, namespace, d,
-        ))),
-        (None, Some(s)) => set.spawn(Box::new(observe::statefulset_available(
-            &client, namespace, s,
-        ))),
-        (None, None) => {}
-    }
 }
 
 /// The steps of a game day, in order, until the end or a stop.
@@ -520,10 +494,10 @@ async fn execute(g: &GameDay, world: &mut World, x: &mut Exec<'_>) -> Result<(),
                     Ok(()) => note(
                         x.timeline,
                         Kind::Observation,
-                        format!(
-                            "{label}: recovered, RTO {}",
-                            rto.map_or("n/a".into(), |r| format!("{r:.3} s"))
-                        ),
+                        match rto {
+                            Some(r) => format!("{label}: recovered, RTO {r:.3} s"),
+                            None => format!("{label}: no impact observed"),
+                        },
                     ),
                     Err(e) => {
                         let msg = diag::one_line(&e);
@@ -570,7 +544,7 @@ async fn execute(g: &GameDay, world: &mut World, x: &mut Exec<'_>) -> Result<(),
                             .map_err(|e| Stop::Failed(diag::one_line(&e)))?;
                     }
                 }
-                watch_target(step, world);
+                steps::load::watch_touched(world, fault.as_ref());
                 let injected = x
                     .faults
                     .inject(&mut world.faults, fault.as_ref())

@@ -316,39 +316,50 @@ impl Drill {
     ) -> Result<RecoveryWait, DrillError> {
         let t0 = self.t0_s.ok_or(DrillError::NoFault)?;
         let rule = self.rule;
-        let now = self.load.now_s();
         let window_s = self
             .load
             .with_windows(|w| w.first().map_or(1.0, |w| w.len_s));
         let confirm_s = rule.windows.max(1) as f64 * window_s + 2.0;
-        let deadlines = Deadlines {
-            absolute_s: (t0 + within.as_secs_f64() - now).max(0.0) + confirm_s,
-            no_progress_s: no_progress.map(|d| d.as_secs_f64()),
-        };
         let k = rule.windows.max(1);
-        let outcome = self
-            .wait(
-                "recovery (a steady state that holds)",
-                deadlines,
-                |windows, tracks| {
-                    let until = windows.last().map_or(t0, WindowSummary::end_s);
-                    let r = steady::analyse(windows, tracks, &rule, t0, until);
-                    let good = r.good_tail;
-                    (r.recovered_at_s.is_some().then_some(()), good.min(k))
-                },
-            )
-            .await?;
-        let until = self.load.now_s();
-        let tracks = self.observers.tracks(self.load.origin());
-        let recovery = self
-            .load
-            .with_windows(|w| steady::analyse(w, &tracks, &rule, t0, until));
-        let judged = self.end_degraded();
-        Ok(RecoveryWait {
-            recovery,
-            failed: outcome.err(),
-            judged,
-        })
+        loop {
+            let now = self.load.now_s();
+            let deadlines = Deadlines {
+                absolute_s: (t0 + within.as_secs_f64() - now).max(0.0) + confirm_s,
+                no_progress_s: no_progress.map(|d| d.as_secs_f64()),
+            };
+            let load = &self.load;
+            let outcome = self
+                .wait(
+                    "recovery (a steady state that holds)",
+                    deadlines,
+                    |windows, tracks| {
+                        // Health now, as the final judgement below sees it: a
+                        // report newer than the last window counts.
+                        let until = load.now_s().max(t0);
+                        let r = steady::analyse(windows, tracks, &rule, t0, until);
+                        let good = r.good_tail;
+                        (r.recovered_at_s.is_some().then_some(()), good.min(k))
+                    },
+                )
+                .await?;
+            let until = self.load.now_s();
+            let tracks = self.observers.tracks(self.load.origin());
+            let recovery = self
+                .load
+                .with_windows(|w| steady::analyse(w, &tracks, &rule, t0, until));
+            // An observer's report can arrive after the windows that looked like
+            // recovery (a watch event late on a loaded machine): judged again with
+            // it, recovery is not there yet, so the wait goes on.
+            if recovery.recovered_at_s.is_none() && outcome.is_ok() {
+                continue;
+            }
+            let judged = self.end_degraded();
+            return Ok(RecoveryWait {
+                recovery,
+                failed: outcome.err(),
+                judged,
+            });
+        }
     }
 
     /// Polls nothing: wakes when a window closes or an observer reports, and evaluates

@@ -6,4 +6,5 @@ pub mod health;
 pub mod observe;
 pub mod steady;
 pub mod timeline;
+pub mod touched;
 pub mod window;

@@ -37,7 +37,7 @@ use super::steady::HealthTrack;
 use crate::{
     fault::ceph::Toolbox,
     probe::{
-        ceph::{CephProbeError, CephStatus},
+        ceph::{self, CephProbeError, CephStatus, OsdState},
         k8s,
     },
 };
@@ -152,6 +152,17 @@ pub fn nodes_ready(client: &Client) -> WatchObserver<Node> {
         "nodes-ready",
         Api::all(client.clone()),
         watcher::Config::default(),
+        node_health,
+        "Ready",
+    )
+}
+
+/// One node is Ready.
+pub fn node_ready(client: &Client, node: &str) -> WatchObserver<Node> {
+    WatchObserver::new(
+        format!("node-ready[{node}]"),
+        Api::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={node}")),
         node_health,
         "Ready",
     )
@@ -439,17 +450,29 @@ pub struct ToolboxSource {
     toolbox: Option<Toolbox>,
 }
 
+impl ToolboxSource {
+    pub fn new(client: &Client) -> Self {
+        ToolboxSource {
+            client: client.clone(),
+            toolbox: None,
+        }
+    }
+
+    /// `ceph ARGS -f json` in the toolbox, found again only after a failure.
+    async fn json(&mut self, args: &[&str]) -> Result<serde_json::Value, CephProbeError> {
+        let toolbox = match self.toolbox.take() {
+            Some(t) => t,
+            None => Toolbox::find(&self.client).await?,
+        };
+        let v = toolbox.ceph_json(&self.client, args).await?;
+        self.toolbox = Some(toolbox);
+        Ok(v)
+    }
+}
+
 impl CephSource for ToolboxSource {
     fn status(&mut self) -> BoxFuture<'_, Result<CephStatus, CephProbeError>> {
-        Box::pin(async move {
-            let toolbox = match self.toolbox.take() {
-                Some(t) => t,
-                None => Toolbox::find(&self.client).await?,
-            };
-            let v = toolbox.ceph_json(&self.client, &["status"]).await?;
-            self.toolbox = Some(toolbox);
-            CephStatus::parse(&v)
-        })
+        Box::pin(async move { CephStatus::parse(&self.json(&["status"]).await?) })
     }
 }
 
@@ -462,13 +485,7 @@ pub struct CephObserver<S> {
 
 /// Ceph through the cluster's toolbox every `interval`.
 pub fn ceph_health(client: &Client, interval: Duration) -> CephObserver<ToolboxSource> {
-    CephObserver::new(
-        ToolboxSource {
-            client: client.clone(),
-            toolbox: None,
-        },
-        interval,
-    )
+    CephObserver::new(ToolboxSource::new(client), interval)
 }
 
 impl<S: CephSource> CephObserver<S> {
@@ -515,34 +532,125 @@ impl<S: CephSource> Observer for CephObserver<S> {
     }
 
     fn run(self: Box<Self>, tx: HealthTx) -> BoxFuture<'static, Result<(), ObserveError>> {
-        Box::pin(async move {
-            let this = *self;
-            let name: Arc<str> = Arc::from(this.name.as_str());
-            let mut source = this.source;
-            let mut tick = tokio::time::interval(this.interval);
-            // A slow answer delays the next poll instead of firing a burst after it.
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last: Option<(bool, String)> = None;
-            loop {
-                tick.tick().await;
-                let now = match tokio::time::timeout(CEPH_POLL_TIMEOUT, source.status()).await {
-                    Ok(status) => ceph_judgement(&status),
-                    Err(_) => (
-                        false,
-                        format!(
-                            "ceph status did not answer within {} s",
-                            CEPH_POLL_TIMEOUT.as_secs()
-                        ),
+        let this = *self;
+        poll_until_closed(
+            this.name,
+            this.interval,
+            tx,
+            "ceph status",
+            CephPoll(this.source),
+        )
+    }
+}
+
+/// One question an observer without a watch asks at every tick.
+trait Poll: Send + 'static {
+    /// (healthy, detail).
+    fn judge(&mut self) -> BoxFuture<'_, (bool, String)>;
+}
+
+struct CephPoll<S>(S);
+
+impl<S: CephSource> Poll for CephPoll<S> {
+    fn judge(&mut self) -> BoxFuture<'_, (bool, String)> {
+        Box::pin(async move { ceph_judgement(&self.0.status().await) })
+    }
+}
+
+/// Reports `poll`'s (healthy, detail) every `interval` while it changes, until `tx`
+/// closes: the loop of observers without a watch (Ceph answers only when asked).
+/// `what` names the question in the timeout's detail.
+fn poll_until_closed(
+    name: String,
+    interval: Duration,
+    tx: HealthTx,
+    what: &'static str,
+    mut poll: impl Poll,
+) -> BoxFuture<'static, Result<(), ObserveError>> {
+    Box::pin(async move {
+        let name: Arc<str> = Arc::from(name.as_str());
+        let mut tick = tokio::time::interval(interval);
+        // A slow answer delays the next poll instead of firing a burst after it.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<(bool, String)> = None;
+        loop {
+            tick.tick().await;
+            let now = match tokio::time::timeout(CEPH_POLL_TIMEOUT, poll.judge()).await {
+                Ok(judged) => judged,
+                Err(_) => (
+                    false,
+                    format!(
+                        "{what} did not answer within {} s",
+                        CEPH_POLL_TIMEOUT.as_secs()
                     ),
-                };
-                if last.as_ref() != Some(&now) {
-                    let sample = HealthSample::now(name.clone(), now.0, now.1.clone());
-                    if tx.send(sample).is_err() {
-                        return Ok(());
-                    }
-                    last = Some(now);
+                ),
+            };
+            if last.as_ref() != Some(&now) {
+                let sample = HealthSample::now(name.clone(), now.0, now.1.clone());
+                if tx.send(sample).is_err() {
+                    return Ok(());
                 }
+                last = Some(now);
             }
+        }
+    })
+}
+
+/// One OSD is up and in (`ceph osd tree`, polled): Ceph can be HEALTH_OK again with
+/// an OSD still out, its data moved elsewhere, so a fault on an OSD is over only when
+/// that OSD is back.
+pub struct OsdObserver {
+    source: ToolboxSource,
+    id: u32,
+    interval: Duration,
+}
+
+/// OSD `id` up and in, asked every `interval`.
+pub fn osd_up_in(client: &Client, id: u32, interval: Duration) -> OsdObserver {
+    OsdObserver {
+        source: ToolboxSource::new(client),
+        id,
+        interval: interval.max(Duration::from_millis(10)),
+    }
+}
+
+/// (healthy, detail) of OSD `id` in a parsed `ceph osd tree`.
+pub fn osd_judgement(tree: &Result<Vec<OsdState>, CephProbeError>, id: u32) -> (bool, String) {
+    match tree {
+        Err(e) => (
+            false,
+            format!("ceph osd tree unreadable: {}", crate::diag::one_line(e)),
+        ),
+        Ok(osds) => match osds.iter().find(|o| o.id == i64::from(id)) {
+            None => (false, format!("osd.{id} not in the OSD tree")),
+            Some(o) => (
+                o.up && o.in_,
+                format!(
+                    "osd.{id} {} and {}",
+                    if o.up { "up" } else { "down" },
+                    if o.in_ { "in" } else { "out" }
+                ),
+            ),
+        },
+    }
+}
+
+impl Observer for OsdObserver {
+    fn name(&self) -> String {
+        format!("osd-up-in[{}]", self.id)
+    }
+
+    fn run(self: Box<Self>, tx: HealthTx) -> BoxFuture<'static, Result<(), ObserveError>> {
+        let (name, interval) = (self.name(), self.interval);
+        poll_until_closed(name, interval, tx, "ceph osd tree", *self)
+    }
+}
+
+impl Poll for OsdObserver {
+    fn judge(&mut self) -> BoxFuture<'_, (bool, String)> {
+        Box::pin(async move {
+            let tree = self.source.json(&["osd", "tree"]).await;
+            osd_judgement(&tree.and_then(|v| ceph::parse_osd_tree(&v)), self.id)
         })
     }
 }
@@ -816,6 +924,23 @@ mod tests {
 
     fn status(json: &str) -> Result<CephStatus, CephProbeError> {
         CephStatus::parse(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn an_osd_is_healthy_only_up_and_in() {
+        let osd = |id, up, in_| OsdState { id, up, in_ };
+        let tree = Ok(vec![
+            osd(0, true, true),
+            osd(1, true, false),
+            osd(2, false, true),
+        ]);
+        assert_eq!(osd_judgement(&tree, 0), (true, "osd.0 up and in".into()));
+        assert_eq!(osd_judgement(&tree, 1), (false, "osd.1 up and out".into()));
+        assert_eq!(osd_judgement(&tree, 2), (false, "osd.2 down and in".into()));
+        assert_eq!(
+            osd_judgement(&tree, 3),
+            (false, "osd.3 not in the OSD tree".into())
+        );
     }
 
     #[test]

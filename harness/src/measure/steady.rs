@@ -177,6 +177,12 @@ pub struct Recovery {
 }
 
 impl Recovery {
+    /// Something watched turned unhealthy or a window breached after t0. Without it the
+    /// RTO is 0 by construction: "no impact observed", not a measured recovery.
+    pub fn impact_observed(&self) -> bool {
+        self.detection.is_some()
+    }
+
     pub fn detection_after_s(&self) -> Option<f64> {
         self.detection
             .as_ref()
@@ -221,8 +227,14 @@ pub fn analyse(
         .rev()
         .take_while(|w| window_good(w, rule, tracks))
         .count();
-    let all_healthy_now = tracks.iter().all(|t| t.healthy_at(until_s));
-    let recovered_at_s = (good_tail >= rule.windows.max(1) && all_healthy_now)
+    // Health reports can run ahead of the windows (a window closes once its requests
+    // end, seconds late under load): a dip after the last closed window is not
+    // covered by any window, and the steady state must hold through it too.
+    let last_end = after.last().map_or(t0_s, |w| w.end_s());
+    let healthy_since_windows = tracks
+        .iter()
+        .all(|t| t.healthy_throughout(last_end.min(until_s), until_s) && t.healthy_at(until_s));
+    let recovered_at_s = (good_tail >= rule.windows.max(1) && healthy_since_windows)
         .then(|| after[after.len() - good_tail].start_s);
 
     let components = tracks
@@ -439,6 +451,7 @@ mod tests {
         );
         assert_eq!(r.recovered_at_s, Some(18.0));
         assert_eq!(r.rto_s, Some(8.0));
+        assert!(r.impact_observed());
         assert_eq!(r.good_tail, 12);
         let c = &r.components[0];
         assert!(c.went_unhealthy);
@@ -472,6 +485,21 @@ mod tests {
     }
 
     #[test]
+    fn a_dip_after_the_last_closed_window_is_not_recovery() {
+        let rule = SteadyRule::default();
+        let t: Vec<_> = (0..20).map(|i| w(i, 30, 0)).collect();
+        // Windows end at 20 s; the workload was down from 20.5 s to 21.5 s.
+        let pods = HealthTrack::new("pods", vec![(0.0, true), (20.5, false), (21.5, true)]);
+        let r = analyse(&t, std::slice::from_ref(&pods), &rule, 10.0, 22.0);
+        assert_eq!((r.recovered_at_s, r.rto_s), (None, None));
+        assert!(r.impact_observed());
+        // Once windows cover the dip, recovery is the first steady state after it.
+        let t: Vec<_> = (0..30).map(|i| w(i, 30, 0)).collect();
+        let r = analyse(&t, &[pods], &rule, 10.0, 30.0);
+        assert_eq!(r.recovered_at_s, Some(22.0));
+    }
+
+    #[test]
     fn a_fault_without_effect_recovers_at_once() {
         let rule = SteadyRule::default();
         let t: Vec<_> = (0..20).map(|i| w(i, 30, 0)).collect();
@@ -479,6 +507,7 @@ mod tests {
         let r = analyse(&t, &[pods], &rule, 10.5, 20.0);
         assert_eq!(r.detection, None);
         assert_eq!(r.rto_s, Some(0.0));
+        assert!(!r.impact_observed());
         assert_eq!(r.components[0].recovered_after_s, Some(0.0));
         assert!(!r.components[0].went_unhealthy);
     }

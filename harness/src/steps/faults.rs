@@ -29,7 +29,7 @@ use crate::{
         session::RevertReport,
         Fault, FaultError, FaultKind, Revert,
     },
-    measure::drill::ErrorRateAbort,
+    measure::{drill::ErrorRateAbort, touched::Touched},
     world::{FaultChange, World},
 };
 
@@ -76,6 +76,7 @@ async fn inject(world: &mut World, fault: &dyn Fault) -> Result<(), FaultStepErr
             return Err(FaultError::Aborting(reason).into());
         }
     }
+    super::load::watch_touched(world, fault);
     let injected = faults.inject(&mut world.faults, fault).await?;
     if injected.seq.is_some() {
         let ack = injected.acknowledged - injected.asked;
@@ -184,9 +185,10 @@ async fn osd_pod_deleted(world: &mut World, id: u32) -> Result<(), FaultStepErro
         resolve::live_pods(&client, &deployment.namespace, &resolve::osd_selector(id)).await?;
     let fault = PodKill {
         kind: FaultKind::OsdDown,
-        namespace: deployment.namespace,
+        namespace: deployment.namespace.clone(),
         pods,
         grace_seconds: None,
+        owner: Touched::Workload(deployment),
     };
     inject(world, &fault).await
 }
@@ -344,14 +346,9 @@ async fn workload_pods_killed(
     let w =
         resolve::find_workload(&client, workload_kind(&kind)?, &name, optional(&namespace)).await?;
     let selector = resolve::workload_selector(&client, &w).await?;
-    kill(
-        world,
-        &w.namespace,
-        &selector,
-        amount(n, &percent),
-        !immediately.is_empty(),
-    )
-    .await
+    let namespace = w.namespace.clone();
+    let how = (amount(n, &percent), !immediately.is_empty());
+    kill(world, &namespace, &selector, how, Touched::Workload(w)).await
 }
 
 #[when(
@@ -367,22 +364,20 @@ async fn selected_pods_killed(
 ) -> Result<(), FaultStepError> {
     let labels = resolve::parse_selector(&selector)?;
     let selector = resolve::selector_string(&labels);
-    kill(
-        world,
-        &namespace,
-        &selector,
-        amount(n, &percent),
-        !immediately.is_empty(),
-    )
-    .await
+    let owner = Touched::Pods {
+        namespace: namespace.clone(),
+        selector: selector.clone(),
+    };
+    let how = (amount(n, &percent), !immediately.is_empty());
+    kill(world, &namespace, &selector, how, owner).await
 }
 
 async fn kill(
     world: &mut World,
     namespace: &str,
     selector: &str,
-    amount: Amount,
-    immediately: bool,
+    (amount, immediately): (Amount, bool),
+    owner: Touched,
 ) -> Result<(), FaultStepError> {
     let mut rng = world.context().faults.rng();
     let pods = resolve::pick_pods(world.client(), namespace, selector, amount, &mut rng).await?;
@@ -391,6 +386,7 @@ async fn kill(
         namespace: namespace.to_owned(),
         pods,
         grace_seconds: immediately.then_some(0),
+        owner,
     };
     inject(world, &fault).await
 }

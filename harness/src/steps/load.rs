@@ -21,6 +21,7 @@ use crate::{
         drill::{DegradedCheck, Drill, DrillError, WaitFailed},
         health, observe,
         steady::{Deadlines, Slo, SteadyRule},
+        touched,
         window::Figures,
     },
     steps::checks::{self, CheckError, Unit},
@@ -207,22 +208,20 @@ pub async fn wait_steady(world: &mut World) -> Result<(), LoadStepError> {
         absolute_s: secs(world, "steady.timeout_s", 120.0).as_secs_f64(),
         no_progress_s: Some(secs(world, "steady.no_progress_s", 60.0).as_secs_f64()),
     };
-    let ceph_interval = secs(
-        world,
-        "steady.ceph_interval_s",
-        observe::CEPH_INTERVAL.as_secs_f64(),
-    );
+    let ceph_interval = ceph_interval(world);
     let client = world.client().clone();
     let drill = drill(world)?;
-    if drill.observers().is_empty() {
+    // Spawning is idempotent by name, so observers of what a fault touched do not
+    // keep the defaults out; the Ceph check is a list call, skipped when it is known.
+    drill
+        .observers_mut()
+        .spawn(Box::new(observe::nodes_ready(&client)));
+    if !drill.observers().names().iter().any(|n| n == "ceph-health")
+        && observe::has_ceph(&client).await
+    {
         drill
             .observers_mut()
-            .spawn(Box::new(observe::nodes_ready(&client)));
-        if observe::has_ceph(&client).await {
-            drill
-                .observers_mut()
-                .spawn(Box::new(observe::ceph_health(&client, ceph_interval)));
-        }
+            .spawn(Box::new(observe::ceph_health(&client, ceph_interval)));
     }
     let k = drill.rule.windows;
     let outcome = drill.wait_steady(deadlines).await?;
@@ -249,6 +248,30 @@ pub async fn wait_steady(world: &mut World) -> Result<(), LoadStepError> {
             &f,
         )),
     }
+}
+
+/// Recovery includes what `fault` touches: its observers join the scenario's drill
+/// (if a load runs) before the fault is applied, so they report the healthy baseline.
+pub fn watch_touched(world: &mut World, fault: &dyn crate::fault::Fault) {
+    let client = world.client().clone();
+    let ceph_interval = ceph_interval(world);
+    if let Some(drill) = world.drill.as_mut() {
+        touched::watch(
+            drill.observers_mut(),
+            &client,
+            &fault.touches(),
+            ceph_interval,
+        );
+    }
+}
+
+/// How often observers without a watch ask Ceph: profile `steady.ceph_interval_s`.
+pub fn ceph_interval(world: &World) -> Duration {
+    secs(
+        world,
+        "steady.ceph_interval_s",
+        observe::CEPH_INTERVAL.as_secs_f64(),
+    )
 }
 
 fn unmet(expected: String, f: &WaitFailed) -> LoadStepError {
@@ -351,7 +374,8 @@ async fn system_recovers(world: &mut World, within: String) -> Result<(), LoadSt
 }
 
 /// Waits for recovery from the fault's t0; records `rto_s` (criterion), `detection_s`,
-/// per-component `recovery_s[NAME]`, then judges the degraded-period checks.
+/// per-component `recovery_s[NAME]`, then judges the degraded-period checks. When
+/// nothing was seen to go wrong it records `impact_observed` 0 and no RTO.
 pub async fn wait_recovered(world: &mut World, within: Duration) -> Result<(), LoadStepError> {
     wait_recovered_from(world, within, None).await
 }
@@ -379,7 +403,15 @@ pub async fn wait_recovered_from(
     }
     let threshold = within.as_secs_f64();
     let mut result = match (r.rto_s, &waited.failed) {
+        // Nothing turned unhealthy and no window breached: an RTO of 0 s would claim
+        // a recovery that was never observed, so none is reported.
+        (Some(_), _) if !r.impact_observed() => {
+            world.measure("impact_observed", 0.0);
+            tracing::info!("no impact observed: nothing watched turned unhealthy after the fault");
+            Ok(())
+        }
         (Some(rto), _) => {
+            world.measure("impact_observed", 1.0);
             world.measure("rto_s", round3(rto));
             let mut c = Criterion::new("rto_s", round3(rto), Comparison::AtMost, threshold, "s");
             if let Some(src) = &source {

@@ -37,6 +37,11 @@ pub enum PowerError {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "power command in {config} uses ${{{var}}}, which is not set in the environment: \
+         export {var} before running stormdrill"
+    )]
+    UnsetVariable { config: String, var: String },
     #[error("node {node} does not exist")]
     NoSuchNode { node: String },
     #[error("power command `{command}` for node {node} could not start")]
@@ -154,7 +159,10 @@ impl NodePower for NoPower {
 }
 
 /// Command templates run with `sh -c`; `{node}` is replaced by the (validated) node
-/// name, which is also in `$STORMDRILL_NODE`.
+/// name, which is also in `$STORMDRILL_NODE`. Secrets come from the environment as
+/// `${VAR}`: the template is recorded as written (journal, plans, errors) and the
+/// shell expands it only when the command runs, so the value is never in the run's
+/// folder nor in the process's arguments.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PowerCommands {
@@ -175,23 +183,93 @@ impl PowerCommands {
         }
     }
 
+    /// The command for `node`, unexpanded: `${VAR}` stays as written.
     pub fn command(&self, node: &str, on: bool) -> String {
         let template = if on { &self.on } else { &self.off };
         template.replace("{node}", node)
     }
+
+    /// The `${VAR}` names both templates use, in order, without repeats.
+    pub fn variables(&self) -> Vec<&str> {
+        let mut names = env_refs(&self.off);
+        for v in env_refs(&self.on) {
+            if !names.contains(&v) {
+                names.push(v);
+            }
+        }
+        names
+    }
+}
+
+/// The names of `${NAME}` references in `text` (NAME: letters, digits, `_`, not
+/// starting with a digit); other `$` forms are left to the shell.
+pub fn env_refs(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        rest = &rest[i + 2..];
+        let Some(end) = rest.find('}') else { break };
+        let name = &rest[..end];
+        let valid = name.chars().next().is_some_and(|c| !c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid && !names.contains(&name) {
+            names.push(name);
+        }
+        rest = &rest[end + 1..];
+    }
+    names
+}
+
+/// `text` with the value of each of `vars` replaced by `${VAR}`: a command's stderr
+/// may echo a password it was given.
+pub fn redact(text: &str, vars: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for var in vars {
+        if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            out = out.replace(&value, &format!("${{{var}}}"));
+        }
+    }
+    out
 }
 
 pub struct CommandPower {
     commands: PowerCommands,
+    /// Where the commands come from, for errors: the target config's path.
+    origin: String,
 }
 
 impl CommandPower {
     pub fn new(commands: PowerCommands) -> Self {
-        CommandPower { commands }
+        Self::from_config(commands, "the target config")
+    }
+
+    pub fn from_config(commands: PowerCommands, origin: impl Into<String>) -> Self {
+        CommandPower {
+            commands,
+            origin: origin.into(),
+        }
+    }
+
+    /// Every `${VAR}` the commands use is set: checked before a fault is planned, so a
+    /// missing secret stops the run before the node is off with no way back on.
+    fn check_variables(&self) -> Result<(), PowerError> {
+        match self
+            .commands
+            .variables()
+            .into_iter()
+            .find(|v| std::env::var_os(v).is_none())
+        {
+            Some(var) => Err(PowerError::UnsetVariable {
+                config: self.origin.clone(),
+                var: var.to_owned(),
+            }),
+            None => Ok(()),
+        }
     }
 
     async fn run(&self, node: &str, on: bool) -> Result<(), PowerError> {
         check_node_name(node)?;
+        self.check_variables()?;
         let command = self.commands.command(node, on);
         let waited = self
             .commands
@@ -233,7 +311,10 @@ impl CommandPower {
             node: node.to_owned(),
             command,
             status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            stderr: redact(
+                String::from_utf8_lossy(&out.stderr).trim(),
+                &self.commands.variables(),
+            ),
         })
     }
 }
@@ -248,6 +329,10 @@ impl NodePower for CommandPower {
             "the commands `{}` / `{}`",
             self.commands.off, self.commands.on
         )
+    }
+
+    fn check(&self) -> Result<(), PowerError> {
+        self.check_variables()
     }
 }
 
@@ -264,6 +349,9 @@ impl NodePower for CommandPower {
 pub struct TargetConfig {
     #[serde(default)]
     pub power: Option<PowerCommands>,
+    /// The file it was read from, named in errors about it.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,7 +382,7 @@ impl TargetConfig {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, TargetConfigError> {
-        serde_yaml::from_str(text).map_err(|source| {
+        let mut config: TargetConfig = serde_yaml::from_str(text).map_err(|source| {
             let (line, column) = source.location().map_or((0, 0), |l| (l.line(), l.column()));
             TargetConfigError::Parse {
                 path: path.to_owned(),
@@ -302,13 +390,18 @@ impl TargetConfig {
                 column,
                 source,
             }
-        })
+        })?;
+        config.path = Some(path.to_owned());
+        Ok(config)
     }
 
     /// The provider of a cluster target: its commands, else [`NoPower`].
     pub fn cluster_power(&self) -> Arc<dyn NodePower> {
         match &self.power {
-            Some(c) => Arc::new(CommandPower::new(c.clone())),
+            Some(c) => Arc::new(match &self.path {
+                Some(p) => CommandPower::from_config(c.clone(), p.display().to_string()),
+                None => CommandPower::new(c.clone()),
+            }),
             None => Arc::new(NoPower),
         }
     }
@@ -344,8 +437,66 @@ mod tests {
         );
         assert_eq!(
             TargetConfig::parse(Path::new("t.yaml"), "{}\n").unwrap(),
-            TargetConfig::default()
+            TargetConfig {
+                path: Some("t.yaml".into()),
+                ..TargetConfig::default()
+            }
         );
+    }
+
+    #[test]
+    fn variables_are_found_and_their_values_redacted() {
+        assert_eq!(
+            env_refs("ipmi -P ${IPMI_PASS} -U ${USER_1} ${IPMI_PASS} ${1X} $HOME ${bad-name} ${"),
+            ["IPMI_PASS", "USER_1"]
+        );
+        let var = "STORMDRILL_TEST_REDACT_SECRET";
+        std::env::set_var(var, "hunter2");
+        assert_eq!(
+            redact("login failed for hunter2", &[var]),
+            format!("login failed for ${{{var}}}")
+        );
+        assert_eq!(redact("nothing here", &[var]), "nothing here");
+    }
+
+    #[tokio::test]
+    async fn an_unset_variable_is_named_with_its_config_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let text = format!(
+            "power:\n  off: 'touch {} ${{STORMDRILL_TEST_UNSET_VAR}}'\n  on: 'true'\n",
+            ran.display()
+        );
+        let config = TargetConfig::parse(Path::new("cluster.yaml"), &text).unwrap();
+        let power = config.cluster_power();
+        let e = power.check().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "power command in cluster.yaml uses ${STORMDRILL_TEST_UNSET_VAR}, which is not set \
+             in the environment: export STORMDRILL_TEST_UNSET_VAR before running stormdrill"
+        );
+        assert!(power.set_power("n1", false).await.is_err());
+        assert!(!ran.exists(), "the command ran without its variable");
+    }
+
+    #[tokio::test]
+    async fn variables_expand_only_in_the_running_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let var = "STORMDRILL_TEST_POWER_SECRET";
+        std::env::set_var(var, "s3cr3t");
+        let power = CommandPower::new(PowerCommands {
+            off: format!("echo \"${{{var}}}\" > {}", log.display()),
+            on: format!("echo \"bad password ${{{var}}}\" >&2; exit 1"),
+            timeout_s: Some(5),
+        });
+        power.set_power("n1", false).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "s3cr3t\n");
+        assert!(power.describe().contains(&format!("${{{var}}}")));
+        assert!(!power.describe().contains("s3cr3t"));
+        let e = power.set_power("n1", true).await.unwrap_err().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains(&format!("bad password ${{{var}}}")), "{e}");
     }
 
     #[tokio::test]
