@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 # The OSD chaos feature against a real Ceph cluster under the twin (issue #9), after the
 # simulated runs: the same feature, with Ceph's own daemons behind the Rook operator.
 if command -v ceph-mon >/dev/null 2>&1; then

@@ -261,6 +261,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
             parsing_errors: stats.parsing_errors,
             hook_errors: stats.hook_errors,
             aborted,
+            dry_run: args.dry_run,
         },
     );
     summary.verdict = decision.verdict;

@@ -17,11 +17,13 @@ fn built() -> bool {
     stormdrill_twin::controlplane::real::binaries_for_test().is_some()
 }
 
-/// A feature of two scenarios, one of which fails on the real API server's answer.
+/// A feature of two scenarios, one of which fails on the real API server's answer (the
+/// other judges a criterion: a run that judged none is not go).
 const FEATURE: &str = r#"Feature: a run that fails on the real control plane
   Scenario: the core namespaces exist
     Given the cluster is reachable
     Then the namespace "kube-system" exists
+    And every node is Ready
 
   Scenario: a namespace nobody created
     Given the cluster is reachable

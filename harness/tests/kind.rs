@@ -554,6 +554,11 @@ fn missing_tools_are_named_before_anything_runs() {
     let state = tempfile::tempdir().unwrap();
     let cwd = tempfile::tempdir().unwrap();
     let features = fixtures().join("../features").display().to_string();
+    // The pre-flight resolves the profile first; from this scratch folder there is no default.
+    let profile = fixtures()
+        .join("acceptance/kind.yaml")
+        .display()
+        .to_string();
     for (args, names) in [
         (
             vec!["up", "--target", "kind"],
@@ -561,7 +566,7 @@ fn missing_tools_are_named_before_anything_runs() {
         ),
         (vec!["down"], "kind, docker not found on PATH"),
         (
-            vec!["run", &features, "--target", "kind"],
+            vec!["run", &features, "--target", "kind", "--profile", &profile],
             "kind, docker not found on PATH",
         ),
     ] {

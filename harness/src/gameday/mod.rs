@@ -966,6 +966,7 @@ pub async fn run(args: GamedayArgs) -> Result<GamedayOutcome, GamedayError> {
             parsing_errors: 0,
             hook_errors: 0,
             aborted,
+            ..RunFacts::default()
         },
     );
     let mut summary = Summary {

@@ -134,6 +134,8 @@ pub struct RunFacts {
     /// Scenario hooks that failed (e.g. the World could not be built).
     pub hook_errors: usize,
     pub aborted: bool,
+    /// A dry run plans its faults and measures nothing: no criteria is expected.
+    pub dry_run: bool,
 }
 
 /// A verdict and the reasons a release manager reads beside it.
@@ -197,7 +199,7 @@ pub fn decide<'a>(scenarios: impl IntoIterator<Item = Judged<'a>>, facts: RunFac
     }
     if ran == 0 {
         reasons.push("no scenario ran".to_owned());
-    } else if judged == 0 {
+    } else if judged == 0 && !facts.dry_run {
         // Passing steps that measure nothing prove nothing: go needs evidence.
         reasons.push(NO_CRITERIA.to_owned());
     }
@@ -373,6 +375,13 @@ mod tests {
         );
         assert_eq!(d.verdict, Verdict::NoGo);
         assert_eq!(d.reasons, [NO_CRITERIA]);
+        // A dry run measures nothing by design: its plan passing is its go.
+        let dry = RunFacts {
+            dry_run: true,
+            ..RunFacts::default()
+        };
+        let d = decide([judged(ScenarioStatus::Passed, &advisory)], dry);
+        assert_eq!(d.verdict, Verdict::Go);
     }
 
     #[test]
@@ -405,8 +414,8 @@ mod tests {
     fn error_beats_aborted_beats_no_go() {
         let facts = RunFacts {
             parsing_errors: 1,
-            hook_errors: 0,
             aborted: true,
+            ..RunFacts::default()
         };
         let d = decide([judged(ScenarioStatus::Failed, &[])], facts);
         assert_eq!(d.verdict, Verdict::Error);
