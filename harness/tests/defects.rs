@@ -176,9 +176,9 @@ const ON_REAL_CONTROL_PLANE: &[&str] = &[
     "db-no-pdb",
     "api-single-replica",
     "no-velero-schedule",
-    // A fault's drill judged on the real node-lifecycle controller and endpoints.
+    // A fault's drill judged on the real endpoints. (ceph-alerts-muted runs
+    // chaos-node, whose first scenario has a known divergence there: tests/features.rs.)
     "api-no-prestop",
-    "ceph-alerts-muted",
 ];
 
 const PHASES: &[&str] = &[
