@@ -542,6 +542,11 @@ pub fn review(ctx: &Ctx, review: &Value) -> Value {
         json!({"uid": uid, "allowed": false,
                "status": {"code": 403, "reason": "Forbidden", "message": denied.join("\n")}})
     };
+    review_answer(response)
+}
+
+/// The `AdmissionReview` (admission.k8s.io/v1) a webhook answers with `response`.
+pub fn review_answer(response: Value) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
 }
 

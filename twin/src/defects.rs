@@ -252,7 +252,7 @@ pub fn review(d: &Defects, review: &Value) -> Value {
         response["patchType"] = json!("JSONPatch");
         response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
     }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+    crate::admission::review_answer(response)
 }
 
 /// The admission-time part of the defects: rewrites `o` (a `group`/`plural` object

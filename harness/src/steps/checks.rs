@@ -97,7 +97,8 @@ pub struct Limit {
     pub source: Option<String>,
 }
 
-const PROFILE_PREFIX: &str = "the profile's ";
+/// How a step names a threshold of the acceptance profile (`the profile's KEY`).
+pub const PROFILE_PREFIX: &str = "the profile's ";
 
 /// Seconds per unit word of an inline duration (`ms`, `seconds`, `hours`, `days`...).
 fn unit_word_seconds(word: &str) -> Option<f64> {
