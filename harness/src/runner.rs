@@ -236,7 +236,13 @@ pub async fn run_features(
                 collector.push(record(&display, feature, rule, scenario, ev, world));
                 // Only now, so the refused scenario is in the report.
                 if let Some(w) = world {
-                    w.context().faults.stop_if_refused();
+                    let faults = &w.context().faults;
+                    faults.stop_if_refused();
+                    // The run stops on this trigger; holding the runner here keeps the
+                    // next scenario from starting (and printing) before it does.
+                    if faults.refused().reason().is_some() {
+                        std::future::pending::<()>().await;
+                    }
                 }
             }
             .boxed_local()
