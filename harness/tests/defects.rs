@@ -176,9 +176,14 @@ const ON_REAL_CONTROL_PLANE: &[&str] = &[
     "db-no-pdb",
     "api-single-replica",
     "no-velero-schedule",
-    // A fault's drill judged on the real endpoints. (ceph-alerts-muted runs
-    // chaos-node, whose first scenario has a known divergence there: tests/features.rs.)
+    // Every chaos defect: each fault's drill judged on the real endpoints, taints and
+    // evictions.
     "api-no-prestop",
+    "ceph-alerts-muted",
+    "slow-osd-recovery",
+    "osd-heartbeat-grace-long",
+    "api-no-db-reconnect",
+    "works-index-missing",
 ];
 
 const PHASES: &[&str] = &[

@@ -11,15 +11,10 @@ use std::{collections::BTreeSet, path::PathBuf, process::ExitCode};
 
 /// Criteria the real control plane fails today, each a known divergence to fix (issue
 /// [stack-on-real]); the run may fail these and nothing else, and the list shrinks as
-/// they are fixed. chaos-node:9: since recovery waits for the powered-off node to be Ready
-/// again ([reliability] item 4), the degraded period spans the node's return, and on
-/// the real control plane the API then errs (19-22 % of requests, p99 5.5 s; 0 % on
-/// the embedded one). Suspected: the twin's kubelet and the real endpoints controller
-/// disagree about the node's evicted, terminating API pods when it comes back.
-const KNOWN_ON_REAL: &[&str] = &[
-    "chaos-node.feature:9 error_rate_during_pct",
-    "chaos-node.feature:9 p99_during_ms",
-];
+/// they are fixed. Empty since the twin's world got threads of its own on a real
+/// control plane (chaos-node:9 erred on 19-22 % of requests before: the world's blocking
+/// writes starved the kubelets' heartbeats and live nodes went NotReady).
+const KNOWN_ON_REAL: &[&str] = &[];
 
 use stormdrill::{
     cli::RunArgs,

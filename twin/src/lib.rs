@@ -142,6 +142,9 @@ pub struct Twin {
     real: Option<Arc<controlplane::real::RealControlPlane>>,
 }
 
+/// Workers of the world's runtime on a real control plane: its controllers make
+/// blocking calls, so a few can wait on the apiserver while the others run.
+const WORLD_THREADS: usize = 6;
 const BOOTSTRAP: &str = include_str!("../assets/bootstrap.yaml");
 
 impl Twin {
@@ -320,7 +323,27 @@ impl Twin {
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let mut stopped = stopped;
-        let mut controllers = controllers::spawn_all(ctx.clone(), stopped.clone());
+        // On a real control plane every call of the simulated world is a blocking HTTPS
+        // round trip, so the world runs on threads of its own: on the caller's runtime
+        // (the harness's, in `stormdrill run`) a burst of writes after a node lost power
+        // held its workers for ~10 s, stalling the load generator (lag p99 4.7 s) and the
+        // kubelets' heartbeats until the real node lifecycle controller marked live nodes
+        // NotReady. Embedded, the world's calls never leave the process.
+        let world = match &real {
+            Some(_) => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(WORLD_THREADS)
+                    .thread_name("twin-world")
+                    .enable_all()
+                    .build()
+                    .map_err(TwinError::Runtime)?,
+            ),
+            None => None,
+        };
+        let mut controllers = {
+            let _on_world = world.as_ref().map(|w| w.enter());
+            controllers::spawn_all(ctx.clone(), stopped.clone())
+        };
         // What others call into — the data plane the harness measures, and on a real
         // control plane the kubelet API, the cluster network and the webhooks — runs
         // on threads of its own. The world's controllers make blocking calls to a real
@@ -337,15 +360,25 @@ impl Twin {
         if let Some(cp) = &real {
             controllers.extend(start_network(&ctx, cp, &tls, io.handle(), stopped.clone()).await?);
         }
-        controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
-        stack::postgres::install(&ctx);
-        stack::harbor::install(&ctx);
-        controllers.extend(stack::observability::start(&ctx, stopped.clone()));
-        controllers.push(tokio::spawn(defects::run(ctx.clone(), stopped.clone())));
-        controllers.push(tokio::spawn(stack::postgres::run(
-            ctx.clone(),
-            stopped.clone(),
-        )));
+        {
+            let _on_world = world.as_ref().map(|w| w.enter());
+            controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
+            stack::postgres::install(&ctx);
+            stack::harbor::install(&ctx);
+            controllers.extend(stack::observability::start(&ctx, stopped.clone()));
+            controllers.push(tokio::spawn(defects::run(ctx.clone(), stopped.clone())));
+            controllers.push(tokio::spawn(stack::postgres::run(
+                ctx.clone(),
+                stopped.clone(),
+            )));
+        }
+        if let Some(world) = world {
+            let mut world_stop = stopped.clone();
+            controllers.push(tokio::spawn(async move {
+                let _ = world_stop.wait_for(|s| *s).await;
+                world.shutdown_background();
+            }));
+        }
         let api_addr = io
             .spawn(dataplane::start(
                 ctx.clone(),

@@ -195,9 +195,35 @@ pub fn spawn_all(ctx: Ctx, stop: watch::Receiver<bool>) -> Vec<tokio::task::Join
     // provisioners run against any control plane.
     let mut out = vec![
         tokio::spawn(kubelet::run(ctx.clone(), stop.clone())),
-        tokio::spawn(nodes::run(ctx.clone(), stop.clone())),
         tokio::spawn(volumes::run(ctx.clone(), stop.clone())),
     ];
+    if ctx.control_plane.embedded() {
+        out.push(tokio::spawn(nodes::run(ctx.clone(), stop.clone())));
+    } else {
+        // As the kubelet renews its Lease from a goroutine of its own: the real node
+        // lifecycle controller marks a node NotReady after `node_monitor_grace` (1 s in
+        // fast timing), so heartbeats must not queue behind the world's blocking writes.
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("twin-heartbeat".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(nodes::run(ctx, stop)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "no runtime for the kubelets' heartbeats")
+                    }
+                }
+            });
+        match thread {
+            Ok(t) => out.push(tokio::task::spawn_blocking(move || {
+                let _ = t.join();
+            })),
+            Err(e) => tracing::error!(error = %e, "no thread for the kubelets' heartbeats"),
+        }
+    }
     // Kubernetes itself: only when the twin is the control plane.
     if ctx.control_plane.embedded() {
         out.extend([
