@@ -521,6 +521,11 @@ fn nightly_workflow_keeps_the_evidence_of_a_failed_up() {
         "{run}"
     );
     assert_eq!(up_step["shell"], "bash");
+    // Docker Hub's anonymous limit is per address, and runners share theirs.
+    let mirror = up_step["env"]["STORMDRILL_REGISTRY_MIRROR"]
+        .as_str()
+        .unwrap();
+    assert!(plan::check_mirror(mirror).is_ok(), "{mirror}");
     let upload = steps
         .iter()
         .find(|s| {
