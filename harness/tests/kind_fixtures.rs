@@ -757,3 +757,64 @@ fn redis_pod_records_its_new_address_before_starting() {
          bbb 10.0.0.2:6379@16379 master - 0 0 2 connected 5461-10922\n"
     );
 }
+
+/// What can be known about Ceph on kind without Docker: Rook accepts the loop devices
+/// (rook-ceph chart v1.15.5 values.yaml `allowLoopDevices`, default false: its OSD
+/// prepare skips loop devices), the OSDs land on the labelled workers only, and every
+/// pool of the overlay can be placed: each device class it names is one the workers'
+/// OSD files provide, and a pool with failure domain `host` needs as many workers as
+/// replicas.
+#[test]
+fn kind_ceph_pools_fit_the_workers_loop_device_osds() {
+    assert_eq!(values("rook-ceph.yaml")["allowLoopDevices"], true);
+    let (_, workers) =
+        plan::render_cluster(&fixtures().join("kind/cluster.yaml"), "k", Path::new("/s")).unwrap();
+    let labels: Vec<&str> = workers.iter().map(|w| w.label.as_str()).collect();
+    let kind = kustomize(&fixtures().join("kind/stack"));
+    let cluster = find(&kind, "CephCluster", "rook-ceph", "rook-ceph");
+    let storage = &cluster["spec"]["storage"];
+    assert_eq!(storage["useAllNodes"], false);
+    assert_eq!(storage["useAllDevices"], false);
+    // Filled by `up` with what it attached (plan::ceph_nodes_patch).
+    assert_eq!(storage["nodes"], serde_json::json!([]));
+    let term = &cluster["spec"]["placement"]["all"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+        ["matchExpressions"][0];
+    assert_eq!(term["key"], plan::NODE_LABEL);
+    assert_eq!(term["values"], serde_json::json!(labels));
+    let classes: Vec<&str> = plan::OSD_DEVICES.iter().map(|(_, c)| *c).collect();
+    let mut pools = Vec::new();
+    for o in &kind {
+        let spec = &o["spec"];
+        match o["kind"].as_str().unwrap() {
+            "CephBlockPool" => pools.push((o["metadata"]["name"].to_string(), spec)),
+            "CephObjectStore" | "CephFilesystem" => {
+                let name = o["metadata"]["name"].to_string();
+                pools.push((format!("{name} metadata"), &spec["metadataPool"]));
+                for p in spec["dataPools"].as_array().into_iter().flatten() {
+                    pools.push((format!("{name} {}", p["name"]), p));
+                }
+                if spec["dataPool"].is_object() {
+                    pools.push((format!("{name} data"), &spec["dataPool"]));
+                }
+            }
+            _ => {}
+        }
+    }
+    for expected in ["nvme-pool", "hdd-pool", "rgw", "openalex-fs"] {
+        assert!(
+            pools.iter().any(|(n, _)| n.contains(expected)),
+            "no pool of {expected}"
+        );
+    }
+    for (name, p) in pools {
+        let class = p["deviceClass"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no deviceClass"));
+        assert!(classes.contains(&class), "{name}: {class}");
+        assert_eq!(p["failureDomain"], "host", "{name}");
+        let size = p["replicated"]["size"].as_u64().unwrap() as usize;
+        // One OSD of each class per worker.
+        assert!(size <= workers.len(), "{name}: size {size}");
+    }
+}
