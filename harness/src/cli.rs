@@ -158,6 +158,11 @@ pub struct UpArgs {
     /// Size of each OSD file in GiB (two per worker; sparse).
     #[arg(long, default_value_t = 10)]
     pub osd_size_gb: u64,
+    /// A Docker Hub mirror the kind nodes pull through, Docker Hub itself when it
+    /// lacks an image (--target kind; set when the cluster is created), e.g.
+    /// https://mirror.gcr.io or your registry's pull-through cache.
+    #[arg(long, env = "STORMDRILL_REGISTRY_MIRROR")]
+    pub registry_mirror: Option<String>,
     /// Kubeconfig [default: $KUBECONFIG or ~/.kube/config]
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,

@@ -72,6 +72,8 @@ pub enum UpError {
         file: String,
         stdout: String,
     },
+    #[error("--registry-mirror: {0}")]
+    Mirror(String),
     #[error("Velero's S3 credentials: {0}")]
     S3(String),
     #[error("an external command's task failed: {0}")]
@@ -95,6 +97,9 @@ pub struct UpOptions {
     pub gitops_branch: String,
     /// Size of each OSD file.
     pub osd_size_gb: u64,
+    /// A Docker Hub mirror the nodes pull through (`--registry-mirror`); None: Docker
+    /// Hub directly, under its anonymous pull limit.
+    pub registry_mirror: Option<String>,
     /// Caps every readiness deadline (tests); None: up.yaml's deadlines.
     pub max_wait: Option<Duration>,
 }
@@ -278,12 +283,18 @@ pub async fn up(
 ) -> Result<UpReport, UpError> {
     let started = Instant::now();
     let up_config = UpConfig::load(&opts.kind_dir.join("up.yaml"))?;
+    if let Some(m) = &opts.registry_mirror {
+        plan::check_mirror(m).map_err(UpError::Mirror)?;
+    }
     let cluster_dir = opts.state_dir.join(&opts.name);
-    let (config, workers) = plan::render_cluster(
+    let (mut config, workers) = plan::render_cluster(
         &opts.kind_dir.join("cluster.yaml"),
         &opts.name,
         &opts.state_dir,
     )?;
+    if opts.registry_mirror.is_some() {
+        plan::use_registry_hosts(&mut config);
+    }
     let rendered = cluster_dir.join("cluster.yaml");
     write(&rendered, &to_yaml(&config))?;
 
@@ -306,6 +317,15 @@ pub async fn up(
         .stdout;
     let kubeconfig = cluster_dir.join("kubeconfig");
     write(&kubeconfig, &kubeconfig_yaml)?;
+    // Before any chart pulls. On a cluster created without the mirror, containerd was
+    // not told to read these files (kind writes its config at creation): no effect.
+    if let Some(mirror) = &opts.registry_mirror {
+        let nodes = std::iter::once(plan::control_plane(&opts.name))
+            .chain(workers.iter().map(|w| w.node.clone()));
+        for node in nodes {
+            step(&runner, plan::docker_hub_mirror(&node, mirror), say).await?;
+        }
+    }
 
     let mut devices = Vec::new();
     for w in &workers {
@@ -587,6 +607,7 @@ pub async fn up_command(args: &crate::cli::UpArgs) -> Result<bool, UpError> {
         gitops_url: args.gitops_url.clone(),
         gitops_branch: args.gitops_branch.clone(),
         osd_size_gb: args.osd_size_gb,
+        registry_mirror: args.registry_mirror.clone(),
         max_wait: None,
     };
     if opts.gitops_url.is_none() {

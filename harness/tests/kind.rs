@@ -364,6 +364,7 @@ async fn up_and_down_run_the_planned_commands_and_converge() {
         gitops_url: Some("https://example.invalid/stormdrill.git".into()),
         gitops_branch: "main".into(),
         osd_size_gb: 1,
+        registry_mirror: Some("https://mirror.gcr.io".into()),
         max_wait: Some(Duration::from_secs(2)),
     };
     let said = std::sync::Mutex::new(Vec::new());
@@ -387,9 +388,36 @@ async fn up_and_down_run_the_planned_commands_and_converge() {
             "kind get kubeconfig --name t".to_owned(),
         ]
     );
+    // Docker Hub's mirror in every node, before anything pulls (charts, the API's build).
+    let mirrors: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("/etc/containerd/certs.d/docker.io/hosts.toml"))
+        .collect();
+    assert_eq!(mirrors, [4, 5, 6, 7], "{lines:#?}");
+    for (i, node) in mirrors
+        .iter()
+        .zip(["t-control-plane", "t-worker", "t-worker2", "t-worker3"])
+    {
+        assert!(
+            lines[*i].starts_with(&format!("docker exec {node} sh -c")),
+            "{}",
+            lines[*i]
+        );
+        assert!(
+            lines[*i].contains(r#"[host."https://mirror.gcr.io"]"#),
+            "{}",
+            lines[*i]
+        );
+    }
+    let rendered: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(cluster_dir.join("cluster.yaml")).unwrap())
+            .unwrap();
+    assert!(rendered["containerdConfigPatches"][0]
+        .as_str()
+        .unwrap()
+        .contains(r#"config_path = "/etc/containerd/certs.d""#));
     let attaches: Vec<&String> = lines
         .iter()
-        .filter(|l| l.starts_with("docker exec"))
+        .filter(|l| l.starts_with("docker exec") && l.contains("losetup"))
         .collect();
     assert_eq!(attaches.len(), 6);
     assert!(attaches[0].starts_with("docker exec t-worker sh -c set -eu"));
@@ -509,12 +537,17 @@ async fn up_and_down_run_the_planned_commands_and_converge() {
     let rec = Arc::new(recorder(&twin, "t\n"));
     let mut again = opts.clone();
     again.api_image = Some("ghcr.io/me/api:2.0".into());
+    again.registry_mirror = None;
     let report = up::up(&again, rec.clone(), &|_| {}).await.unwrap();
     assert!(!report.created);
     let lines = rec.lines();
     assert!(!lines
         .iter()
         .any(|l| l.starts_with("kind create") || l.starts_with("docker build")));
+    assert!(
+        !lines.iter().any(|l| l.contains("hosts.toml")),
+        "no mirror asked for"
+    );
     let image = fastapi_image(&api).await;
     assert_eq!(image.as_deref(), Some("ghcr.io/me/api:2.0"));
     // A kind run applies the same generated overlay.

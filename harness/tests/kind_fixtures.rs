@@ -521,6 +521,11 @@ fn nightly_workflow_keeps_the_evidence_of_a_failed_up() {
         "{run}"
     );
     assert_eq!(up_step["shell"], "bash");
+    // Docker Hub's anonymous limit is per address, and runners share theirs.
+    let mirror = up_step["env"]["STORMDRILL_REGISTRY_MIRROR"]
+        .as_str()
+        .unwrap();
+    assert!(plan::check_mirror(mirror).is_ok(), "{mirror}");
     let upload = steps
         .iter()
         .find(|s| {
@@ -533,4 +538,283 @@ fn nightly_workflow_keeps_the_evidence_of_a_failed_up() {
     assert_eq!(upload["with"]["path"], "reports/");
     let state = &steps[pos("get events -A")];
     assert!(state["run"].as_str().unwrap().contains("mkdir -p reports"));
+}
+
+/// postgres_exporter v0.15.0 (cmd/postgres_exporter/datasource.go, getDataSources)
+/// connects only where DATA_SOURCE_NAME or DATA_SOURCE_URI says; with neither it has no
+/// target, serves its own metrics, and pg_up never appears. The credentials are the
+/// database's own, from its Secret.
+#[test]
+fn postgres_exporter_connects_to_its_database_with_the_databases_secret() {
+    let stack = kustomize(&fixtures().join("stack"));
+    let pg = find(&stack, "StatefulSet", "openalex", "postgresql");
+    let db = container(pg, "postgresql");
+    let secret_name = db["envFrom"][0]["secretRef"]["name"].as_str().unwrap();
+    let secret = find(&stack, "Secret", "openalex", secret_name);
+    let exporter = container(pg, "exporter");
+    assert!(env(exporter, "DATA_SOURCE_NAME").is_none());
+    let uri = env(exporter, "DATA_SOURCE_URI").expect("DATA_SOURCE_URI")["value"]
+        .as_str()
+        .unwrap();
+    // Same pod: localhost, the container's port, the database the Secret creates.
+    let port = db["ports"][0]["containerPort"].as_i64().unwrap();
+    let dbname = secret["stringData"]["POSTGRES_DB"].as_str().unwrap();
+    assert_eq!(uri, format!("localhost:{port}/{dbname}?sslmode=disable"));
+    for (var, key) in [
+        ("DATA_SOURCE_USER", "POSTGRES_USER"),
+        ("DATA_SOURCE_PASS", "POSTGRES_PASSWORD"),
+    ] {
+        let r =
+            &env(exporter, var).unwrap_or_else(|| panic!("no {var}"))["valueFrom"]["secretKeyRef"];
+        assert_eq!(r["name"], secret_name, "{var}");
+        assert_eq!(r["key"], key, "{var}");
+        assert!(
+            secret["stringData"].get(key).is_some(),
+            "{secret_name} has no {key}"
+        );
+    }
+}
+
+fn redis(objects: &[Value]) -> (&Value, &Value) {
+    let sts = find(objects, "StatefulSet", "openalex", "redis");
+    (sts, container(sts, "redis"))
+}
+
+/// The seed's phase 3 asks for a Redis *Cluster*: cluster mode on, a headless Service
+/// giving each pod a stable name before it is ready (what the StatefulSet's serviceName
+/// needs), the creation naming every pod, at least three masters (redis-cli
+/// --cluster create refuses fewer), and Ready meaning the cluster works (Bitnami's
+/// redis-cluster chart: headless Service, cluster creation once every node answers).
+#[test]
+fn redis_forms_one_cluster_of_every_pod() {
+    for dir in ["stack", "kind/stack"] {
+        let objects = kustomize(&fixtures().join(dir));
+        let (sts, c) = redis(&objects);
+        let service = sts["spec"]["serviceName"].as_str().unwrap();
+        let svc = find(&objects, "Service", "openalex", service);
+        assert_eq!(svc["spec"]["clusterIP"], "None", "{dir}");
+        assert_eq!(svc["spec"]["publishNotReadyAddresses"], true, "{dir}");
+        assert_eq!(
+            svc["spec"]["selector"],
+            sts["spec"]["selector"]["matchLabels"]
+        );
+        let replicas = sts["spec"]["replicas"].as_i64().unwrap();
+        let nodes: Vec<String> = (0..replicas)
+            .map(|i| format!("redis-{i}.{service}"))
+            .collect();
+        assert_eq!(
+            env(c, "REDIS_NODES").unwrap()["value"],
+            nodes.join(" "),
+            "{dir}"
+        );
+        let per_master: i64 = env(c, "REDIS_CLUSTER_REPLICAS").unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            replicas / (per_master + 1) >= 3,
+            "{dir}: fewer than 3 masters"
+        );
+        let script = c["command"][2].as_str().unwrap();
+        assert!(script.contains("--cluster-enabled yes"), "{dir}");
+        assert!(script.contains("--cluster-config-file"), "{dir}");
+        // Both ports a cluster node needs, in the pod and in the Service.
+        for port in [6379, 16379] {
+            assert!(c["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["containerPort"] == port));
+            assert!(svc["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["port"] == port));
+        }
+        let ready = c["readinessProbe"]["exec"]["command"][2].as_str().unwrap();
+        assert!(ready.contains("cluster_state:ok"), "{dir}: {ready}");
+    }
+}
+
+/// Runs the Redis container's script as the pod would, with stand-ins for redis-cli,
+/// getent, sleep and the image's entrypoint (no Redis here): `nodes` are the nodes'
+/// `cluster_known_nodes`, `None` for a node that does not answer. Returns what
+/// `redis-cli --cluster create` was given (empty: not called) and the script's output.
+fn run_redis_script(
+    pod: &str,
+    nodes: &[Option<u32>],
+    conf: Option<&str>,
+) -> (String, String, String) {
+    let objects = kustomize(&fixtures().join("stack"));
+    let (_, c) = redis(&objects);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let names: Vec<String> = env(c, "REDIS_NODES").unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(names.len(), nodes.len());
+    for (i, (name, known)) in names.iter().zip(nodes).enumerate() {
+        std::fs::write(d.join(format!("ip-{name}")), format!("10.0.0.{}", i + 1)).unwrap();
+        if let Some(k) = known {
+            std::fs::write(d.join(format!("known-{name}")), k.to_string()).unwrap();
+        }
+    }
+    let stub = |name: &str, body: &str| {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\nS={}\n{body}\n", d.display())).unwrap();
+        let mut perm = std::fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&p, perm).unwrap();
+    };
+    stub(
+        "redis-cli",
+        r#"if [ "$1" = --cluster ]; then shift 2; echo "$*" > "$S/created"; exit 0; fi
+h=$2; shift 2
+[ -f "$S/known-$h" ] || { echo "Could not connect" >&2; exit 1; }
+case "$*" in
+  ping) echo PONG ;;
+  "cluster info") printf 'cluster_state:fail\r\ncluster_known_nodes:%s\r\n' "$(cat "$S/known-$h")" ;;
+esac"#,
+    );
+    stub("getent", r#"echo "$(cat "$S/ip-$2")   $2""#);
+    // Three rounds of waiting, then the loop ends as if the pod had stopped.
+    stub(
+        "sleep",
+        r#"n=$(cat "$S/sleeps" 2>/dev/null || echo 0); echo $((n+1)) > "$S/sleeps"; [ "$n" -lt 3 ]"#,
+    );
+    stub("docker-entrypoint.sh", r#"echo "$*" > "$S/exec""#);
+    let conf_path = d.join("nodes.conf");
+    if let Some(text) = conf {
+        std::fs::write(&conf_path, text).unwrap();
+    }
+    let script = c["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("/data/nodes.conf", &conf_path.display().to_string());
+    let mut cmd = Command::new(c["command"][0].as_str().unwrap());
+    cmd.arg(c["command"][1].as_str().unwrap())
+        .arg(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("POD_NAME", pod)
+        .env("POD_IP", "10.9.9.9");
+    for e in c["env"].as_array().unwrap() {
+        if let Some(v) = e["value"].as_str() {
+            cmd.env(e["name"].as_str().unwrap(), v);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+    let exec = read("exec");
+    assert!(exec.starts_with("redis-server "), "{exec}");
+    (
+        read("created").trim().to_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        std::fs::read_to_string(&conf_path).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn redis_cluster_is_created_once_by_pod_zero_when_every_node_is_empty() {
+    // Every node up and alone: pod 0 creates the cluster over all three addresses.
+    let (created, _, _) = run_redis_script("redis-0", &[Some(1), Some(1), Some(1)], None);
+    assert_eq!(
+        created,
+        "10.0.0.1:6379 10.0.0.2:6379 10.0.0.3:6379 --cluster-replicas 0 --cluster-yes"
+    );
+    // Other pods never create it.
+    let (created, _, _) = run_redis_script("redis-1", &[Some(1), Some(1), Some(1)], None);
+    assert_eq!(created, "");
+    // A node already in a cluster (pod 0 restarted): nothing is created again.
+    let (created, out, _) = run_redis_script("redis-0", &[Some(3), Some(3), Some(3)], None);
+    assert_eq!(created, "");
+    assert!(out.contains("nothing to create"), "{out}");
+    // A node that does not answer yet: pod 0 waits, and creates nothing meanwhile.
+    let (created, _, _) = run_redis_script("redis-0", &[Some(1), None, Some(1)], None);
+    assert_eq!(created, "");
+}
+
+/// A restarted pod has a new IP: its own line of nodes.conf takes it before Redis
+/// starts, the other nodes' lines are left as they are.
+#[test]
+fn redis_pod_records_its_new_address_before_starting() {
+    let conf = "aaa 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-5460\n\
+                bbb 10.0.0.2:6379@16379 master - 0 0 2 connected 5461-10922\n";
+    let (_, _, after) = run_redis_script("redis-2", &[Some(3), Some(3), Some(3)], Some(conf));
+    assert_eq!(
+        after,
+        "aaa 10.9.9.9:6379@16379 myself,master - 0 0 1 connected 0-5460\n\
+         bbb 10.0.0.2:6379@16379 master - 0 0 2 connected 5461-10922\n"
+    );
+}
+
+/// What can be known about Ceph on kind without Docker: Rook accepts the loop devices
+/// (rook-ceph chart v1.15.5 values.yaml `allowLoopDevices`, default false: its OSD
+/// prepare skips loop devices), the OSDs land on the labelled workers only, and every
+/// pool of the overlay can be placed: each device class it names is one the workers'
+/// OSD files provide, and a pool with failure domain `host` needs as many workers as
+/// replicas.
+#[test]
+fn kind_ceph_pools_fit_the_workers_loop_device_osds() {
+    assert_eq!(values("rook-ceph.yaml")["allowLoopDevices"], true);
+    let (_, workers) =
+        plan::render_cluster(&fixtures().join("kind/cluster.yaml"), "k", Path::new("/s")).unwrap();
+    let labels: Vec<&str> = workers.iter().map(|w| w.label.as_str()).collect();
+    let kind = kustomize(&fixtures().join("kind/stack"));
+    let cluster = find(&kind, "CephCluster", "rook-ceph", "rook-ceph");
+    let storage = &cluster["spec"]["storage"];
+    assert_eq!(storage["useAllNodes"], false);
+    assert_eq!(storage["useAllDevices"], false);
+    // Filled by `up` with what it attached (plan::ceph_nodes_patch).
+    assert_eq!(storage["nodes"], serde_json::json!([]));
+    let term = &cluster["spec"]["placement"]["all"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+        ["matchExpressions"][0];
+    assert_eq!(term["key"], plan::NODE_LABEL);
+    assert_eq!(term["values"], serde_json::json!(labels));
+    let classes: Vec<&str> = plan::OSD_DEVICES.iter().map(|(_, c)| *c).collect();
+    let mut pools = Vec::new();
+    for o in &kind {
+        let spec = &o["spec"];
+        match o["kind"].as_str().unwrap() {
+            "CephBlockPool" => pools.push((o["metadata"]["name"].to_string(), spec)),
+            "CephObjectStore" | "CephFilesystem" => {
+                let name = o["metadata"]["name"].to_string();
+                pools.push((format!("{name} metadata"), &spec["metadataPool"]));
+                for p in spec["dataPools"].as_array().into_iter().flatten() {
+                    pools.push((format!("{name} {}", p["name"]), p));
+                }
+                if spec["dataPool"].is_object() {
+                    pools.push((format!("{name} data"), &spec["dataPool"]));
+                }
+            }
+            _ => {}
+        }
+    }
+    for expected in ["nvme-pool", "hdd-pool", "rgw", "openalex-fs"] {
+        assert!(
+            pools.iter().any(|(n, _)| n.contains(expected)),
+            "no pool of {expected}"
+        );
+    }
+    for (name, p) in pools {
+        let class = p["deviceClass"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no deviceClass"));
+        assert!(classes.contains(&class), "{name}: {class}");
+        assert_eq!(p["failureDomain"], "host", "{name}");
+        let size = p["replicated"]["size"].as_u64().unwrap() as usize;
+        // One OSD of each class per worker.
+        assert!(size <= workers.len(), "{name}: size {size}");
+    }
 }

@@ -327,6 +327,67 @@ pub fn load_image(name: &str, image: &str) -> Cmd {
     .within(Duration::from_secs(600))
 }
 
+/// Where containerd 1.7 (kind's nodes) reads one `hosts.toml` per registry, at each
+/// pull, once its `config_path` names the folder.
+pub const REGISTRY_HOSTS_DIR: &str = "/etc/containerd/certs.d";
+
+/// Turns on containerd's per-registry host files in the rendered kind config (a
+/// `containerdConfigPatches` entry, which kind applies when it creates the nodes), so
+/// that [`docker_hub_mirror`] can send Docker Hub pulls to a mirror.
+pub fn use_registry_hosts(config: &mut Value) {
+    let patch = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{REGISTRY_HOSTS_DIR}\"\n"
+    );
+    match config["containerdConfigPatches"].as_array_mut() {
+        Some(patches) => patches.push(json!(patch)),
+        None => config["containerdConfigPatches"] = json!([patch]),
+    }
+}
+
+/// A registry mirror URL as `--registry-mirror` takes it: http(s), a host, no
+/// characters that would break the TOML string it is written into.
+pub fn check_mirror(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("registry mirror {url:?}: not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("registry mirror {url:?}: no host"));
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "\"'\\".contains(c))
+    {
+        return Err(format!("registry mirror {url:?}: has spaces or quotes"));
+    }
+    Ok(())
+}
+
+/// Docker Hub pulls of `node` go to `mirror` first and to Docker Hub itself when the
+/// mirror fails (containerd's hosts.toml: hosts in order, then `server`). Every node
+/// pulls for itself, anonymously: a DaemonSet's image is pulled once per node, and
+/// Docker Hub limits anonymous pulls per address.
+pub fn docker_hub_mirror(node: &str, mirror: &str) -> Cmd {
+    let dir = format!("{REGISTRY_HOSTS_DIR}/docker.io");
+    let hosts = format!(
+        "server = \"https://registry-1.docker.io\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    );
+    Cmd::new(
+        &format!("send {node}'s Docker Hub pulls to the mirror"),
+        [
+            "docker",
+            "exec",
+            node,
+            "sh",
+            "-c",
+            &format!("mkdir -p {dir} && printf '%s' \"$1\" > {dir}/hosts.toml"),
+            "sh",
+            &hosts,
+        ],
+    )
+    .within(Duration::from_secs(30))
+}
+
 /// `fixtures/kind/up.yaml`: the charts and the stack's deadlines.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -614,6 +675,47 @@ mod tests {
             json!({"name": "n-worker", "devices": [
                 {"name": "loop3", "config": {"deviceClass": "nvme"}},
                 {"name": "loop4", "config": {"deviceClass": "hdd"}}]})
+        );
+    }
+
+    #[test]
+    fn docker_hub_mirror_writes_containerds_hosts_file() {
+        assert!(check_mirror("https://mirror.gcr.io").is_ok());
+        assert!(check_mirror("http://registry.local:5000/v2").is_ok());
+        for bad in [
+            "mirror.gcr.io",
+            "https://",
+            "https:///x",
+            "https://a\"b",
+            "https://a b",
+        ] {
+            assert!(check_mirror(bad).is_err(), "{bad}");
+        }
+        let mut config = json!({"kind": "Cluster"});
+        use_registry_hosts(&mut config);
+        assert_eq!(
+            config["containerdConfigPatches"],
+            json!(["[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"])
+        );
+        // The script, run by a real sh into a scratch folder instead of the node's /etc.
+        let c = docker_hub_mirror("n-worker", "https://mirror.gcr.io");
+        assert_eq!(c.argv[..5], ["docker", "exec", "n-worker", "sh", "-c"]);
+        let dir = tempfile::tempdir().unwrap();
+        let script = c.argv[5].replace(REGISTRY_HOSTS_DIR, &dir.path().display().to_string());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .args(&c.argv[6..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("docker.io/hosts.toml")).unwrap(),
+            "server = \"https://registry-1.docker.io\"\n\n[host.\"https://mirror.gcr.io\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
         );
     }
 
