@@ -179,27 +179,50 @@ fn proc_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim().chars().next()
 }
 
-/// PIDs of live (not zombie) processes whose process group is one of `groups`.
-fn in_groups(groups: &[u32]) -> Vec<u32> {
-    std::fs::read_dir("/proc")
+/// (ppid, state) from /proc/PID/stat; None when gone.
+fn stat(pid: u32) -> Option<(u32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((f.get(1)?.parse().ok()?, f.first()?.chars().next()?))
+}
+
+/// The live (not zombie) processes among `roots` and their descendants.
+fn tree(roots: &[u32]) -> Vec<u32> {
+    let all: Vec<(u32, u32, char)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            f.first() != Some(&"Z")
-                && f.get(2)
-                    .and_then(|g| g.parse::<u32>().ok())
-                    .is_some_and(|g| groups.contains(&g))
+        .filter_map(|pid| stat(pid).map(|(ppid, st)| (pid, ppid, st)))
+        .collect();
+    let mut out: Vec<u32> = roots
+        .iter()
+        .copied()
+        .filter(|r| all.iter().any(|(p, _, st)| p == r && *st != 'Z'))
+        .collect();
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            all.iter()
+                .filter(|(_, pp, st)| *pp == parent && *st != 'Z')
+                .map(|(p, _, _)| *p),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// VmRSS of a process in KiB (0 when gone).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
-        .collect()
+        .unwrap_or(0)
 }
 
 fn pid(ctx: &Ctx) -> u32 {
@@ -259,6 +282,14 @@ async fn the_stacks_postgresql_runs_for_real() {
     assert!(ok && v.starts_with("PostgreSQL "), "version: {v} {e}");
     let (n, e, ok) = psql(&client, "SELECT count(*) FROM works").await;
     assert!(ok && n == "50", "the sample's 50 works: {n} {e}");
+    let group = tree(&[pid1]);
+    assert!(group.len() > 3, "a postmaster and its children: {group:?}");
+    let rss_kib: u64 = group.iter().map(|p| rss_kib(*p)).sum();
+    println!(
+        "{v}: {} processes, {} MiB resident (shared pages counted in each)",
+        group.len(),
+        rss_kib / 1024
+    );
     let (_, e, ok) = psql(
         &client,
         "CREATE TABLE markers (id int primary key, note text); INSERT INTO markers VALUES (1, 'before')",
@@ -347,11 +378,15 @@ async fn the_stacks_postgresql_runs_for_real() {
         !answers(addr, Duration::from_secs(1)),
         "a frozen server answers nothing"
     );
+    let frozen = tree(&[pid3]);
+    assert!(frozen.len() > 3, "the server's children: {frozen:?}");
     assert!(
-        in_groups(&[pid3])
+        frozen.iter().all(|p| proc_state(*p) == Some('T')),
+        "every process of the server is frozen: {:?}",
+        frozen
             .iter()
-            .all(|p| proc_state(*p) == Some('T')),
-        "every process of the server is frozen"
+            .map(|p| (p, proc_state(*p)))
+            .collect::<Vec<_>>()
     );
     // Power on: the node reboots, its containers restart, the data is there.
     ctx.power.set(&node, true);
@@ -376,13 +411,18 @@ async fn the_stacks_postgresql_runs_for_real() {
     assert_ne!(proc_state(pid3), Some('T'), "nothing stays frozen");
 
     // Shutdown: every server process is gone.
-    let groups: Vec<u32> = ctx.procs.pids().into_iter().map(|(_, p)| p).collect();
-    assert!(!groups.is_empty());
+    let leaders: Vec<u32> = ctx.procs.pids().into_iter().map(|(_, p)| p).collect();
+    let all = tree(&leaders);
+    assert!(all.len() > leaders.len(), "servers with children: {all:?}");
     let scratch = ctx.procs.scratch().to_path_buf();
     drop(ctx);
     twin.shutdown().await;
+    let left: Vec<u32> = all
+        .into_iter()
+        .filter(|p| proc_state(*p).is_some_and(|s| s != 'Z'))
+        .collect();
     assert_eq!(
-        in_groups(&groups),
+        left,
         Vec::<u32>::new(),
         "postgres processes outlived the twin"
     );

@@ -14,13 +14,14 @@
 //! `lost+found` as a freshly formatted volume does; other volumes per pod), each
 //! env value naming a path under a mount rewritten to the host directory. Every
 //! process runs as the program's unprivileged user (databases refuse root), in a
-//! process group of its own; stdout/stderr become the container's log.
+//! process group of its own (its tree is signalled: servers put children in sessions of
+//! their own); stdout/stderr become the container's log.
 //!
 //! **Lifecycle, following the pod.** Ready only once the program's probe passes.
 //! Terminating pod: the program's stop signal, SIGKILL after the grace period (the
 //! kubelet deletes the pod only when the process is gone). A new restartCount
 //! (crash, reboot) kills the old process (SIGKILL) and starts a new one. Its node
-//! powered off or booting: SIGSTOP to the group (sockets stay open and silent);
+//! powered off or booting: SIGSTOP to its process tree (sockets stay open and silent);
 //! back: SIGCONT. A process that exits on its own is a crashed container (the
 //! kubelet restarts it after its back-off). A pod that vanished: SIGKILL. A new
 //! process waits until no older process of this runtime uses its directories.
@@ -31,7 +32,7 @@
 //!
 //! **Cleanup.** Each process is spawned by a thread that lives until it is reaped,
 //! with `PR_SET_PDEATHSIG` (SIGKILL): it dies with the twin however the twin ends.
-//! [`Runtime::shutdown`] (also on drop) SIGKILLs every group by PID, waits for the
+//! [`Runtime::shutdown`] (also on drop) SIGKILLs every process tree by PID, waits for the
 //! reaping and removes the scratch folder; folders of dead twins are removed at start.
 
 pub mod postgres;
@@ -53,6 +54,8 @@ use crate::sim::{ExecOutput, ExecRequest, Sim};
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a process's thread checks it (exit, probe, grace period).
 const TICK: Duration = Duration::from_millis(50);
+/// How often a process's tree is listed (to end its orphans with it).
+const TREE_REFRESH: Duration = Duration::from_millis(500);
 /// How long shutdown waits for the reaping threads after SIGKILL.
 const REAP_WAIT: Duration = Duration::from_secs(5);
 const SCRATCH_PREFIX: &str = "stormdrill-procs-";
@@ -263,6 +266,8 @@ struct Proc {
     program: Arc<dyn Program>,
     /// Set while the process is spawned and not reaped (signals go by it).
     pid: Option<u32>,
+    /// The process tree last seen (a leader that dies leaves them to init).
+    members: Vec<Member>,
     phase: Phase,
     ready: bool,
     frozen: bool,
@@ -278,13 +283,19 @@ impl Proc {
     }
 
     /// Signals the process group (only while unreaped: the PID cannot be reused).
-    fn signal(&self, sig: i32) {
+    /// Signals the process and every descendant (servers such as PostgreSQL put
+    /// each child in a session of its own, so the process group is not enough).
+    fn signal(&mut self, sig: i32) {
         if let Some(pid) = self.pid {
-            // SAFETY: kill(2) has no memory effects; the group leader is our unreaped
-            // child (reaping happens under the same lock), so the id is still ours.
+            // Children first: a stopped parent must not see them vanish mid-freeze.
+            let tree = tree(pid);
+            signal_members(tree.iter().filter(|m| m.pid != pid), sig);
+            // SAFETY: kill(2) has no memory effects; the leader is our unreaped child
+            // (reaping happens under the same lock), so the id is still ours.
             unsafe {
-                libc::kill(-(pid as libc::pid_t), sig);
+                libc::kill(pid as libc::pid_t, sig);
             }
+            self.members = tree;
         }
     }
 
@@ -662,6 +673,7 @@ impl Runtime {
             launch: launch.clone(),
             program: program.clone(),
             pid: None,
+            members: Vec::new(),
             phase: Phase::Preparing,
             ready: false,
             frozen: false,
@@ -775,6 +787,13 @@ impl Runtime {
                 .filter_map(|p| p.thread.take())
                 .collect()
         };
+        let members: Vec<Member> = self
+            .shared
+            .lock()
+            .procs
+            .values()
+            .flat_map(|p| p.members.clone())
+            .collect();
         let deadline = Instant::now() + REAP_WAIT;
         for t in threads {
             while !t.is_finished() && Instant::now() < deadline {
@@ -783,6 +802,11 @@ impl Runtime {
             if t.is_finished() {
                 let _ = t.join();
             }
+        }
+        // Orphans are reaped by init: wait (bounded) until none is left.
+        signal_members(members.iter(), libc::SIGKILL);
+        while members.iter().any(Member::exists) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
         if !self.scratch.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.scratch);
@@ -912,16 +936,15 @@ fn supervise(shared: Arc<Shared>, key: Key, program: Arc<dyn Program>, launch: A
         }));
     }
     let mut ready = false;
+    let mut refreshed = Instant::now();
     loop {
         {
             let mut st = shared.lock();
             let stopped = st.stopped;
             if let Ok(Some(status)) = child.try_wait() {
-                // As when a container's PID 1 ends: the rest of it dies too (the group
-                // outlives its leader while members remain, so its id is still ours).
-                // SAFETY: kill(2) has no memory effects.
-                unsafe {
-                    libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+                // As when a container's PID 1 ends: the rest of it dies too.
+                if let Some(p) = st.procs.get(&key) {
+                    signal_members(p.members.iter(), libc::SIGKILL);
                 }
                 let p = st.procs.get_mut(&key);
                 let expected = stopped || p.as_ref().is_some_and(|p| p.ending.is_some());
@@ -938,6 +961,12 @@ fn supervise(shared: Arc<Shared>, key: Key, program: Arc<dyn Program>, launch: A
                 break;
             }
             check_grace(&mut st);
+            if refreshed.elapsed() >= TREE_REFRESH {
+                refreshed = Instant::now();
+                if let Some(p) = st.procs.get_mut(&key) {
+                    p.members = tree(child.id());
+                }
+            }
             let frozen = st
                 .procs
                 .get(&key)
@@ -959,13 +988,10 @@ fn supervise(shared: Arc<Shared>, key: Key, program: Arc<dyn Program>, launch: A
                         tracing::info!(target: "stormdrill_twin::procs", "{ns}/{pod}/{container}: ready {:.2} s after the start", p.started.elapsed().as_secs_f64());
                     }
                     Err(e) => {
+                        // Killed without `ending`: the reaping above reports the crash.
+                        p.signal(libc::SIGKILL);
                         drop(st);
                         log(&format!("twin: {}", error_chain(&e)));
-                        // Killed without `ending`: the reaping above reports the crash.
-                        // SAFETY: as Proc::signal; the child is not reaped yet.
-                        unsafe {
-                            libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
-                        }
                     }
                 }
             }
@@ -993,6 +1019,78 @@ pub(crate) fn image_repository(image: &str) -> &str {
 
 fn short(uid: &str) -> &str {
     &uid[..uid.len().min(8)]
+}
+
+// ----- process trees ------------------------------------------------------------------
+
+/// A process, told apart from a later one reusing its PID by its start time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Member {
+    pid: u32,
+    start: u64,
+}
+
+impl Member {
+    fn exists(&self) -> bool {
+        stat(self.pid).is_some_and(|(_, start, state)| start == self.start && state != 'Z')
+    }
+}
+
+/// (ppid, start time, state) from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(u32, u64, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields follow the last ')'.
+    let f: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((
+        f.get(1)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+        f.first()?.chars().next()?,
+    ))
+}
+
+/// `root` and its descendants, as /proc lists them now.
+fn tree(root: u32) -> Vec<Member> {
+    let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| stat(pid).map(|(ppid, start, _)| (pid, ppid, start)))
+        .collect();
+    let mut out: Vec<Member> = all
+        .iter()
+        .filter(|(p, _, _)| *p == root)
+        .map(|(pid, _, start)| Member {
+            pid: *pid,
+            start: *start,
+        })
+        .collect();
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i].pid;
+        out.extend(
+            all.iter()
+                .filter(|(_, pp, _)| *pp == parent)
+                .map(|(pid, _, start)| Member {
+                    pid: *pid,
+                    start: *start,
+                }),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// Signals the members still alive as recorded (a reused PID is left alone).
+fn signal_members<'a>(members: impl Iterator<Item = &'a Member>, sig: i32) {
+    for m in members {
+        if m.exists() {
+            // SAFETY: kill(2) has no memory effects; the start time matched just now.
+            unsafe {
+                libc::kill(m.pid as libc::pid_t, sig);
+            }
+        }
+    }
 }
 
 // ----- commands and processes (shared with `--ceph real`) ----------------------------
