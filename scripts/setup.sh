@@ -36,6 +36,23 @@ if ! "$(dirname "$0")/ceph-setup.sh"; then
   echo "setup: real Ceph not installed: the --ceph real tests and feature run will be skipped" >&2
 fi
 
+# Real PostgreSQL for `--postgres real` (twin/tests/postgres_real.rs): Debian's
+# server, run as the `postgres` account the package creates. CI
+# (STORMDRILL_REQUIRE_POSTGRES=1) fails here when it cannot be installed; elsewhere
+# that test is skipped with a message.
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if ! { $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+         DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+           --no-install-recommends postgresql-15; }; then
+    if [ "${STORMDRILL_REQUIRE_POSTGRES:-0}" = 1 ]; then
+      echo "setup: real PostgreSQL is required here (STORMDRILL_REQUIRE_POSTGRES=1) and could not be installed" >&2
+      exit 2
+    fi
+    echo "setup: postgresql-15 not installed: the --postgres real test will be skipped" >&2
+  fi
+fi
+
 # The real Kubernetes control plane for `--control-plane real` (twin/tests/
 # control_plane_real.rs): built from the Go module proxy into a cache outside the
 # clone (~/.cache/stormdrill/k8s); seconds when already built. CI

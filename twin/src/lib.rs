@@ -19,6 +19,7 @@ pub mod forward;
 pub mod kubelet_api;
 pub mod operators;
 pub mod patch;
+pub mod procs;
 pub mod protobuf;
 pub mod provider;
 pub mod proxy;
@@ -68,6 +69,8 @@ pub enum TwinError {
     Defect(#[from] defects::DefectError),
     #[error("cannot start the real Ceph cluster (--ceph real)")]
     Ceph(#[source] stack::ceph::real::RealCephError),
+    #[error("cannot start the real PostgreSQL (--postgres real)")]
+    Postgres(#[source] procs::ProcError),
     #[error("cannot start the real control plane (--control-plane real)")]
     ControlPlane(#[source] controlplane::real::RealControlPlaneError),
     #[error("the real control plane refused the twin's world: {0}")]
@@ -106,6 +109,9 @@ pub struct TwinOptions {
     pub ceph_scratch: Option<std::path::PathBuf>,
     /// The embedded API server and controllers, or a real control plane.
     pub control_plane: controlplane::ControlPlaneKind,
+    /// What runs behind `postgres` images: the simulated engine, or the real server
+    /// as a local process ([`procs`]).
+    pub postgres: stack::postgres::PostgresBackend,
 }
 
 impl Default for TwinOptions {
@@ -122,6 +128,7 @@ impl Default for TwinOptions {
             ceph: stack::ceph::backend::CephBackendKind::Simulated,
             ceph_scratch: None,
             control_plane: controlplane::ControlPlaneKind::Embedded,
+            postgres: stack::postgres::PostgresBackend::Simulated,
         }
     }
 }
@@ -174,6 +181,13 @@ impl Twin {
                 })
                 .collect()
         });
+        // Missing packages fail the start before anything runs.
+        let mut programs: Vec<Arc<dyn procs::Program>> = Vec::new();
+        if opts.postgres == stack::postgres::PostgresBackend::Real {
+            programs.push(Arc::new(
+                procs::postgres::Postgres::installed().map_err(TwinError::Postgres)?,
+            ));
+        }
         let api = Api::new(opts.seed, opts.history, opts.bookmark_interval);
         let embedded = opts.control_plane.embedded();
         // The real control plane starts first: unbuilt binaries fail the start at once.
@@ -261,6 +275,17 @@ impl Twin {
                 Arc::new(started.map_err(TwinError::Ceph)?)
             }
         };
+        let crashes = Arc::new(controllers::Crashes::default());
+        let sim = Arc::new(sim::Sim::default());
+        let procs = Arc::new(
+            procs::Runtime::new(
+                programs,
+                opts.ceph_scratch.as_deref(),
+                crashes.clone(),
+                Arc::downgrade(&sim),
+            )
+            .map_err(TwinError::Postgres)?,
+        );
         let ctx = controllers::Ctx {
             client,
             control_plane: opts.control_plane,
@@ -271,8 +296,9 @@ impl Twin {
                 opts.seed ^ 0x5eed_c0de,
             ))),
             power: Arc::new(controllers::Power::default()),
-            crashes: Arc::new(controllers::Crashes::default()),
-            sim: Arc::new(sim::Sim::default()),
+            crashes,
+            sim,
+            procs,
             started: std::time::Instant::now(),
             provisioners: Arc::new(controllers::volumes::Provisioners::default()),
             voldata: Arc::new(voldata::VolumeData::default()),
@@ -367,10 +393,12 @@ impl Twin {
             stack::harbor::install(&ctx);
             controllers.extend(stack::observability::start(&ctx, stopped.clone()));
             controllers.push(tokio::spawn(defects::run(ctx.clone(), stopped.clone())));
-            controllers.push(tokio::spawn(stack::postgres::run(
-                ctx.clone(),
-                stopped.clone(),
-            )));
+            if opts.postgres == stack::postgres::PostgresBackend::Simulated {
+                controllers.push(tokio::spawn(stack::postgres::run(
+                    ctx.clone(),
+                    stopped.clone(),
+                )));
+            }
         }
         if let Some(world) = world {
             let mut world_stop = stopped.clone();
@@ -518,6 +546,9 @@ impl Twin {
         // Real Ceph daemons are stopped by PID here (blocking: a few hundred ms).
         let backend = self.ctx.ceph_backend.clone();
         let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+        // The pods' real processes, by PID (blocking: until they are reaped).
+        let procs = self.ctx.procs.clone();
+        let _ = tokio::task::spawn_blocking(move || procs.shutdown()).await;
         if let Some(cp) = self.real.clone() {
             let _ = tokio::task::spawn_blocking(move || cp.shutdown()).await;
         }
@@ -568,6 +599,7 @@ impl Drop for Twin {
         // Handlers registered on `ctx.sim` hold `Ctx` clones, so the backend is never
         // dropped by reference counting: stop its processes here (no-op when done).
         self.ctx.ceph_backend.shutdown();
+        self.ctx.procs.shutdown();
         if let Some(cp) = &self.real {
             cp.shutdown();
         }

@@ -59,12 +59,16 @@ pub struct ExecRequest {
 impl ExecRequest {
     /// An environment variable of the container.
     pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        env_lookup(&self.env, name)
     }
+}
+
+/// A variable of an environment list (the last definition wins, as in the kubelet).
+pub fn env_lookup<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// What a command printed and how it exited.
@@ -311,6 +315,10 @@ impl Sim {
     /// Runs `req.command` in the simulated container. Blocking (handlers, `sleep`):
     /// call it from `spawn_blocking`.
     pub fn exec(&self, ctx: &Ctx, req: &ExecRequest) -> ExecOutput {
+        // A container the process runtime runs executes real commands.
+        if let Some(out) = ctx.procs.exec(req) {
+            return out;
+        }
         let mut shell = Shell {
             sim: self,
             ctx,

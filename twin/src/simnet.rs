@@ -9,7 +9,8 @@
 //! refused"). Otherwise it returns one end of a duplex stream whose other end is an
 //! HTTP/1.1 server (keep-alive, request bodies up to [`BODY_CAP`]) answering with the
 //! handler the container's image registered ([`crate::sim::Sim::register_http`]),
-//! until the client closes its end.
+//! until the client closes its end. A port a real process serves ([`crate::procs`])
+//! is instead bridged, byte for byte, to that process on 127.0.0.1.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -36,12 +37,40 @@ pub fn running(pod: &Value) -> Result<(), String> {
 
 /// A connection to `port` of `pod` (see the module docs for the refusals).
 pub fn connect(ctx: &Ctx, pod: &Value, port: u16) -> Result<tokio::io::DuplexStream, String> {
+    if let Some(addr) = ctx.procs.addr(pod, port) {
+        return connect_process(ctx, pod, port, addr);
+    }
     let handler = handler_for(ctx, pod, port)?;
     Ok(serve_http(
         handler,
         obj::namespace(pod).to_string(),
         obj::name(pod).to_string(),
     ))
+}
+
+/// A connection to a real process serving the pod's `port` ([`crate::procs`]):
+/// its bytes go to 127.0.0.1 at the process's own port, whatever the protocol.
+fn connect_process(
+    ctx: &Ctx,
+    pod: &Value,
+    port: u16,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::io::DuplexStream, String> {
+    let ip = obj::str_at(pod, "/status/podIP").unwrap_or("");
+    let node = obj::str_at(pod, "/spec/nodeName").unwrap_or("");
+    if node.is_empty() || !ctx.power.is_on(node) {
+        return Err(format!("dial tcp {ip}:{port}: connect: no route to host"));
+    }
+    let refused = |_| format!("dial tcp {ip}:{port}: connect: connection refused");
+    let tcp = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        .map_err(refused)?;
+    tcp.set_nonblocking(true).map_err(refused)?;
+    let mut tcp = tokio::net::TcpStream::from_std(tcp).map_err(refused)?;
+    let (client, mut server) = tokio::io::duplex(64 << 10);
+    tokio::spawn(async move {
+        let _ = tokio::io::copy_bidirectional(&mut server, &mut tcp).await;
+    });
+    Ok(client)
 }
 
 /// What the pod's containers serve on `port`, if its node is up and it runs; else

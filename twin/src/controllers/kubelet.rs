@@ -9,6 +9,9 @@
 //! period and the profile's stop time). A node that is powered off has no kubelet:
 //! its pods' status freezes and Terminating pods stay; when it boots again the
 //! kubelet restarts their containers (restartCount + 1), as after a reboot.
+//! Containers whose image is in the process runtime's table ([`crate::procs`]) run
+//! as real local processes that follow this lifecycle; their pods are Ready only
+//! once the program answers, and go only once the process has exited.
 //! Not modelled: probes' own periods, image pulls by size, init containers'
 //! separate lifecycle (they count as part of container start).
 
@@ -57,7 +60,9 @@ struct Kubelet {
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut k = Kubelet::default();
     super::reconcile_loop(ctx, &[("", "pods"), ("", "nodes")], stop, move |ctx| {
-        k.reconcile(ctx)
+        k.reconcile(ctx);
+        // Containers of images in the process runtime's table run for real.
+        ctx.procs.reconcile(ctx);
     })
     .await
 }
@@ -271,7 +276,8 @@ impl Kubelet {
                     stopping_due: None,
                 });
                 let due = *sim.stopping_due.get_or_insert(now + stop_in);
-                if now >= due {
+                // As the kubelet: the pod goes once its containers' processes have.
+                if now >= due && !ctx.procs.alive(&uid) {
                     if obj::is_pod_ready(pod) {
                         ctx.truth.record("pod", &key, "NotReady");
                     }
@@ -440,7 +446,8 @@ impl Kubelet {
                     sim.stage = Stage::Done;
                 }
                 Stage::Starting | Stage::Running => {
-                    let want = dependencies_ready(ctx, pod);
+                    // A real process is Ready once its program's probe passes.
+                    let want = dependencies_ready(ctx, pod) && ctx.procs.ready(pod) != Some(false);
                     let is = obj::is_pod_ready(pod);
                     if want != is {
                         Self::set_status(

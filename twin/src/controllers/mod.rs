@@ -97,6 +97,8 @@ pub struct Ctx {
     pub power: Arc<Power>,
     pub crashes: Arc<Crashes>,
     pub sim: Arc<crate::sim::Sim>,
+    /// The pods whose containers run real programs as local processes.
+    pub procs: Arc<crate::procs::Runtime>,
     pub started: Instant,
     /// Storage backends that decide whether a provisioner can serve a claim.
     pub provisioners: Arc<crate::controllers::volumes::Provisioners>,

@@ -96,6 +96,33 @@ use crate::controllers::{obj, reconcile_loop, Ctx};
 use crate::sim::{ExecOutput, ExecRequest};
 use crate::voldata::Files;
 
+/// What runs behind `postgres` images (`--postgres`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PostgresBackend {
+    /// This module's engine and psql: no system packages.
+    #[default]
+    Simulated,
+    /// The installed PostgreSQL server as a local process ([`crate::procs::postgres`]).
+    Real,
+}
+
+impl PostgresBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostgresBackend::Simulated => "simulated",
+            PostgresBackend::Real => "real",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PostgresBackend> {
+        match s {
+            "simulated" => Some(PostgresBackend::Simulated),
+            "real" => Some(PostgresBackend::Real),
+            _ => None,
+        }
+    }
+}
+
 /// Version the image tag does not name (the stack's image is `postgres:16.4`).
 pub const DEFAULT_VERSION: &str = "16.4";
 const DEFAULT_PGDATA: &str = "/var/lib/postgresql/data";
@@ -158,21 +185,8 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
 
 // ----- the server of a pod ---------------------------------------------------------
 
-fn image_repository(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    let image = image
-        .strip_prefix("docker.io/")
-        .or_else(|| image.strip_prefix("index.docker.io/"))
-        .unwrap_or(image);
-    let image = image.strip_prefix("library/").unwrap_or(image);
-    match image.rfind(':') {
-        Some(i) if !image[i..].contains('/') => &image[..i],
-        _ => image,
-    }
-}
-
 fn is_postgres_image(image: &str) -> bool {
-    image_repository(image) == "postgres"
+    crate::procs::image_repository(image) == "postgres"
 }
 
 /// `postgres:16.4` -> `16.4`; `postgres:15-alpine` -> `15.8`; no tag -> the default.
@@ -571,8 +585,9 @@ fn sql_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Creates and fills `works` and `authors` from the embedded sample; returns the rows loaded.
-fn load_sample(s: &mut engine::Session<'_>) -> usize {
+/// The SQL creating and filling `works` and `authors` from the embedded sample, and
+/// how many rows it inserts (the real server loads the same, `crate::procs::postgres`).
+pub fn sample_sql() -> (String, usize) {
     let mut sql = String::from(
         "CREATE TABLE works (id text PRIMARY KEY, doi text, title text, publication_year integer, cited_by_count integer, data jsonb NOT NULL);\n\
          CREATE TABLE authors (id text PRIMARY KEY, display_name text, orcid text, works_count integer, cited_by_count integer, data jsonb NOT NULL);\n",
@@ -606,6 +621,12 @@ fn load_sample(s: &mut engine::Session<'_>) -> usize {
         ));
         n += 1;
     }
+    (sql, n)
+}
+
+/// Creates and fills `works` and `authors` from the embedded sample; returns the rows loaded.
+fn load_sample(s: &mut engine::Session<'_>) -> usize {
+    let (sql, n) = sample_sql();
     let (_, err) = s.simple_query(&sql);
     if let Some(e) = err {
         tracing::warn!("loading the OpenAlex sample failed: {e}");

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use super::backend::{
     CephBackend, CephBackendKind, ClusterView, OsdSpec, OsdWant, PoolIo, PoolPhase, PoolSpec,
 };
+use crate::procs::{describe, die_with_parent, error_chain, Output};
 use crate::sim::{ExecOutput, HttpRequest, HttpResponse};
 
 /// What `scripts/ceph-setup.sh` installs.
@@ -766,17 +767,6 @@ fn fail(inner: &Inner, e: &RealCephError) {
     let mut st = inner.lock();
     st.phase = Phase::Failed;
     st.error = Some(msg);
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 fn conf_text(inner: &Inner, osds: &[OsdSpec]) -> String {
@@ -1666,21 +1656,6 @@ fn ceph_json(inner: &Inner, args: &[&str]) -> Result<Value> {
     })
 }
 
-fn describe(c: &Command) -> String {
-    let mut s = c.get_program().to_string_lossy().to_string();
-    for a in c.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-pub(crate) struct Output {
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub code: i32,
-}
-
 fn failed(command: &str, o: &Output) -> RealCephError {
     RealCephError::Failed {
         command: command.to_string(),
@@ -1736,49 +1711,11 @@ fn spawn(c: &Command, with_stdin: bool) -> Result<Child> {
     })
 }
 
-fn finish(c: &Command, mut child: Child, timeout: Duration) -> Result<Output> {
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline && !halted() => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(RealCephError::Timeout {
-                    command: describe(c),
-                    timeout,
-                });
-            }
-        }
-    };
-    Ok(Output {
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        code: status.code().unwrap_or(128),
+/// [`crate::procs::finish`], ended early by teardown ([`halted`]).
+fn finish(c: &Command, child: Child, timeout: Duration) -> Result<Output> {
+    crate::procs::finish(child, timeout, &halted).map_err(|_| RealCephError::Timeout {
+        command: describe(c),
+        timeout,
     })
 }
 
@@ -1904,19 +1841,6 @@ fn spawn_daemon(
     Ok(())
 }
 
-/// SIGKILL the child when the thread that spawned it dies (with the twin's process,
-/// however it ends). Only used from threads that outlive their children: the
-/// supervisor, or a caller blocked until its command ends.
-fn die_with_parent(c: &mut Command) {
-    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        c.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
 // ----- small helpers ----------------------------------------------------------------
 
 fn free_ports(n: usize) -> Result<Vec<u16>> {
@@ -1937,39 +1861,19 @@ const SCRATCH_PREFIX: &str = "stormdrill-ceph-";
 
 /// `stormdrill-ceph-<pid>-<n>`: short (admin socket paths are limited to 107 bytes).
 fn scratch_dir(parent: &Path) -> Result<PathBuf> {
-    for n in 0..1000 {
-        let d = parent.join(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id()));
-        match std::fs::create_dir(&d) {
-            Ok(()) => return Ok(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(RealCephError::Scratch { path: d, source }),
-        }
-    }
-    Err(RealCephError::Scratch {
-        path: parent.to_path_buf(),
-        source: std::io::Error::other("no free scratch folder name"),
+    crate::procs::scratch_dir(parent, SCRATCH_PREFIX).map_err(|e| match e {
+        crate::procs::ProcError::Dir { path, source } => RealCephError::Scratch { path, source },
+        other => RealCephError::Scratch {
+            path: parent.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
     })
 }
 
-/// Removes scratch folders left by twins whose process is gone (killed with SIGKILL:
-/// their daemons died with them, by PR_SET_PDEATHSIG, but the files stayed).
+/// Removes scratch folders of twins whose process is gone (their daemons died with
+/// them, by PR_SET_PDEATHSIG, but the files stayed).
 fn clean_stale_scratch(parent: &Path) {
-    let Ok(rd) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name
-            .strip_prefix(SCRATCH_PREFIX)
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
+    crate::procs::clean_stale_scratch(parent, SCRATCH_PREFIX);
 }
 
 /// A plain HTTP/1.0 GET (so no chunked body) to a local server, e.g. the exporter or
