@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
 use crate::selector::LabelSelector;
@@ -604,7 +604,7 @@ const POD_ID: &str = "gatekeeper-controller-manager-0";
 /// Gatekeeper's template controller: creates each ConstraintTemplate's constraint
 /// CRD and reports `status.created`; marks `K8sDisallowedTags` constraints enforced.
 pub async fn gatekeeper(ctx: Ctx, stop: watch::Receiver<bool>) {
-    crate::controllers::reconcile_loop(
+    crate::ctx::reconcile_loop(
         ctx,
         &[
             ("templates.gatekeeper.sh", "constrainttemplates"),

@@ -47,7 +47,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 
 /// Every parameter of the simulated API's latency and failures.
 #[derive(Clone, Debug)]
@@ -735,7 +735,7 @@ pub async fn start(
 
 /// Keeps the envoy Service's load balancer status pointing at the listener.
 async fn publish(ctx: Ctx, addr: SocketAddr, stop: watch::Receiver<bool>) {
-    crate::controllers::reconcile_loop(ctx, &[("", "services")], stop, move |ctx| {
+    crate::ctx::reconcile_loop(ctx, &[("", "services")], stop, move |ctx| {
         let Some(svc) = ctx.client.get("", "services", Some("projectcontour"), "envoy") else { return };
         let want = json!({"ingress": [{"ip": addr.ip().to_string(), "ports": [{"port": addr.port(), "protocol": "TCP"}]}]});
         if svc.pointer("/status/loadBalancer") != Some(&want) {

@@ -95,7 +95,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::controllers::{obj, reconcile_loop, Ctx};
+use crate::ctx::{obj, reconcile_loop, Ctx};
 
 /// Every defect: (name, what it breaks).
 const CATALOG: &[(&str, &str)] = &[

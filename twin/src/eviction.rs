@@ -35,7 +35,8 @@ use serde_json::{json, Value};
 
 use crate::api::{now_rfc3339, DeleteOptions};
 use crate::client::Client;
-use crate::controllers::{obj, pdb};
+use crate::controllers::pdb;
+use crate::ctx::obj;
 use crate::error::ApiError;
 use crate::selector::LabelSelector;
 use crate::server::{Body, Server};

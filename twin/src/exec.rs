@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::error::ApiError;
 use crate::server::{Body, Server};
 use crate::sim::{ExecOutput, ExecRequest};

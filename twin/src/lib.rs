@@ -9,6 +9,7 @@ pub mod api;
 pub mod client;
 pub mod controllers;
 pub mod controlplane;
+pub mod ctx;
 pub mod dataplane;
 pub mod defects;
 pub mod discovery;
@@ -39,6 +40,7 @@ pub mod truth;
 pub mod upstream;
 pub mod validate;
 pub mod voldata;
+pub mod world;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,7 +141,7 @@ pub struct Twin {
     ca_pem: String,
     token: String,
     api: Arc<Api>,
-    ctx: controllers::Ctx,
+    ctx: crate::ctx::Ctx,
     api_addr: SocketAddr,
     audit: Arc<rbac::Audit>,
     stop: watch::Sender<bool>,
@@ -275,7 +277,7 @@ impl Twin {
                 Arc::new(started.map_err(TwinError::Ceph)?)
             }
         };
-        let crashes = Arc::new(controllers::Crashes::default());
+        let crashes = Arc::new(crate::ctx::Crashes::default());
         let sim = Arc::new(sim::Sim::default());
         let procs = Arc::new(
             procs::Runtime::new(
@@ -286,7 +288,7 @@ impl Twin {
             )
             .map_err(TwinError::Postgres)?,
         );
-        let ctx = controllers::Ctx {
+        let ctx = crate::ctx::Ctx {
             client,
             control_plane: opts.control_plane,
             timing: opts.timing.clone(),
@@ -295,12 +297,12 @@ impl Twin {
             rng: Arc::new(std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(
                 opts.seed ^ 0x5eed_c0de,
             ))),
-            power: Arc::new(controllers::Power::default()),
+            power: Arc::new(crate::ctx::Power::default()),
             crashes,
             sim,
             procs,
             started: std::time::Instant::now(),
-            provisioners: Arc::new(controllers::volumes::Provisioners::default()),
+            provisioners: Arc::new(crate::ctx::provisioners::Provisioners::default()),
             voldata: Arc::new(voldata::VolumeData::default()),
             ceph: ceph_model,
             ceph_backend,
@@ -368,7 +370,11 @@ impl Twin {
         };
         let mut controllers = {
             let _on_world = world.as_ref().map(|w| w.enter());
-            controllers::spawn_all(ctx.clone(), stopped.clone())
+            // The simulated world runs against any control plane; the embedded
+            // controllers only when the twin is the control plane.
+            let mut tasks = crate::world::spawn_all(ctx.clone(), stopped.clone());
+            tasks.extend(controllers::spawn_all(ctx.clone(), stopped.clone()));
+            tasks
         };
         // What others call into — the data plane the harness measures, and on a real
         // control plane the kubelet API, the cluster network and the webhooks — runs
@@ -519,7 +525,7 @@ impl Twin {
     }
 
     /// The simulated cluster: power, crashes, ground truth, containers.
-    pub fn ctx(&self) -> &controllers::Ctx {
+    pub fn ctx(&self) -> &crate::ctx::Ctx {
         &self.ctx
     }
 
@@ -563,7 +569,7 @@ impl Twin {
 
 /// Waits (bounded) until the bare cluster is up — kube-system pods and the stack
 /// operators' Deployments Ready — as `kind create cluster` returns a usable cluster.
-async fn settle(ctx: &controllers::Ctx) {
+async fn settle(ctx: &crate::ctx::Ctx) {
     let bound = ctx.timing.container_start.1
         + ctx.timing.readiness.1
         + ctx.timing.node_boot
@@ -571,7 +577,7 @@ async fn settle(ctx: &controllers::Ctx) {
     let deadline = std::time::Instant::now() + bound;
     loop {
         let pods = ctx.client.list("", "pods", Some("kube-system"), None);
-        let pods_ready = !pods.is_empty() && pods.iter().all(controllers::obj::is_pod_ready);
+        let pods_ready = !pods.is_empty() && pods.iter().all(crate::ctx::obj::is_pod_ready);
         let deployments = ctx.client.list("apps", "deployments", None, None);
         let deployments_ready = deployments.iter().all(|d| {
             let want = d
@@ -618,7 +624,7 @@ fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
 /// the simulated kubelets' API (one loopback listener for every node) and the pods'
 /// ports.
 async fn start_network(
-    ctx: &controllers::Ctx,
+    ctx: &crate::ctx::Ctx,
     cp: &controlplane::real::RealControlPlane,
     tls: &tls::TwinTls,
     rt: &tokio::runtime::Handle,

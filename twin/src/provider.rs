@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response};
 use serde_json::{json, Value};
 
-use crate::controllers::obj;
+use crate::ctx::obj;
 use crate::error::ApiError;
 use crate::server::{Body, Server};
 

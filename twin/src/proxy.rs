@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::{header, Request, Response};
 use serde_json::Value;
 
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::error::ApiError;
 use crate::server::{Body, Server};
 use crate::sim::{HttpHandler, HttpRequest};

@@ -30,7 +30,7 @@ pub struct Server {
     pub token: String,
     pub address: String,
     /// The simulated cluster behind the API (nodes, containers, endpoints).
-    pub ctx: crate::controllers::Ctx,
+    pub ctx: crate::ctx::Ctx,
     /// Tokens other than the admin's, authorized by RBAC ([`crate::rbac`]).
     pub users: Vec<crate::rbac::StaticToken>,
     /// Attributes of every resource request, for tests.

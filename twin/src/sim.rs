@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::simfs;
 
 /// Log lines kept per container (oldest dropped first).

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::sim::{HttpHandler, HttpRequest};
 
 /// The largest request body a pod's port takes (as the service proxy).

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
 
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 
 type Decoded = Arc<dyn Any + Send + Sync>;
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stormdrill_twin::controllers::Ctx;
+use stormdrill_twin::ctx::Ctx;
 use stormdrill_twin::sim::ExecOutput;
 use stormdrill_twin::stack::postgres;
 use stormdrill_twin::{Twin, TwinOptions};

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
 use kube::{Client, Config};
 use serde_json::{json, Value};
-use stormdrill_twin::controllers::{obj, Ctx};
+use stormdrill_twin::ctx::{obj, Ctx};
 use stormdrill_twin::procs::postgres::Postgres;
 use stormdrill_twin::stack::postgres::PostgresBackend;
 use stormdrill_twin::{Twin, TwinOptions};

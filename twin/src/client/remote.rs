@@ -287,10 +287,8 @@ impl Remote {
         if let Some(truth) = &self.truth {
             if info.group.is_empty() && info.plural == "nodes" {
                 let was = self.api.get(info, None, name).ok();
-                if was
-                    .as_ref()
-                    .is_some_and(crate::controllers::obj::is_node_ready)
-                    && !crate::controllers::obj::is_node_ready(obj)
+                if was.as_ref().is_some_and(crate::ctx::obj::is_node_ready)
+                    && !crate::ctx::obj::is_node_ready(obj)
                 {
                     truth.record("node", name, "NotReady");
                 }

@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::obj;
 use super::scheduler;
 use super::workloads::{self as w, int_at, omit0, CONTROLLER_REVISION_HASH};
-use super::Ctx;
+use crate::ctx::obj;
+use crate::ctx::Ctx;
 
 const TEMPLATE_GENERATION: &str = "pod-template-generation";
 
@@ -48,7 +48,7 @@ type Backoff = HashMap<(String, String), (Duration, Instant)>;
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::new();
-    super::reconcile_loop(
+    crate::ctx::reconcile_loop(
         ctx,
         &[
             ("apps", "daemonsets"),

@@ -41,9 +41,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::obj;
 use super::workloads::{self as w, int_at, omit0, POD_TEMPLATE_HASH};
-use super::Ctx;
+use crate::ctx::obj;
+use crate::ctx::Ctx;
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
@@ -59,7 +59,7 @@ const SKIP_COPY: &[&str] = &[
 ];
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
-    super::reconcile_loop(
+    crate::ctx::reconcile_loop(
         ctx,
         &[
             ("apps", "deployments"),

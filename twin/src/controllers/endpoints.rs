@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::selector::LabelSelector;
 
 const SLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
@@ -44,7 +44,7 @@ const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
 const HEADLESS: &str = "service.kubernetes.io/headless";
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
-    super::reconcile_loop(
+    crate::ctx::reconcile_loop(
         ctx,
         &[
             ("", "services"),

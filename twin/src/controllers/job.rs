@@ -36,10 +36,10 @@
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::obj;
 use super::workloads::{self as w, int_at, omit0};
-use super::Ctx;
 use crate::api::{DeleteOptions, Propagation};
+use crate::ctx::obj;
+use crate::ctx::Ctx;
 use crate::selector::LabelSelector;
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -49,7 +49,7 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     // Whether the last pass saw a Job or a tracked pod: without either, the pods
     // need no look.
     let mut busy = true;
-    super::reconcile_loop(ctx, &[("batch", "jobs"), ("", "pods")], stop, move |ctx| {
+    crate::ctx::reconcile_loop(ctx, &[("batch", "jobs"), ("", "pods")], stop, move |ctx| {
         busy = reconcile(ctx, busy)
     })
     .await

@@ -1,6 +1,6 @@
-//! Node lifecycle, following three upstream pieces:
-//! - the kubelet's heartbeat: while a node is powered on and booted it renews its
-//!   Lease in `kube-node-lease` every `node_heartbeat` and posts `Ready=True`;
+//! Node lifecycle on the embedded control plane, following upstream's pieces (the
+//! kubelets' heartbeats they judge are the simulated world's, [`crate::world::heartbeat`],
+//! run in the same pass so a lease is renewed before it is judged):
 //! - kube-controller-manager's node lifecycle controller: a node whose Lease is
 //!   older than `node_monitor_grace` gets `Ready=Unknown` (reason NodeStatusUnknown,
 //!   "Kubelet stopped posting node status."), the `node.kubernetes.io/unreachable`
@@ -17,24 +17,22 @@
 //! - and the pod garbage collector: pods bound to a node object that no longer
 //!   exists are force-deleted.
 
-use std::collections::HashMap;
-
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::kubelet::kubelet_running;
-use super::obj;
 use super::scheduler::tolerates;
-use super::Ctx;
 use crate::api::now_rfc3339;
+use crate::ctx::obj;
+use crate::ctx::{reconcile_loop, Ctx};
+use crate::world::heartbeat::Heartbeats;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
-    let mut last_renew: HashMap<String, std::time::Instant> = HashMap::new();
-    super::reconcile_loop(ctx, &[("", "nodes"), ("", "pods")], stop, move |ctx| {
-        heartbeats(ctx, &mut last_renew);
+    let mut heartbeats = Heartbeats::default();
+    reconcile_loop(ctx, &[("", "nodes"), ("", "pods")], stop, move |ctx| {
+        heartbeats.beat(ctx);
         // kube-controller-manager's part: the real one does it on a real control plane.
         if ctx.control_plane.embedded() {
             lifecycle(ctx);
@@ -43,90 +41,6 @@ pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
         }
     })
     .await
-}
-
-fn micro_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-/// Each running kubelet renews its Lease and keeps its node Ready.
-fn heartbeats(ctx: &Ctx, last_renew: &mut HashMap<String, std::time::Instant>) {
-    for node in ctx.client.list("", "nodes", None, None) {
-        let name = obj::name(&node).to_string();
-        if !kubelet_running(ctx, &name) {
-            continue;
-        }
-        let due = last_renew
-            .get(&name)
-            .is_none_or(|t| t.elapsed() >= ctx.timing.node_heartbeat);
-        if due {
-            let lease_ns = Some("kube-node-lease");
-            let renew = json!({"spec": {"renewTime": micro_now()}});
-            if ctx
-                .client
-                .patch("coordination.k8s.io", "leases", lease_ns, &name, renew)
-                .is_err()
-            {
-                let _ = ctx.client.create(json!({
-                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": name, "namespace": "kube-node-lease",
-                                 "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": obj::uid(&node)}]},
-                    "spec": {"holderIdentity": name, "leaseDurationSeconds": ctx.timing.node_monitor_grace.as_secs().max(1), "renewTime": micro_now()},
-                }));
-            }
-            last_renew.insert(name.clone(), std::time::Instant::now());
-        }
-        if !obj::is_node_ready(&node) {
-            let now = now_rfc3339();
-            let mut conds = node
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            obj::set_condition(
-                &mut conds,
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-                &now,
-            );
-            obj::set_condition(
-                &mut conds,
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-                &now,
-            );
-            obj::set_condition(
-                &mut conds,
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-                &now,
-            );
-            obj::set_condition(
-                &mut conds,
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-                &now,
-            );
-            for c in conds.iter_mut() {
-                c["lastHeartbeatTime"] = json!(now);
-            }
-            if ctx
-                .client
-                .patch_status("", "nodes", None, &name, json!({"conditions": conds}))
-                .is_ok()
-            {
-                ctx.truth.record("node", &name, "Ready");
-            }
-        }
-    }
 }
 
 fn taints(node: &Value) -> Vec<Value> {

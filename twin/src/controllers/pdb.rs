@@ -26,15 +26,15 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::{obj, Ctx};
 use crate::client::Client;
+use crate::ctx::{obj, Ctx};
 use crate::selector::LabelSelector;
 
 /// How long an eviction's entry in `disruptedPods` holds (upstream DeletionTimeout).
 const DELETION_TIMEOUT_SECS: i64 = 120;
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
-    super::reconcile_loop(
+    crate::ctx::reconcile_loop(
         ctx,
         &[
             ("policy", "poddisruptionbudgets"),

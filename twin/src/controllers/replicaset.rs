@@ -23,16 +23,16 @@
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::obj;
 use super::workloads::{self as w, int_at, omit0};
-use super::Ctx;
+use crate::ctx::obj;
+use crate::ctx::Ctx;
 use crate::selector::LabelSelector;
 
 /// Upstream's burstReplicas: the most pods created or deleted in one pass.
 const BURST: usize = 500;
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
-    super::reconcile_loop(
+    crate::ctx::reconcile_loop(
         ctx,
         &[("apps", "replicasets"), ("", "pods")],
         stop,

@@ -11,12 +11,12 @@
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::obj;
-use super::Ctx;
 use crate::api::now_rfc3339;
+use crate::ctx::obj;
+use crate::ctx::Ctx;
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
-    super::reconcile_loop(ctx, &[("", "pods"), ("", "nodes")], stop, reconcile).await
+    crate::ctx::reconcile_loop(ctx, &[("", "pods"), ("", "nodes")], stop, reconcile).await
 }
 
 /// Whether `tolerations` tolerate `taint` (upstream's Toleration.ToleratesTaint).

@@ -41,15 +41,15 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
-use super::obj;
 use super::workloads::{self as w, int_at, omit0, CONTROLLER_REVISION_HASH};
-use super::Ctx;
+use crate::ctx::obj;
+use crate::ctx::Ctx;
 
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
-    super::reconcile_loop(
+    crate::ctx::reconcile_loop(
         ctx,
         &[
             ("apps", "statefulsets"),

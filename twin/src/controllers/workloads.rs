@@ -28,8 +28,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::obj;
-use super::Ctx;
+use crate::ctx::obj;
+use crate::ctx::Ctx;
 use crate::selector::LabelSelector;
 
 /// The label Deployments add to their ReplicaSets and pods.

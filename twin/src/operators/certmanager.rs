@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::{operator_running, ready_condition, set_status};
-use crate::controllers::{obj, reconcile_loop, Ctx};
+use crate::ctx::{obj, reconcile_loop, Ctx};
 
 struct IssuerCa {
     pem: String,

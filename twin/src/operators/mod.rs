@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::api::now_rfc3339;
-use crate::controllers::{obj, reconcile_loop, Ctx};
+use crate::ctx::{obj, reconcile_loop, Ctx};
 
 pub mod certmanager;
 pub mod rook;

@@ -21,8 +21,7 @@ use tokio::sync::watch;
 
 use super::{operator_running, set_status};
 use crate::api::now_rfc3339;
-use crate::controllers::kubelet::kubelet_running;
-use crate::controllers::{obj, reconcile_loop, Ctx};
+use crate::ctx::{obj, reconcile_loop, Ctx};
 use crate::sim::ExecOutput;
 use crate::stack::ceph::backend::{
     default_min_size, CephBackendKind, OsdSpec, OsdWant, PoolPhase, PoolSpec,
@@ -441,7 +440,7 @@ fn sync_osds(ctx: &Ctx, ns: &str, count: usize, now: Duration) {
         let node = pod
             .and_then(|p| obj::str_at(p, "/spec/nodeName"))
             .map(String::from);
-        let node_alive = node.as_deref().is_some_and(|n| kubelet_running(ctx, n));
+        let node_alive = node.as_deref().is_some_and(|n| ctx.kubelet_running(n));
         let started = pod.is_some_and(|p| {
             p.pointer("/status/containerStatuses")
                 .and_then(Value::as_array)

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::{operator_running, set_status};
-use crate::controllers::{obj, reconcile_loop, Ctx};
+use crate::ctx::{obj, reconcile_loop, Ctx};
 
 const GROUP: &str = "velero.io";
 

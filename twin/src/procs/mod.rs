@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::controllers::{obj, Crashes, Ctx};
+use crate::ctx::{obj, Crashes, Ctx};
 use crate::sim::{ExecOutput, ExecRequest, Sim};
 
 /// A command run in a container by exec (the harness has its own, shorter, deadlines).
@@ -586,7 +586,7 @@ impl Runtime {
 
     fn converge(&self, ctx: &Ctx, pod: &Value, key: &Key, spec: &Value) {
         let node = obj::str_at(pod, "/spec/nodeName").unwrap_or("");
-        let node_up = !node.is_empty() && crate::controllers::kubelet::kubelet_running(ctx, node);
+        let node_up = !node.is_empty() && ctx.kubelet_running(node);
         let status = pod
             .pointer("/status/containerStatuses")
             .and_then(Value::as_array)

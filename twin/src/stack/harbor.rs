@@ -34,7 +34,7 @@ use std::sync::{Arc, Weak};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::controllers::Ctx;
+use crate::ctx::Ctx;
 use crate::sim::{HttpRequest, HttpResponse, Sim};
 
 pub const HARBOR_CORE_IMAGE: &str = "goharbor/harbor-core";

@@ -87,7 +87,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::promql::{self, format_value, Labels, QueryError, Series};
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::selector::LabelSelector;
 use crate::sim::{HttpRequest, HttpResponse, Sim};
 

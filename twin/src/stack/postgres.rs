@@ -92,7 +92,7 @@ use tokio::sync::watch;
 
 pub use engine::{Outcome, PgError, StmtResult, Ty, Value as SqlValue};
 
-use crate::controllers::{obj, reconcile_loop, Ctx};
+use crate::ctx::{obj, reconcile_loop, Ctx};
 use crate::sim::{ExecOutput, ExecRequest};
 use crate::voldata::Files;
 

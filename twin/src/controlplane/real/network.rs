@@ -20,7 +20,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::egress::{Router, Stream};
-use crate::controllers::{obj, Ctx};
+use crate::ctx::{obj, Ctx};
 use crate::kubelet_api::{
     AsyncReadWrite, ExecCall, ExecResult, Kubelet, KubeletApiError, LogQuery,
 };

@@ -14,6 +14,10 @@
 //! once the program answers, and go only once the process has exited.
 //! Not modelled: probes' own periods, image pulls by size, init containers'
 //! separate lifecycle (they count as part of container start).
+//!
+//! Part of the simulated world: it runs against any API server, the embedded one or
+//! a real control plane. Whether a node's kubelet runs at all is
+//! [`Ctx::kubelet_running`] (power and boot time), which operators ask too.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -21,9 +25,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::obj;
-use super::Ctx;
 use crate::api::now_rfc3339;
+use crate::ctx::obj;
+use crate::ctx::{reconcile_loop, Ctx};
 use crate::selector::LabelSelector;
 use crate::timing::Timing;
 
@@ -59,23 +63,12 @@ struct Kubelet {
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut k = Kubelet::default();
-    super::reconcile_loop(ctx, &[("", "pods"), ("", "nodes")], stop, move |ctx| {
+    reconcile_loop(ctx, &[("", "pods"), ("", "nodes")], stop, move |ctx| {
         k.reconcile(ctx);
         // Containers of images in the process runtime's table run for real.
         ctx.procs.reconcile(ctx);
     })
     .await
-}
-
-/// Whether a node's kubelet runs: powered on and booted.
-pub fn kubelet_running(ctx: &Ctx, node: &str) -> bool {
-    if !ctx.power.is_on(node) {
-        return false;
-    }
-    match ctx.power.since(node) {
-        Some(t) => t.elapsed() >= ctx.timing.node_boot,
-        None => true,
-    }
 }
 
 fn container_names(pod: &Value) -> Vec<(String, String)> {
@@ -238,7 +231,7 @@ impl Kubelet {
             .collect();
         let running: HashSet<String> = nodes
             .keys()
-            .filter(|n| kubelet_running(ctx, n))
+            .filter(|n| ctx.kubelet_running(n))
             .cloned()
             .collect();
         let rebooted: HashSet<String> = running.difference(&self.up).cloned().collect();

@@ -12,7 +12,7 @@
 //!   that is when a pod using the claim is scheduled (annotation
 //!   `volume.kubernetes.io/selected-node`, as the scheduler sets it).
 //! - Whether the backend can serve the claim is asked of the [`ProvisionBackend`]
-//!   registered for the provisioner in [`Provisioners`]; a provisioner without one
+//!   registered for the provisioner in [`Provisioners`] (`ctx.provisioners`); a provisioner without one
 //!   is a generic CSI driver that always succeeds. A refusal keeps the claim Pending
 //!   with a `ProvisioningFailed` Warning event (message as the external-provisioner
 //!   writes it) and is retried with a capped back-off.
@@ -28,81 +28,27 @@
 //!
 //! Not modelled: the `kubernetes.io/pvc-protection` / `pv-protection` finalizers
 //! (a claim in use is deleted at once), volume expansion, topology (`nodeAffinity`).
+//!
+//! Part of the simulated world (it plays the storage's CSI drivers): it runs against
+//! any API server, the embedded one or a real control plane.
+//!
+//! [`ProvisionBackend`]: crate::ctx::provisioners::ProvisionBackend
+//! [`Provisioners`]: crate::ctx::provisioners::Provisioners
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::{obj, Ctx};
 use crate::api::now_rfc3339;
-
-/// A storage backend behind a provisioner: tells whether it can serve a claim now.
-pub trait ProvisionBackend: Send + Sync {
-    /// `Err(message)` keeps the claim Pending; the message goes into the
-    /// `ProvisioningFailed` event.
-    fn can_provision(&self, class: &Value, pvc: &Value) -> Result<(), String>;
-}
-
-impl<F> ProvisionBackend for F
-where
-    F: Fn(&Value, &Value) -> Result<(), String> + Send + Sync,
-{
-    fn can_provision(&self, class: &Value, pvc: &Value) -> Result<(), String> {
-        self(class, pvc)
-    }
-}
-
-/// Backends by provisioner name (a StorageClass's `provisioner`).
-#[derive(Default)]
-pub struct Provisioners {
-    backends: RwLock<HashMap<String, Arc<dyn ProvisionBackend>>>,
-}
-
-impl Provisioners {
-    /// Registers (or replaces) the backend of a provisioner.
-    pub fn register(&self, provisioner: impl Into<String>, backend: Arc<dyn ProvisionBackend>) {
-        self.backends
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(provisioner.into(), backend);
-    }
-
-    pub fn unregister(&self, provisioner: &str) {
-        self.backends
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(provisioner);
-    }
-
-    pub fn get(&self, provisioner: &str) -> Option<Arc<dyn ProvisionBackend>> {
-        self.backends
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(provisioner)
-            .cloned()
-    }
-
-    /// Asks the provisioner's backend; provisioners without one always can.
-    pub fn can_provision(
-        &self,
-        provisioner: &str,
-        class: &Value,
-        pvc: &Value,
-    ) -> Result<(), String> {
-        match self.get(provisioner) {
-            Some(b) => b.can_provision(class, pvc),
-            None => Ok(()),
-        }
-    }
-}
+use crate::ctx::obj;
+use crate::ctx::{reconcile_loop, Ctx};
 
 pub async fn run(ctx: Ctx, stop: watch::Receiver<bool>) {
     let mut state = State::default();
-    super::reconcile_loop(
+    reconcile_loop(
         ctx,
         &[
             ("", "persistentvolumeclaims"),
