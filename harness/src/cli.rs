@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     tags::TagExpr,
-    target::{CephMode, ControlPlaneMode, TargetKind, TimingProfile},
+    target::{CephMode, ControlPlaneMode, PostgresMode, TargetKind, TimingProfile},
 };
 
 #[derive(Debug, Parser)]
@@ -227,6 +227,10 @@ pub struct RunArgs {
     /// needs the packages of scripts/ceph-setup.sh).
     #[arg(long, value_enum, default_value_t = CephMode::Simulated)]
     pub ceph: CephMode,
+    /// The twin's PostgreSQL: its own SQL engine, or the installed server as a process
+    /// behind postgresql-0 (--target twin only; real needs scripts/setup.sh).
+    #[arg(long, value_enum, default_value_t = PostgresMode::Simulated)]
+    pub postgres: PostgresMode,
     /// The twin's control plane: its own, or real kube-apiserver, etcd, controller
     /// manager and scheduler (--target twin only; real needs scripts/k8s-setup.sh).
     #[arg(long, value_enum, default_value_t = ControlPlaneMode::Embedded)]
@@ -297,6 +301,7 @@ impl Default for RunArgs {
             run_id: None,
             timing: TimingProfile::Fast,
             ceph: CephMode::Simulated,
+            postgres: PostgresMode::Simulated,
             control_plane: ControlPlaneMode::Embedded,
             api_url: None,
             api_ca: None,
@@ -415,6 +420,10 @@ pub struct TwinServeArgs {
     /// packages of scripts/ceph-setup.sh; stopped with the twin).
     #[arg(long, value_enum, default_value_t = CephMode::Simulated)]
     pub ceph: CephMode,
+    /// What runs behind the postgres images: the twin's SQL engine, or the installed
+    /// PostgreSQL server as a local process (needs scripts/setup.sh; stopped with the twin).
+    #[arg(long, value_enum, default_value_t = PostgresMode::Simulated)]
+    pub postgres: PostgresMode,
     /// The Kubernetes control plane: the twin's own, or real kube-apiserver, etcd,
     /// controller manager and scheduler (built by scripts/k8s-setup.sh; stopped with
     /// the twin). The kubeconfig then names the real kube-apiserver.
@@ -513,46 +522,59 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn ceph_backend_option() {
-        let Command::Run(r) = Cli::try_parse_from(["stormdrill", "run"]).unwrap().command else {
-            panic!("not run")
-        };
-        assert_eq!(r.ceph, CephMode::Simulated);
-        let Command::Run(r) = Cli::try_parse_from(["stormdrill", "run", "--ceph", "real"])
-            .unwrap()
-            .command
-        else {
-            panic!("not run")
-        };
-        assert_eq!(r.ceph, CephMode::Real);
-        let cli = Cli::try_parse_from([
-            "stormdrill",
-            "twin",
-            "serve",
-            "--kubeconfig-out",
-            "k",
-            "--ceph",
-            "real",
-        ])
-        .unwrap();
-        assert!(matches!(
-            cli.command,
+    fn run_with(extra: &[&str]) -> RunArgs {
+        let argv = ["stormdrill", "run"].iter().chain(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(r) => r,
+            _ => panic!("not run"),
+        }
+    }
+
+    fn serve_with(extra: &[&str]) -> TwinServeArgs {
+        let argv = ["stormdrill", "twin", "serve", "--kubeconfig-out", "k"]
+            .iter()
+            .chain(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
             Command::Twin {
-                command: TwinCommand::Serve(TwinServeArgs {
-                    ceph: CephMode::Real,
-                    ..
-                })
-            }
-        ));
-        assert!(Cli::try_parse_from(["stormdrill", "run", "--ceph", "imaginary"]).is_err());
-        let Command::Run(r) = Cli::try_parse_from(["stormdrill", "run", "--control-plane", "real"])
-            .unwrap()
-            .command
-        else {
-            panic!("not run")
-        };
-        assert_eq!(r.control_plane, ControlPlaneMode::Real);
-        assert!(Cli::try_parse_from(["stormdrill", "run", "--control-plane", "kwok"]).is_err());
+                command: TwinCommand::Serve(a),
+            } => a,
+            _ => panic!("not twin serve"),
+        }
+    }
+
+    #[test]
+    fn backend_options() {
+        let r = run_with(&[]);
+        assert_eq!(
+            (r.ceph, r.postgres, r.control_plane),
+            (
+                CephMode::Simulated,
+                PostgresMode::Simulated,
+                ControlPlaneMode::Embedded
+            )
+        );
+        assert_eq!(run_with(&["--ceph", "real"]).ceph, CephMode::Real);
+        assert_eq!(serve_with(&["--ceph", "real"]).ceph, CephMode::Real);
+        assert_eq!(
+            run_with(&["--postgres", "real"]).postgres,
+            PostgresMode::Real
+        );
+        assert_eq!(
+            serve_with(&["--postgres", "real"]).postgres,
+            PostgresMode::Real
+        );
+        assert_eq!(serve_with(&[]).postgres, PostgresMode::Simulated);
+        assert_eq!(
+            run_with(&["--control-plane", "real"]).control_plane,
+            ControlPlaneMode::Real
+        );
+        for bad in [
+            ["--ceph", "imaginary"],
+            ["--postgres", "mysql"],
+            ["--control-plane", "kwok"],
+        ] {
+            let argv = ["stormdrill", "run"].into_iter().chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 }

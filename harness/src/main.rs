@@ -150,13 +150,16 @@ fn exit_code(verdict: Verdict) -> ExitCode {
 }
 
 async fn serve_twin(args: TwinServeArgs) -> anyhow::Result<()> {
-    let twin = target::serve_twin_with_ceph(
+    let twin = target::serve_twin_with(
         args.port,
         args.seed,
         args.timing,
         &args.defects,
-        args.ceph,
-        args.control_plane,
+        target::TwinBackends {
+            ceph: args.ceph,
+            postgres: args.postgres,
+            control_plane: args.control_plane,
+        },
         &args.kubeconfig_out,
     )
     .await

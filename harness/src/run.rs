@@ -118,6 +118,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome, RunError> {
         name: args.name.clone(),
         ceph: args.ceph,
         control_plane: args.control_plane,
+        postgres: args.postgres,
     };
     spec.validate()?;
     let target_config = match &args.target_config {

@@ -385,13 +385,15 @@ pub fn measure(opts: &LagOptions, control_plane: ControlPlaneMode) -> Result<Lag
     let (twin_rt, harness_rt) = (runtime(2)?, runtime(2)?);
     let dir = std::env::temp_dir().join(format!("stormdrill-bench-lag-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(LagError::Scratch)?;
-    let twin = twin_rt.block_on(target::serve_twin_with_ceph(
+    let twin = twin_rt.block_on(target::serve_twin_with(
         0,
         opts.seed,
         TimingProfile::Fast,
         &[],
-        target::CephMode::Simulated,
-        control_plane,
+        target::TwinBackends {
+            control_plane,
+            ..Default::default()
+        },
         &dir.join("kubeconfig"),
     ));
     let twin = match twin {

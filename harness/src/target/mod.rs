@@ -59,6 +59,36 @@ impl CephMode {
     }
 }
 
+/// What the twin runs behind `postgres` images (`--postgres`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PostgresMode {
+    /// The twin's own SQL engine and psql: no system packages.
+    #[default]
+    Simulated,
+    /// Debian's PostgreSQL server as a local process behind `postgresql-0` (initdb on
+    /// the PV's directory, the real psql through exec; `scripts/setup.sh` installs it).
+    Real,
+}
+
+impl PostgresMode {
+    fn backend(self) -> stormdrill_twin::stack::postgres::PostgresBackend {
+        use stormdrill_twin::stack::postgres::PostgresBackend;
+        match self {
+            PostgresMode::Simulated => PostgresBackend::Simulated,
+            PostgresMode::Real => PostgresBackend::Real,
+        }
+    }
+}
+
+/// The twin's backends: which parts run the real software (`--ceph`, `--postgres`,
+/// `--control-plane`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TwinBackends {
+    pub ceph: CephMode,
+    pub postgres: PostgresMode,
+    pub control_plane: ControlPlaneMode,
+}
+
 /// The twin's control plane (`--control-plane`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ControlPlaneMode {
@@ -128,6 +158,8 @@ pub struct TargetSpec {
     pub ceph: CephMode,
     /// The twin's control plane (`--control-plane`); twin only.
     pub control_plane: ControlPlaneMode,
+    /// The twin's PostgreSQL (`--postgres`); twin only.
+    pub postgres: PostgresMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +170,10 @@ pub enum TargetError {
     DefectsNeedTwin,
     #[error("--ceph real applies to --target twin only (other targets run their own Ceph)")]
     CephNeedsTwin,
+    #[error(
+        "--postgres real applies to --target twin only (other targets run their own PostgreSQL)"
+    )]
+    PostgresNeedsTwin,
     #[error(
         "--control-plane real applies to --target twin only (other targets are real clusters)"
     )]
@@ -301,6 +337,9 @@ impl TargetSpec {
         if self.ceph == CephMode::Real && self.kind != TargetKind::Twin {
             return Err(TargetError::CephNeedsTwin);
         }
+        if self.postgres == PostgresMode::Real && self.kind != TargetKind::Twin {
+            return Err(TargetError::PostgresNeedsTwin);
+        }
         if self.control_plane == ControlPlaneMode::Real && self.kind != TargetKind::Twin {
             return Err(TargetError::ControlPlaneNeedsTwin);
         }
@@ -319,15 +358,12 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, TargetError> {
     spec.validate()?;
     match spec.kind {
         TargetKind::Twin => {
-            let twin = start_twin(
-                0,
-                spec.seed,
-                spec.timing,
-                &spec.defects,
-                spec.ceph,
-                spec.control_plane,
-            )
-            .await?;
+            let backends = TwinBackends {
+                ceph: spec.ceph,
+                postgres: spec.postgres,
+                control_plane: spec.control_plane,
+            };
+            let twin = start_twin(0, spec.seed, spec.timing, &spec.defects, backends).await?;
             let provider = match twin.real_control_plane() {
                 Some(_) => provider_client_for_twin(&twin).await.ok(),
                 None => None,
@@ -460,16 +496,16 @@ async fn start_twin(
     seed: u64,
     timing: TimingProfile,
     defects: &[String],
-    ceph: CephMode,
-    control_plane: ControlPlaneMode,
+    backends: TwinBackends,
 ) -> Result<Twin, TargetError> {
     Twin::start(TwinOptions {
         port,
         seed,
         timing: timing.timing(),
         defects: defects.to_vec(),
-        ceph: ceph.kind(),
-        control_plane: control_plane.kind(),
+        ceph: backends.ceph.kind(),
+        control_plane: backends.control_plane.kind(),
+        postgres: backends.postgres.backend(),
         ..TwinOptions::default()
     })
     .await
@@ -560,29 +596,28 @@ pub async fn serve_twin(
     defects: &[String],
     kubeconfig_out: &Path,
 ) -> Result<ServedTwin, TargetError> {
-    serve_twin_with_ceph(
+    serve_twin_with(
         port,
         seed,
         timing,
         defects,
-        CephMode::Simulated,
-        ControlPlaneMode::Embedded,
+        TwinBackends::default(),
         kubeconfig_out,
     )
     .await
 }
 
-/// [`serve_twin`] with the Ceph backend chosen (`twin serve --ceph`).
-pub async fn serve_twin_with_ceph(
+/// [`serve_twin`] with the backends chosen (`twin serve --ceph --postgres
+/// --control-plane`).
+pub async fn serve_twin_with(
     port: u16,
     seed: u64,
     timing: TimingProfile,
     defects: &[String],
-    ceph: CephMode,
-    control_plane: ControlPlaneMode,
+    backends: TwinBackends,
     kubeconfig_out: &Path,
 ) -> Result<ServedTwin, TargetError> {
-    let twin = start_twin(port, seed, timing, defects, ceph, control_plane).await?;
+    let twin = start_twin(port, seed, timing, defects, backends).await?;
     if let Err(source) = write_private(kubeconfig_out, &twin.kubeconfig_yaml()) {
         twin.shutdown().await;
         return Err(TargetError::WriteKubeconfig {
@@ -646,6 +681,29 @@ mod tests {
             cluster.validate(),
             Err(TargetError::CephNeedsTwin)
         ));
+    }
+
+    #[test]
+    fn real_postgres_is_for_the_twin_only() {
+        let twin = TargetSpec {
+            postgres: PostgresMode::Real,
+            ..TargetSpec::default()
+        };
+        assert!(twin.validate().is_ok());
+        for kind in [TargetKind::Cluster, TargetKind::Kind] {
+            let other = TargetSpec {
+                kind,
+                postgres: PostgresMode::Real,
+                ..TargetSpec::default()
+            };
+            let e = other
+                .validate()
+                .expect_err("only the twin runs our PostgreSQL");
+            assert!(matches!(e, TargetError::PostgresNeedsTwin));
+            assert!(e
+                .to_string()
+                .contains("--postgres real applies to --target twin only"));
+        }
     }
 
     #[tokio::test]
