@@ -292,7 +292,7 @@ fn step_problem(ty: StepType, text: &str, profile: Option<&Profile>, full: bool)
 
 /// The KEYs of every `the profile's KEY` in a step.
 fn profile_keys(text: &str) -> Vec<&str> {
-    text.match_indices(crate::steps::checks::PROFILE_PREFIX)
+    text.match_indices(crate::steps::limit::PROFILE_PREFIX)
         .map(|(i, m)| {
             let rest = &text[i + m.len()..];
             let end = rest

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use cucumber::then;
 
-use super::checks::{self, judge, judge_all, judge_yes, limit, CheckError, Unit};
+use super::{
+    checks::{self, judge, judge_all, judge_yes, limit, threshold_of, CheckError, Unit},
+    limit::{DurationLimit, Limit, LongDurationLimit},
+};
 use crate::{
     measure::health::LaneSample,
     probe::{
@@ -71,7 +74,7 @@ async fn ceph_reports_within(
     world: &mut World,
     health: String,
     clean: String,
-    within: String,
+    within: DurationLimit,
 ) -> Result<(), CheckError> {
     let want_clean = !clean.is_empty();
     let name = format!(
@@ -87,7 +90,7 @@ async fn ceph_reports_within(
             ""
         }
     );
-    let polls = poll_until(world, &name, &awaited, &within, |client| {
+    let polls = poll_until(world, &name, &awaited, &within.0, |client| {
         let health = health.clone();
         async move {
             match ceph::status(&client).await {
@@ -127,14 +130,14 @@ async fn poll_until<F, Fut>(
     world: &mut World,
     name: &str,
     awaited: &str,
-    within: &str,
+    within: &Limit,
     mut probe: F,
 ) -> Result<u32, CheckError>
 where
     F: FnMut(kube::Client) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let lim = limit(world, within, Unit::Seconds)?;
+    let lim = threshold_of(world, within, Unit::Seconds)?;
     let poll = poll_interval(world);
     let (from, since) = match world.last_fault_change {
         Some(c) => (c.at, c.what),
@@ -201,12 +204,12 @@ async fn osd_marked_within(
     world: &mut World,
     id: i64,
     state: String,
-    within: String,
+    within: DurationLimit,
 ) -> Result<(), CheckError> {
     let name = format!("osd_{state}_s[osd.{id}]");
     let awaited = format!("osd.{id} marked {state}");
     let want_out = state == "out";
-    poll_until(world, &name, &awaited, &within, |client| async move {
+    poll_until(world, &name, &awaited, &within.0, |client| async move {
         match ceph::osd_tree(&client).await {
             Ok(osds) => match osds.iter().find(|o| o.id == id) {
                 Some(o) if (want_out && !o.in_) || (!want_out && !o.up) => Ok(()),
@@ -275,15 +278,13 @@ async fn ceph_never_err(world: &mut World) -> Result<(), CheckError> {
 /// `every OSD is up and in within LIMIT`: a returning OSD boots, is marked up, and in
 /// again if Ceph marked it out (`mon_osd_auto_mark_auto_out_in`). Polled with `ceph
 /// status`, timed from the latest fault change; criterion `osds_up_in_s`.
-#[then(
-    regex = r"^every OSD is up and in within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
-)]
-async fn osds_up_and_in_within(world: &mut World, within: String) -> Result<(), CheckError> {
+#[then(expr = "every OSD is up and in within {limit}")]
+async fn osds_up_and_in_within(world: &mut World, within: DurationLimit) -> Result<(), CheckError> {
     poll_until(
         world,
         "osds_up_in_s",
         "every OSD up and in",
-        &within,
+        &within.0,
         |client| async move {
             match ceph::status(&client).await {
                 Ok(s) if s.osds > 0 && s.osds_up == s.osds && s.osds_in == s.osds => Ok(()),
@@ -443,10 +444,10 @@ async fn claim_binds(
     world: &mut World,
     size: String,
     class: String,
-    bind: String,
+    bind: LongDurationLimit,
     cleanup: String,
 ) -> Result<(), CheckError> {
-    let bind = limit(world, &bind, Unit::Seconds)?;
+    let bind = threshold_of(world, &bind.0, Unit::Seconds)?;
     let cleanup = (!cleanup.is_empty())
         .then(|| limit(world, &cleanup, Unit::Seconds))
         .transpose()?;

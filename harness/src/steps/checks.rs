@@ -3,10 +3,11 @@
 //! recording criteria with the threshold's source.
 //!
 //! A limit is written `60 seconds`, `26 hours`, `15 days`, `2`, or
-//! `the profile's storage.claim_bind_s`; a profile key carries its unit in its suffix
-//! (`_ms`, `_s`, `_min`, `_h`, `_d`; none for counts), and a key the profile lacks
-//! is an error naming the key and the file.
+//! `the profile's storage.claim_bind_s` (read by [`super::limit`]); a profile key
+//! carries its unit in its suffix (`_ms`, `_s`, `_min`, `_h`, `_d`; none for counts),
+//! and a key the profile lacks is an error naming the key and the file.
 
+use super::limit::{self, unit_word_seconds, Limit, Units, PROFILE_PREFIX};
 use crate::{
     config::{threshold, ThresholdError},
     diag,
@@ -92,24 +93,9 @@ impl Unit {
 /// A limit resolved to a number in the check's unit, with its source (the profile
 /// key) when it was named.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Limit {
+pub struct Resolved {
     pub value: f64,
     pub source: Option<String>,
-}
-
-/// How a step names a threshold of the acceptance profile (`the profile's KEY`).
-pub const PROFILE_PREFIX: &str = "the profile's ";
-
-/// Seconds per unit word of an inline duration (`ms`, `seconds`, `hours`, `days`...).
-fn unit_word_seconds(word: &str) -> Option<f64> {
-    Some(match word {
-        "ms" | "millisecond" | "milliseconds" => 0.001,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-        "h" | "hour" | "hours" => 3600.0,
-        "d" | "day" | "days" => 86_400.0,
-        _ => return None,
-    })
 }
 
 /// Seconds per unit of a profile key, from its suffix.
@@ -122,56 +108,67 @@ fn key_unit_seconds(key: &str) -> Option<f64> {
     }
 }
 
-/// Resolves `text` (inline or `the profile's KEY`) into `unit`.
+/// Resolves `limit` into `unit`: a profile key by its suffix, a written duration from
+/// its seconds, a count or percentage as it is.
+pub fn resolve(
+    profile: Option<&crate::config::Profile>,
+    limit: &Limit,
+    unit: Unit,
+) -> Result<Resolved, CheckError> {
+    match limit {
+        Limit::Profile(key) => {
+            let t = threshold::required(profile, key)?;
+            let value = match (unit.seconds(), key_unit_seconds(key)) {
+                (Some(per_unit), Some(per_key)) => t.value * per_key / per_unit,
+                (Some(_), None) => {
+                    return Err(CheckError::Limit {
+                        text: format!("{PROFILE_PREFIX}{key}"),
+                        why: "a duration's profile key ends with its unit (_ms, _s, _min, \
+                              _h, _d)"
+                            .into(),
+                    })
+                }
+                (None, _) => t.value,
+            };
+            Ok(Resolved {
+                value,
+                source: Some(format!("profile {key}")),
+            })
+        }
+        Limit::Value(v) => Ok(Resolved {
+            value: unit.seconds().map_or(*v, |per_unit| v / per_unit),
+            source: None,
+        }),
+    }
+}
+
+/// Resolves `text` (inline or `the profile's KEY`, read by [`limit::parse`]) into
+/// `unit`.
 pub fn resolve_limit(
     profile: Option<&crate::config::Profile>,
     text: &str,
     unit: Unit,
-) -> Result<Limit, CheckError> {
-    let bad = |why: &str| CheckError::Limit {
+) -> Result<Resolved, CheckError> {
+    let units = if unit == Unit::Count {
+        Units::Count
+    } else {
+        Units::ANY_DURATION
+    };
+    let limit = limit::parse(text, units).map_err(|why| CheckError::Limit {
         text: text.to_owned(),
-        why: why.to_owned(),
-    };
-    let text_t = text.trim();
-    if let Some(key) = text_t.strip_prefix(PROFILE_PREFIX) {
-        let t = threshold::required(profile, key)?;
-        let value = match (unit.seconds(), key_unit_seconds(key)) {
-            (Some(per_unit), Some(per_key)) => t.value * per_key / per_unit,
-            (Some(_), None) => {
-                return Err(bad(
-                    "a duration's profile key ends with its unit (_ms, _s, _min, _h, _d)",
-                ))
-            }
-            (None, _) => t.value,
-        };
-        return Ok(Limit {
-            value,
-            source: Some(format!("profile {key}")),
-        });
-    }
-    let split = text_t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text_t.len());
-    let (n, word) = text_t.split_at(split);
-    let n: f64 = n.parse().map_err(|_| bad("not a number"))?;
-    let word = word.trim();
-    let value = match (unit.seconds(), word) {
-        (None, "") => n,
-        (None, _) => return Err(bad("a count takes no unit")),
-        (Some(_), "") => return Err(bad("a duration needs a unit (seconds, hours, days...)")),
-        (Some(per_unit), w) => {
-            n * unit_word_seconds(w).ok_or_else(|| bad("unknown unit"))? / per_unit
-        }
-    };
-    Ok(Limit {
-        value,
-        source: None,
-    })
+        why,
+    })?;
+    resolve(profile, &limit, unit)
 }
 
 /// [`resolve_limit`] with the run's profile.
-pub fn limit(world: &World, text: &str, unit: Unit) -> Result<Limit, CheckError> {
+pub fn limit(world: &World, text: &str, unit: Unit) -> Result<Resolved, CheckError> {
     resolve_limit(world.context().profile.as_ref(), text, unit)
+}
+
+/// [`resolve`] with the run's profile.
+pub fn threshold_of(world: &World, limit: &Limit, unit: Unit) -> Result<Resolved, CheckError> {
+    resolve(world.context().profile.as_ref(), limit, unit)
 }
 
 /// Records a criterion whose threshold is `limit`; whether it passed.
@@ -180,7 +177,7 @@ pub fn judge(
     name: impl Into<String>,
     figure: f64,
     comparison: Comparison,
-    limit: &Limit,
+    limit: &Resolved,
     unit: &str,
 ) -> bool {
     let mut c = Criterion::new(name, figure, comparison, limit.value, unit);
@@ -270,7 +267,7 @@ mod tests {
         let l = resolve_limit(None, "60 seconds", Unit::Seconds).unwrap();
         assert_eq!(
             l,
-            Limit {
+            Resolved {
                 value: 60.0,
                 source: None
             }
@@ -308,7 +305,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             l,
-            Limit {
+            Resolved {
                 value: 30.0,
                 source: Some("profile storage.claim_bind_s".into())
             }

@@ -19,7 +19,7 @@ use cucumber::{gherkin::Step, given, then, when};
 
 use super::{
     checks::{self, CheckError, Unit},
-    load::StepDuration,
+    limit::{Limit, LongDurationLimit, StepDuration},
 };
 use crate::{
     diag,
@@ -326,9 +326,9 @@ fn figure(world: &World, what: &str) -> Result<f64, DrStepError> {
     }
 }
 
-fn at_most(world: &mut World, name: &str, limit: &str, unit: Unit) -> Result<(), DrStepError> {
+fn at_most(world: &mut World, name: &str, limit: &Limit, unit: Unit) -> Result<(), DrStepError> {
     let fig = figure(world, name)?;
-    let l = checks::limit(world, limit, unit)?;
+    let l = checks::threshold_of(world, limit, unit)?;
     let shown = unit.symbol();
     if checks::judge(world, name, round3(fig), Comparison::AtMost, &l, shown) {
         Ok(())
@@ -344,44 +344,36 @@ fn at_most(world: &mut World, name: &str, limit: &str, unit: Unit) -> Result<(),
     }
 }
 
-#[then(
-    regex = r"^the backup completes within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?))$"
-)]
-async fn backup_within(world: &mut World, limit: String) -> Result<(), DrStepError> {
+#[then(expr = "the backup completes within {long-limit}")]
+async fn backup_within(world: &mut World, limit: LongDurationLimit) -> Result<(), DrStepError> {
     if dry_run(world) {
         return Ok(());
     }
-    at_most(world, "backup_s", &limit, Unit::Seconds)
+    at_most(world, "backup_s", &limit.0, Unit::Seconds)
 }
 
-#[then(
-    regex = r"^the restore completes within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?))$"
-)]
-async fn restore_within(world: &mut World, limit: String) -> Result<(), DrStepError> {
+#[then(expr = "the restore completes within {long-limit}")]
+async fn restore_within(world: &mut World, limit: LongDurationLimit) -> Result<(), DrStepError> {
     if dry_run(world) {
         return Ok(());
     }
-    at_most(world, "restore_s", &limit, Unit::Seconds)
+    at_most(world, "restore_s", &limit.0, Unit::Seconds)
 }
 
-#[then(
-    regex = r"^(?:the )?RTO is at most (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?))$"
-)]
-async fn rto_at_most(world: &mut World, limit: String) -> Result<(), DrStepError> {
+#[then(expr = "(the )RTO is at most {long-limit}")]
+async fn rto_at_most(world: &mut World, limit: LongDurationLimit) -> Result<(), DrStepError> {
     if dry_run(world) {
         return Ok(());
     }
-    at_most(world, "rto_s", &limit, Unit::Seconds)
+    at_most(world, "rto_s", &limit.0, Unit::Seconds)
 }
 
-#[then(
-    regex = r"^(?:the )?RPO is at most (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?))$"
-)]
-async fn rpo_at_most(world: &mut World, limit: String) -> Result<(), DrStepError> {
+#[then(expr = "(the )RPO is at most {long-limit}")]
+async fn rpo_at_most(world: &mut World, limit: LongDurationLimit) -> Result<(), DrStepError> {
     if dry_run(world) {
         return Ok(());
     }
-    at_most(world, "rpo_s", &limit, Unit::Seconds)
+    at_most(world, "rpo_s", &limit.0, Unit::Seconds)
 }
 
 #[then(regex = r"^no data written before the backup is lost$")]
@@ -389,7 +381,12 @@ async fn nothing_lost(world: &mut World) -> Result<(), DrStepError> {
     if dry_run(world) {
         return Ok(());
     }
-    let lost = at_most(world, "markers_lost_before_backup", "0", Unit::Count);
+    let lost = at_most(
+        world,
+        "markers_lost_before_backup",
+        &Limit::Value(0.0),
+        Unit::Count,
+    );
     let expected = world
         .dr
         .as_ref()
@@ -477,9 +474,9 @@ async fn schedule_configured(
 async fn schedule_backup_recent(
     world: &mut World,
     name: String,
-    max_age: String,
+    max_age: LongDurationLimit,
 ) -> Result<(), DrStepError> {
-    let max_age = checks::limit(world, &max_age, Unit::Hours)?;
+    let max_age = checks::threshold_of(world, &max_age.0, Unit::Hours)?;
     let ns = world.dr.as_ref().map_or_else(
         || "velero".to_owned(),
         |d| d.scenario.velero_namespace.clone(),

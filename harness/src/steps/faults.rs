@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cucumber::{gherkin, then, when};
 
-use super::load::StepDuration;
+use super::limit::StepDuration;
 use crate::{
     diag,
     fault::{

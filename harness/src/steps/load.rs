@@ -10,9 +10,9 @@
 //! and `load.mix`: a request-mix YAML file (relative to the profile) instead of the
 //! built-in OpenAlex mix.
 
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
-use cucumber::{given, then, Parameter};
+use cucumber::{given, then};
 
 use crate::{
     diag,
@@ -24,7 +24,10 @@ use crate::{
         touched,
         window::Figures,
     },
-    steps::checks::{self, CheckError, Unit},
+    steps::{
+        checks::{self, CheckError, Unit},
+        limit::{DurationLimit, MsLimit, PercentLimit},
+    },
     verdict::{Comparison, Criterion},
     world::World,
 };
@@ -58,52 +61,6 @@ pub enum LoadStepError {
     Unmet { expected: String, seen: String },
     #[error(transparent)]
     Limit(#[from] CheckError),
-}
-
-/// A duration as features write it: `500 ms`, `30 seconds`, `15 minutes`, `1 hour`.
-#[derive(Clone, Copy, Debug, PartialEq, Parameter)]
-#[param(
-    name = "duration",
-    regex = r"\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?)"
-)]
-pub struct StepDuration(pub Duration);
-
-impl FromStr for StepDuration {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (n, unit) = s.split_at(split);
-        let n: f64 = n.parse().map_err(|_| format!("{s:?} is not a duration"))?;
-        let secs = match unit.trim() {
-            "ms" | "millisecond" | "milliseconds" => n / 1000.0,
-            "s" | "sec" | "secs" | "second" | "seconds" => n,
-            "m" | "min" | "mins" | "minute" | "minutes" => n * 60.0,
-            "h" | "hour" | "hours" => n * 3600.0,
-            other => return Err(format!("unknown unit {other:?} in {s:?}")),
-        };
-        Ok(StepDuration(Duration::from_secs_f64(secs)))
-    }
-}
-
-/// A percentage: `1%`, `0.5%`; the number, in percent.
-#[derive(Clone, Copy, Debug, PartialEq, Parameter)]
-#[param(name = "percent", regex = r"\d+(?:\.\d+)?%")]
-pub struct Percent(pub f64);
-
-impl FromStr for Percent {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.trim()
-            .strip_suffix('%')
-            .and_then(|n| n.trim().parse().ok())
-            .map(Percent)
-            .ok_or_else(|| format!("{s:?} is not a percentage"))
-    }
 }
 
 fn profile_number(world: &World, key: &str, default: f64) -> f64 {
@@ -281,22 +238,17 @@ fn unmet(expected: String, f: &WaitFailed) -> LoadStepError {
     }
 }
 
-#[then(
-    regex = r"^while degraded the API p99 latency stays under (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?ms)$"
-)]
-async fn degraded_p99(world: &mut World, limit: String) -> Result<(), LoadStepError> {
+#[then(expr = "while degraded the API p99 latency stays under {ms-limit}")]
+async fn degraded_p99(world: &mut World, limit: MsLimit) -> Result<(), LoadStepError> {
     // Seconds, then ms: a profile key ending in `_ms` converts by its suffix.
-    let l = checks::limit(world, &limit, Unit::Seconds)?;
+    let l = checks::threshold_of(world, &limit.0, Unit::Seconds)?;
     let check = DegradedCheck::P99Below(l.value * 1000.0);
     check_degraded_from(world, check, l.source)
 }
 
-#[then(
-    regex = r"^while degraded the API error rate stays under (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?%)$"
-)]
-async fn degraded_errors(world: &mut World, limit: String) -> Result<(), LoadStepError> {
-    let text = limit.trim_end_matches('%').trim();
-    let l = checks::limit(world, text, Unit::Count)?;
+#[then(expr = "while degraded the API error rate stays under {percent-limit}")]
+async fn degraded_errors(world: &mut World, limit: PercentLimit) -> Result<(), LoadStepError> {
+    let l = checks::threshold_of(world, &limit.0, Unit::Count)?;
     check_degraded_from(world, DegradedCheck::ErrorRateBelow(l.value), l.source)
 }
 
@@ -365,11 +317,9 @@ fn record_judged(
     }
 }
 
-#[then(
-    regex = r"^the system recovers within (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?))$"
-)]
-async fn system_recovers(world: &mut World, within: String) -> Result<(), LoadStepError> {
-    let l = checks::limit(world, &within, Unit::Seconds)?;
+#[then(expr = "the system recovers within {limit}")]
+async fn system_recovers(world: &mut World, within: DurationLimit) -> Result<(), LoadStepError> {
+    let l = checks::threshold_of(world, &within.0, Unit::Seconds)?;
     wait_recovered_from(world, Duration::from_secs_f64(l.value.max(0.0)), l.source).await
 }
 
@@ -484,28 +434,4 @@ pub async fn finish(world: &mut World) {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_in_every_unit() {
-        let d = |s: &str| StepDuration::from_str(s).unwrap().0;
-        assert_eq!(d("500 ms"), Duration::from_millis(500));
-        assert_eq!(d("30 seconds"), Duration::from_secs(30));
-        assert_eq!(d("1 second"), Duration::from_secs(1));
-        assert_eq!(d("15 minutes"), Duration::from_secs(900));
-        assert_eq!(d("2h"), Duration::from_secs(7200));
-        assert_eq!(d("1.5 s"), Duration::from_millis(1500));
-        assert!(StepDuration::from_str("5 fortnights").is_err());
-    }
-
-    #[test]
-    fn percentages_parse() {
-        assert_eq!(Percent::from_str("1%").unwrap().0, 1.0);
-        assert_eq!(Percent::from_str("0.5%").unwrap().0, 0.5);
-        assert!(Percent::from_str("1").is_err());
-    }
 }

@@ -8,6 +8,7 @@ pub mod dr;
 pub mod faults;
 pub mod gameday;
 pub mod http;
+pub mod limit;
 pub mod load;
 pub mod observability;
 pub mod platform;

@@ -5,7 +5,10 @@
 use chrono::Utc;
 use cucumber::{gherkin::Step, then};
 
-use super::checks::{self, judge, judge_all, judge_yes, limit, table_cells, CheckError, Unit};
+use super::{
+    checks::{self, judge, judge_all, judge_yes, table_cells, threshold_of, CheckError, Unit},
+    limit::{RetentionLimit, WindowLimit},
+};
 use crate::{
     probe::{grafana, loki, prom},
     verdict::Comparison,
@@ -57,8 +60,12 @@ async fn prometheus_targets_up(world: &mut World, step: &Step) -> Result<(), Che
 #[then(
     regex = r"^(Prometheus|Loki)'s retention is (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:h|hours?|d|days?))$"
 )]
-async fn retention_is(world: &mut World, system: String, want: String) -> Result<(), CheckError> {
-    let want = limit(world, &want, Unit::Days)?;
+async fn retention_is(
+    world: &mut World,
+    system: String,
+    want: RetentionLimit,
+) -> Result<(), CheckError> {
+    let want = threshold_of(world, &want.0, Unit::Days)?;
     let secs = if system == "Prometheus" {
         prom::retention_s(world.client(), &prom::prometheus()).await?
     } else {
@@ -89,17 +96,15 @@ fn now_ns() -> i64 {
 }
 
 /// `5 minutes` or `the profile's KEY`, in seconds.
-fn window(world: &World, text: &str) -> Result<checks::Limit, CheckError> {
-    limit(world, text, Unit::Seconds)
+fn window(world: &World, since: &WindowLimit) -> Result<checks::Resolved, CheckError> {
+    threshold_of(world, &since.0, Unit::Seconds)
 }
 
-#[then(
-    regex = r"^Loki has log lines younger than (the profile's [A-Za-z0-9_.]+|\d+(?:\.\d+)? ?(?:s|secs?|seconds?|m|mins?|minutes?|h|hours?)) from every namespace of:$"
-)]
+#[then(expr = "Loki has log lines younger than {window-limit} from every namespace of:")]
 async fn loki_lines_per_namespace(
     world: &mut World,
     step: &Step,
-    since: String,
+    since: WindowLimit,
 ) -> Result<(), CheckError> {
     let namespaces = table_cells(step)?;
     let since = window(world, &since)?;
@@ -116,7 +121,7 @@ async fn loki_lines_per_namespace(
 async fn loki_lines_per_statefulset(
     world: &mut World,
     step: &Step,
-    since: String,
+    since: WindowLimit,
     namespace: String,
 ) -> Result<(), CheckError> {
     let sets = table_cells(step)?;
@@ -137,7 +142,7 @@ async fn loki_lines_per_statefulset(
 
 async fn loki_lines(
     world: &mut World,
-    since: &checks::Limit,
+    since: &checks::Resolved,
     selectors: Vec<(String, String)>,
 ) -> Result<(), CheckError> {
     let now = now_ns();

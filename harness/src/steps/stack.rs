@@ -9,7 +9,7 @@ use cucumber::{given, then};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::{api::Api, runtime::wait::await_condition, Client};
 
-use super::load::StepDuration;
+use super::limit::StepDuration;
 use crate::{
     diag,
     fault::scale::WorkloadKind,
