@@ -125,10 +125,14 @@ const EXPECTED: &[(&str, &[&str])] = &[
 /// a debug-build chaos run is minutes of load, and the others cannot see it.
 const CHAOS: &[(&str, &[&str], &[&str])] = &[
     // Muted alerts: Ceph stays HEALTH_OK with an OSD down. (The noout scenario still
-    // warns: its OSDMAP_FLAGS check is not muted.)
+    // warns: its OSDMAP_FLAGS check is not muted.) chaos-osd only: on the real control
+    // plane, with the defects' mutating webhook in every write's path, chaos-node:9's
+    // p99 went past its 3 s limit in one CI run (4.8 s) for reasons the mutes do not
+    // touch (the I/O block while Ceph learns of the lost host); osd-heartbeat-grace-long
+    // covers chaos-node.
     (
         "ceph-alerts-muted",
-        &["chaos-osd.feature", "chaos-node.feature"],
+        &["chaos-osd.feature"],
         &["chaos-osd.feature:8 ceph_health_warn_s"],
     ),
     // Only the drill that waits for a dead OSD's data to move needs recovery; the
