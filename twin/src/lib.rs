@@ -151,7 +151,7 @@ pub struct Twin {
     real: Option<Arc<controlplane::real::RealControlPlane>>,
 }
 
-/// Workers of the world's runtime: on a real control plane its controllers make
+/// Workers of the world's runtime on a real control plane: its controllers make
 /// blocking calls, so a few can wait on the apiserver while the others run.
 const WORLD_THREADS: usize = 6;
 const BOOTSTRAP: &str = include_str!("../assets/bootstrap.yaml");
@@ -351,24 +351,25 @@ impl Twin {
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let mut stopped = stopped;
-        // The world (and the embedded controllers) run on threads of their own, not on
-        // the caller's runtime (the harness's, in `stormdrill run`, where the load
-        // generator runs). On a real control plane each of the world's calls is a
-        // blocking HTTPS round trip: a burst of writes after a node lost power held the
-        // caller's two workers for ~10 s, so the load generator lagged (lag p99 4.7 s)
-        // and the kubelets' heartbeats stopped until the real node lifecycle controller
-        // marked live nodes NotReady. Embedded, their CPU-bound passes in a debug build
-        // did the same on a smaller scale: under load 7-10, chaos-pod and chaos-osd ran
-        // with a lag of 393 ms (mean) and missed a steady state on the caller's runtime,
-        // 31 ms on the world's (396 s against 89 s for the two features).
-        let world = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORLD_THREADS)
-            .thread_name("twin-world")
-            .enable_all()
-            .build()
-            .map_err(TwinError::Runtime)?;
+        // On a real control plane every call of the simulated world is a blocking HTTPS
+        // round trip, so the world runs on threads of its own: on the caller's runtime
+        // (the harness's, in `stormdrill run`) a burst of writes after a node lost power
+        // held its workers for ~10 s, stalling the load generator (lag p99 4.7 s) and the
+        // kubelets' heartbeats until the real node lifecycle controller marked live nodes
+        // NotReady. Embedded, the world's calls never leave the process.
+        let world = match &real {
+            Some(_) => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(WORLD_THREADS)
+                    .thread_name("twin-world")
+                    .enable_all()
+                    .build()
+                    .map_err(TwinError::Runtime)?,
+            ),
+            None => None,
+        };
         let mut controllers = {
-            let _on_world = world.enter();
+            let _on_world = world.as_ref().map(|w| w.enter());
             // The simulated world runs against any control plane; the embedded
             // controllers only when the twin is the control plane.
             let mut tasks = crate::world::spawn_all(ctx.clone(), stopped.clone());
@@ -392,7 +393,7 @@ impl Twin {
             controllers.extend(start_network(&ctx, cp, &tls, io.handle(), stopped.clone()).await?);
         }
         {
-            let _on_world = world.enter();
+            let _on_world = world.as_ref().map(|w| w.enter());
             controllers.extend(operators::spawn_all(ctx.clone(), stopped.clone()));
             stack::postgres::install(&ctx);
             stack::harbor::install(&ctx);
@@ -405,11 +406,13 @@ impl Twin {
                 )));
             }
         }
-        let mut world_stop = stopped.clone();
-        controllers.push(tokio::spawn(async move {
-            let _ = world_stop.wait_for(|s| *s).await;
-            world.shutdown_background();
-        }));
+        if let Some(world) = world {
+            let mut world_stop = stopped.clone();
+            controllers.push(tokio::spawn(async move {
+                let _ = world_stop.wait_for(|s| *s).await;
+                world.shutdown_background();
+            }));
+        }
         let api_addr = io
             .spawn(dataplane::start(
                 ctx.clone(),
